@@ -130,7 +130,9 @@ struct mux_callbacks {
 };
 
 struct mux_stats {
-    uint64_t frames_in, frames_out, dropped_frames;
+    uint64_t frames_in, frames_out;
+    uint64_t dropped_frames; /* malformed, or not allowed in the stream's state */
+    uint64_t late_frames;    /* for streams already gone (an ACK crossing our FIN) */
     uint64_t bytes_in, bytes_out; /* DAT payload */
     uint64_t streams_opened, streams_accepted, streams_closed;
 };

@@ -555,7 +555,7 @@ int mux_session_feed(struct mux_session *s, const uint8_t *msg, size_t len, int6
     } else {
         struct mux_stream *st = stream_lookup(s, f.id);
         if (!st) {
-            s->stats.dropped_frames++; /* a stream we have forgotten */
+            s->stats.late_frames++; /* a stream already closed here: ACKs race with FINs */
             rc = 0;
         } else if (f.type == MUX_DAT) {
             rc = handle_dat(s, st, f.payload, f.len);

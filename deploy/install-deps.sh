@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what webhooktunnel needs from Debian 12's packages, and nothing that
+# is already there. Idempotent. Run as root (or with sudo available).
+#   deploy/install-deps.sh            build and run: compiler, cmake, libraries
+#   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis, pytest, clang)
+set -euo pipefail
+
+want=(gcc libc6-dev make cmake pkg-config ca-certificates
+      libevent-dev libssl-dev libhiredis-dev libjwt-dev libwebsockets-dev)
+for arg in "$@"; do
+    case "$arg" in
+    --test) want+=(libcmocka-dev redis-server openssl clang libclang-rt-14-dev
+                   python3 python3-pytest python3-websockets python3-redis python3-requests) ;;
+    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;
+    esac
+done
+
+missing=()
+for p in "${want[@]}"; do
+    if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+        missing+=("$p")
+    fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+echo "install-deps.sh: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null || { echo "install-deps.sh: run as root (missing: ${missing[*]})" >&2; exit 1; }
+    SUDO=sudo
+fi
+export DEBIAN_FRONTEND=noninteractive
+# A fresh machine has no package lists yet; refresh them when an install fails too.
+if [ -z "$(ls -A /var/lib/apt/lists 2>/dev/null | grep -v -e lock -e partial)" ]; then
+    $SUDO apt-get update -q
+fi
+if ! $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"; then
+    $SUDO apt-get update -q
+    $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
