@@ -1,0 +1,163 @@
+"""Shared fixtures: real processes on 127.0.0.1 (node, client, backend), tokens, polling helpers.
+
+Every wait polls with a deadline; nothing sleeps blindly. Processes are killed
+at the end of each test. Binaries come from $WHT_BUILD_DIR (set by ctest).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("WHT_BUILD_DIR", os.path.join(ROOT, "build"))
+SECRET_A = "test-secret-a"
+SECRET_B = "test-secret-b"
+
+
+def binary(name):
+    for p in (os.path.join(BUILD, "node", name), os.path.join(BUILD, "client", name), os.path.join(BUILD, name)):
+        if os.path.exists(p):
+            return p
+    raise FileNotFoundError("%s not built in %s" % (name, BUILD))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def b64url(b):
+    return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
+
+
+def make_token(tid, secret=SECRET_A, nbf=None, exp=None, iat=None, alg="HS256", aud=None, extra=None, drop=()):
+    """A JWT built by hand (independent of the node's libjwt)."""
+    now = int(time.time())
+    claims = {"tid": tid, "iat": now if iat is None else iat, "nbf": now - 300 if nbf is None else nbf,
+              "exp": now + 3600 if exp is None else exp}
+    if aud is not None:
+        claims["aud"] = aud
+    claims.update(extra or {})
+    for k in drop:
+        claims.pop(k, None)
+    header = {"alg": alg, "typ": "JWT"}
+    signing = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(claims).encode())
+    digest = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}.get(alg)
+    sig = b64url(hmac.new(secret.encode(), signing.encode(), digest).digest()) if digest else ""
+    return signing + "." + sig
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            r = pred()
+            if r:
+                return r
+        except Exception as e:  # noqa: BLE001 - polled
+            last = e
+        time.sleep(0.02)
+    raise TimeoutError("timed out waiting for %s (last error: %r)" % (what, last))
+
+
+def port_open(port):
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+class Proc:
+    def __init__(self, args, env=None, name="proc", stdin=None):
+        self.log = tempfile.NamedTemporaryFile(prefix="wht-%s-" % name, suffix=".log", delete=False)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        self.p = subprocess.Popen(args, stdout=subprocess.PIPE if name == "client" else self.log,
+                                  stderr=self.log, env=full_env, stdin=stdin or subprocess.DEVNULL)
+        self.name = name
+
+    def output(self):
+        with open(self.log.name, "rb") as f:
+            return f.read().decode(errors="replace")
+
+    def alive(self):
+        return self.p.poll() is None
+
+    def stop(self, sig=15, timeout=10):
+        if self.p.poll() is None:
+            self.p.send_signal(sig)
+            try:
+                self.p.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.p.kill()
+                self.p.wait()
+        return self.p.returncode
+
+
+class Node(Proc):
+    def __init__(self, env=None, port=None, args=()):
+        self.port = port or free_port()
+        e = {"PORT": str(self.port), "WHT_LISTEN_ADDR": "127.0.0.1", "TASKCLUSTER_PROXY_SECRET_A": SECRET_A,
+             "TASKCLUSTER_PROXY_SECRET_B": SECRET_B, "WHT_LOG_LEVEL": "debug"}
+        e.update(env or {})
+        super().__init__([binary("whtunnel")] + list(args), env=e, name="node")
+        wait_for(lambda: port_open(self.port) or not self.alive(), 10, "node to listen")
+        assert self.alive(), self.output()
+
+    @property
+    def url(self):
+        return "http://127.0.0.1:%d" % self.port
+
+
+class Client(Proc):
+    def __init__(self, node_url, wid, target_port, token=None, args=(), wait=True):
+        token = token or make_token(wid)
+        super().__init__([binary("whclient"), node_url, wid, str(target_port), "--token", token] + list(args),
+                         name="client")
+        self.url = None
+        if wait:
+            line = self.p.stdout.readline().decode().strip()
+            assert line, "client printed no URL: %s" % self.output()
+            self.url = line
+
+
+class Backend(Proc):
+    def __init__(self):
+        self.port = free_port()
+        super().__init__([sys.executable, os.path.join(os.path.dirname(__file__), "backend.py"), str(self.port)],
+                         name="backend")
+        wait_for(lambda: port_open(self.port), 10, "backend to listen")
+
+
+@pytest.fixture
+def procs():
+    started = []
+    yield started
+    for p in reversed(started):
+        p.stop()
+
+
+@pytest.fixture
+def backend(procs):
+    b = Backend()
+    procs.append(b)
+    return b
+
+
+@pytest.fixture
+def node(procs):
+    n = Node()
+    procs.append(n)
+    return n
