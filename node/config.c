@@ -1,0 +1,1086 @@
+/* config: the node's settings table and what is generated from it. See config.h. */
+#include "node/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/crypto.h>
+
+enum config__type {
+    CFG_STRING,   /* char *, printable */
+    CFG_SECRET,   /* char *, never printed */
+    CFG_INT,      /* int, min..max */
+    CFG_SIZE,     /* uint64_t bytes, min..max */
+    CFG_DURATION, /* int64_t ms, min..max */
+    CFG_BOOL,     /* bool */
+    CFG_CHOICE,   /* char *, one of choices */
+};
+
+enum config__group {
+    CFG_G_LISTENER,
+    CFG_G_TOKENS,
+    CFG_G_TLS,
+    CFG_G_ROUTING,
+    CFG_G_LIMITS,
+    CFG_G_CLUSTER,
+    CFG_G_LOGGING,
+    CFG_G_COUNT,
+};
+
+static const char *const config__group_names[CFG_G_COUNT] = {
+    "Listener", "Tokens", "TLS", "Routing", "Limits", "Cluster (standalone unless REDIS_URL is set)",
+    "Logging",
+};
+
+struct config__entry {
+    const char *name; /* short name used in messages */
+    const char *env;  /* environment variable */
+    const char *flag; /* long flag, with its dashes */
+    const char *meta; /* placeholder for the value in --help */
+    enum config__type type;
+    enum config__group group;
+    size_t off;                 /* of the field in struct config */
+    const char *def;            /* default, as text parsed like any value */
+    int64_t min, max;           /* CFG_INT, CFG_SIZE, CFG_DURATION */
+    const char *const *choices; /* CFG_CHOICE: NULL-terminated */
+    const char *help;
+};
+
+/* offsetof(struct config, f), refusing to compile unless the field has type T. */
+#define CFG_OFF(f, T)                                                                                        \
+    (offsetof(struct config, f) + 0 * sizeof(char[_Generic(((struct config *)0)->f, T : 1, default : -1)]))
+#define CFG_STR(f) .off = CFG_OFF(f, char *)
+#define K (INT64_C(1) << 10)
+#define M (INT64_C(1) << 20)
+#define G (INT64_C(1) << 30)
+#define SEC INT64_C(1000)
+#define MIN (60 * SEC)
+#define HOUR (60 * MIN)
+#define DAY (24 * HOUR)
+
+static const char *const config__log_levels[] = {"error", "warn", "info", "debug", NULL};
+
+static const struct config__entry config__table[] = {
+    /* listener */
+    {.name = "port",
+     .env = "PORT",
+     .flag = "--port",
+     .meta = "<port>",
+     .type = CFG_INT,
+     .group = CFG_G_LISTENER,
+     .off = CFG_OFF(port, int),
+     .def = "8080",
+     .min = 0,
+     .max = 65535,
+     .help = "TCP port to listen on for viewers and workers (0: any free port)."},
+    {.name = "listen",
+     .env = "WHT_LISTEN_ADDR",
+     .flag = "--listen",
+     .meta = "<address>",
+     .type = CFG_STRING,
+     .group = CFG_G_LISTENER,
+     CFG_STR(listen_addr),
+     .def = "0.0.0.0",
+     .help = "IP address to bind (IPv4 or IPv6, e.g. 127.0.0.1 or ::)."},
+    /* tokens */
+    {.name = "env",
+     .env = "ENV",
+     .flag = "--env",
+     .meta = "<name>",
+     .type = CFG_STRING,
+     .group = CFG_G_TOKENS,
+     CFG_STR(env),
+     .def = "development",
+     .help = "Runtime environment. \"production\" refuses to start without TASKCLUSTER_PROXY_SECRET_A or _B; "
+             "any other value lets the node generate a secret when none is set."},
+    {.name = "secret-a",
+     .env = "TASKCLUSTER_PROXY_SECRET_A",
+     .flag = "--secret-a",
+     .meta = "<secret>",
+     .type = CFG_SECRET,
+     .group = CFG_G_TOKENS,
+     CFG_STR(secret_a),
+     .def = "",
+     .help = "Secret that signs worker tokens (HS256). Tried first."},
+    {.name = "secret-b",
+     .env = "TASKCLUSTER_PROXY_SECRET_B",
+     .flag = "--secret-b",
+     .meta = "<secret>",
+     .type = CFG_SECRET,
+     .group = CFG_G_TOKENS,
+     CFG_STR(secret_b),
+     .def = "",
+     .help = "Second accepted secret, so that secrets rotate without downtime. Tried after A."},
+    {.name = "audience",
+     .env = "AUDIENCE",
+     .flag = "--audience",
+     .meta = "<aud>",
+     .type = CFG_STRING,
+     .group = CFG_G_TOKENS,
+     CFG_STR(audience),
+     .def = "",
+     .help = "When set, tokens must carry this \"aud\" claim; when empty, \"aud\" is not checked."},
+    /* TLS */
+    {.name = "tls-key",
+     .env = "TLS_KEY",
+     .flag = "--tls-key",
+     .meta = "<file>",
+     .type = CFG_STRING,
+     .group = CFG_G_TLS,
+     CFG_STR(tls_key),
+     .def = "",
+     .help = "PEM private key file. With TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
+    {.name = "tls-certificate",
+     .env = "TLS_CERTIFICATE",
+     .flag = "--tls-certificate",
+     .meta = "<file>",
+     .type = CFG_STRING,
+     .group = CFG_G_TLS,
+     CFG_STR(tls_certificate),
+     .def = "",
+     .help = "PEM certificate chain file (leaf first)."},
+    /* routing */
+    {.name = "url-prefix",
+     .env = "URL_PREFIX",
+     .flag = "--url-prefix",
+     .meta = "<url>",
+     .type = CFG_STRING,
+     .group = CFG_G_ROUTING,
+     CFG_STR(url_prefix),
+     .def = "",
+     .help = "Public base URL, e.g. https://tunnel.example.com; a worker's URL in path mode is <url>/<id>. "
+             "Empty: derived from the Host of the registration request."},
+    {.name = "domain",
+     .env = "WHT_DOMAIN",
+     .flag = "--domain",
+     .meta = "<domain>",
+     .type = CFG_STRING,
+     .group = CFG_G_ROUTING,
+     CFG_STR(domain),
+     .def = "",
+     .help = "Enables domain mode: requests for <id>.<domain> go to worker <id>. Path mode stays on."},
+    /* limits */
+    {.name = "max-header-bytes",
+     .env = "WHT_MAX_HEADER_BYTES",
+     .flag = "--max-header-bytes",
+     .meta = "<size>",
+     .type = CFG_SIZE,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_header_bytes, uint64_t),
+     .def = "16k",
+     .min = 1 * K,
+     .max = 1 * M,
+     .help = "Largest request or response head (request line and headers)."},
+    {.name = "header-timeout",
+     .env = "WHT_HEADER_TIMEOUT",
+     .flag = "--header-timeout",
+     .meta = "<duration>",
+     .type = CFG_DURATION,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(header_timeout_ms, int64_t),
+     .def = "10s",
+     .min = 100,
+     .max = 10 * MIN,
+     .help = "Time a viewer has to send a complete request head."},
+    {.name = "idle-timeout",
+     .env = "WHT_IDLE_TIMEOUT",
+     .flag = "--idle-timeout",
+     .meta = "<duration>",
+     .type = CFG_DURATION,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(idle_timeout_ms, int64_t),
+     .def = "120s",
+     .min = 1 * SEC,
+     .max = 1 * DAY,
+     .help = "How long an idle viewer keep-alive connection stays open."},
+    {.name = "max-streams-per-worker",
+     .env = "WHT_MAX_STREAMS_PER_WORKER",
+     .flag = "--max-streams-per-worker",
+     .meta = "<n>",
+     .type = CFG_INT,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_streams_per_worker, int),
+     .def = "128",
+     .min = 1,
+     .max = CONFIG_MAX_STREAMS_GO,
+     .help = "Requests in flight towards one worker; more wait in a queue. At most 190: Go clients abort "
+             "a session with over 200 unaccepted streams."},
+    {.name = "queue-timeout",
+     .env = "WHT_QUEUE_TIMEOUT",
+     .flag = "--queue-timeout",
+     .meta = "<duration>",
+     .type = CFG_DURATION,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(queue_timeout_ms, int64_t),
+     .def = "5s",
+     .min = 0,
+     .max = 10 * MIN,
+     .help = "How long a request may wait for a free stream before a 503."},
+    {.name = "stream-window",
+     .env = "WHT_STREAM_WINDOW",
+     .flag = "--stream-window",
+     .meta = "<size>",
+     .type = CFG_SIZE,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(stream_window, uint64_t),
+     .def = "256k",
+     .min = 4 * K,
+     .max = 16 * M,
+     .help = "Receive window granted to a worker per stream."},
+    {.name = "session-buffer",
+     .env = "WHT_SESSION_BUFFER",
+     .flag = "--session-buffer",
+     .meta = "<size>",
+     .type = CFG_SIZE,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(session_buffer, uint64_t),
+     .def = "8m",
+     .min = 64 * K,
+     .max = 1 * G,
+     .help = "Bytes received from one worker and not yet delivered, past which the node stops reading "
+             "that worker's connection. At least WHT_STREAM_WINDOW."},
+    {.name = "ping-interval",
+     .env = "WHT_PING_INTERVAL",
+     .flag = "--ping-interval",
+     .meta = "<duration>",
+     .type = CFG_DURATION,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(ping_interval_ms, int64_t),
+     .def = "20s",
+     .min = 1 * SEC,
+     .max = 10 * MIN,
+     .help = "WebSocket ping interval towards workers; a worker that has not answered by the next ping is "
+             "dropped."},
+    {.name = "max-connections",
+     .env = "WHT_MAX_CONNECTIONS",
+     .flag = "--max-connections",
+     .meta = "<n>",
+     .type = CFG_INT,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_connections, int),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "Open connections (viewers and workers) accepted at once."},
+    /* cluster */
+    {.name = "redis-url",
+     .env = "REDIS_URL",
+     .flag = "--redis-url",
+     .meta = "<url>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(redis_url),
+     .def = "",
+     .help = "redis://[:password@]host[:port][/db] of the cluster registry. Empty: a standalone node."},
+    {.name = "node-id",
+     .env = "WHT_NODE_ID",
+     .flag = "--node-id",
+     .meta = "<id>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(node_id),
+     .def = "",
+     .help = "This node's name in the cluster ([A-Za-z0-9_.-], at most 64). Empty: computed by the node."},
+    {.name = "peer-addr",
+     .env = "WHT_PEER_ADDR",
+     .flag = "--peer-addr",
+     .meta = "<host:port>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(peer_addr),
+     .def = "",
+     .help = "Address to listen on for links from other nodes. Empty: computed by the node."},
+    {.name = "peer-advertise",
+     .env = "WHT_PEER_ADVERTISE",
+     .flag = "--peer-advertise",
+     .meta = "<host:port>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(peer_advertise),
+     .def = "",
+     .help = "Address other nodes dial to reach this one. Empty: computed by the node."},
+    {.name = "cluster-secret",
+     .env = "WHT_CLUSTER_SECRET",
+     .flag = "--cluster-secret",
+     .meta = "<secret>",
+     .type = CFG_SECRET,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(cluster_secret),
+     .def = "",
+     .help = "Shared secret authenticating node-to-node links; required with REDIS_URL (16 bytes or more)."},
+    {.name = "redis-prefix",
+     .env = "WHT_REDIS_PREFIX",
+     .flag = "--redis-prefix",
+     .meta = "<prefix>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(redis_prefix),
+     .def = "wht:",
+     .help = "Prefix of every Redis key and channel, so that clusters can share a Redis."},
+    /* logging */
+    {.name = "log-level",
+     .env = "WHT_LOG_LEVEL",
+     .flag = "--log-level",
+     .meta = "<level>",
+     .type = CFG_CHOICE,
+     .group = CFG_G_LOGGING,
+     CFG_STR(log_level),
+     .def = "info",
+     .choices = config__log_levels,
+     .help = "Least severe messages logged: error, warn, info or debug."},
+};
+
+#define CFG_N (sizeof(config__table) / sizeof(config__table[0]))
+
+/* ---- messages -------------------------------------------------------------------------- */
+
+static void cfg_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void cfg_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* Copies at most 64 bytes of s into out (room for 72), '?' for control characters,
+ * "..." when cut: safe to put in a message. */
+static const char *cfg_quote(const char *s, char *out)
+{
+    size_t i;
+    for (i = 0; s[i] && i < 64; i++)
+        out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (s[i])
+        out[i++] = '.', out[i++] = '.', out[i++] = '.';
+    out[i] = '\0';
+    return out;
+}
+
+static void cfg_format_size(uint64_t v, char *out, size_t len)
+{
+    if (v != 0 && v % (uint64_t)G == 0)
+        snprintf(out, len, "%" PRIu64 "g", v / (uint64_t)G);
+    else if (v != 0 && v % (uint64_t)M == 0)
+        snprintf(out, len, "%" PRIu64 "m", v / (uint64_t)M);
+    else if (v != 0 && v % (uint64_t)K == 0)
+        snprintf(out, len, "%" PRIu64 "k", v / (uint64_t)K);
+    else
+        snprintf(out, len, "%" PRIu64, v);
+}
+
+static void cfg_format_duration(int64_t ms, char *out, size_t len)
+{
+    static const struct {
+        int64_t ms;
+        const char *unit;
+    } units[] = {{DAY, "d"}, {HOUR, "h"}, {MIN, "m"}, {SEC, "s"}};
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (ms != 0 && ms % units[i].ms == 0) {
+            snprintf(out, len, "%" PRId64 "%s", ms / units[i].ms, units[i].unit);
+            return;
+        }
+    }
+    snprintf(out, len, ms == 0 ? "0s" : "%" PRId64 "ms", ms);
+}
+
+/* What a value of entry e must look like, for errors and help. */
+static void cfg_expected(const struct config__entry *e, char *out, size_t len)
+{
+    char lo[32], hi[32];
+    switch (e->type) {
+    case CFG_INT:
+        snprintf(out, len, "an integer from %" PRId64 " to %" PRId64, e->min, e->max);
+        break;
+    case CFG_SIZE:
+        cfg_format_size((uint64_t)e->min, lo, sizeof(lo));
+        cfg_format_size((uint64_t)e->max, hi, sizeof(hi));
+        snprintf(out, len, "a size from %s to %s (bytes, or with k, m or g as in 256k)", lo, hi);
+        break;
+    case CFG_DURATION:
+        cfg_format_duration(e->min, lo, sizeof(lo));
+        cfg_format_duration(e->max, hi, sizeof(hi));
+        snprintf(out, len, "a duration from %s to %s (with ms, s, m, h or d, as in 30s or 1h30m)", lo, hi);
+        break;
+    case CFG_BOOL:
+        snprintf(out, len, "true or false (or 1/0, yes/no, on/off)");
+        break;
+    case CFG_CHOICE: {
+        size_t n = (size_t)snprintf(out, len, "one of");
+        for (size_t i = 0; e->choices[i] && n < len; i++)
+            n += (size_t)snprintf(out + n, len - n, "%s %s", i ? "," : "", e->choices[i]);
+        break;
+    }
+    case CFG_SECRET:
+        snprintf(out, len, "at most %d bytes", CONFIG_MAX_STRING);
+        break;
+    case CFG_STRING:
+        snprintf(out, len, "text without control characters, at most %d bytes", CONFIG_MAX_STRING);
+        break;
+    }
+}
+
+/* ---- value parsers --------------------------------------------------------------------- */
+
+/* Reads decimal digits at *s into *v (no sign). Returns the digit count, -1 on overflow. */
+static int cfg_digits(const char **s, uint64_t *v)
+{
+    int n = 0;
+    *v = 0;
+    while (**s >= '0' && **s <= '9') {
+        unsigned d = (unsigned)(**s - '0');
+        if (*v > (UINT64_MAX - d) / 10)
+            return -1;
+        *v = *v * 10 + d;
+        (*s)++;
+        n++;
+    }
+    return n;
+}
+
+int config_parse_duration_ms(const char *s, int64_t *out_ms)
+{
+    static const struct {
+        const char *unit;
+        int64_t ms;
+    } units[] = {{"ms", 1}, {"s", SEC}, {"m", MIN}, {"h", HOUR}, {"d", DAY}};
+    uint64_t total = 0, v;
+
+    if (!s || !out_ms || !*s)
+        return CONFIG_E_VALUE;
+    if (strcmp(s, "0") == 0) {
+        *out_ms = 0;
+        return 0;
+    }
+    while (*s) {
+        size_t i, ulen = 0;
+        if (cfg_digits(&s, &v) <= 0)
+            return CONFIG_E_VALUE;
+        for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+            ulen = strlen(units[i].unit);
+            /* "m" must not take the "m" of "ms" */
+            if (strncmp(s, units[i].unit, ulen) == 0 && !(ulen == 1 && s[0] == 'm' && s[1] == 's'))
+                break;
+        }
+        if (i == sizeof(units) / sizeof(units[0]))
+            return CONFIG_E_VALUE;
+        s += ulen;
+        if (v > (uint64_t)INT64_MAX / (uint64_t)units[i].ms)
+            return CONFIG_E_VALUE;
+        v *= (uint64_t)units[i].ms;
+        if (v > (uint64_t)INT64_MAX - total)
+            return CONFIG_E_VALUE;
+        total += v;
+    }
+    *out_ms = (int64_t)total;
+    return 0;
+}
+
+int config_parse_size(const char *s, uint64_t *out)
+{
+    uint64_t v, mult = 1;
+
+    if (!s || !out || cfg_digits(&s, &v) <= 0)
+        return CONFIG_E_VALUE;
+    switch (*s) {
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        mult = (uint64_t)K;
+        s++;
+        break;
+    case 'm':
+    case 'M':
+        mult = (uint64_t)M;
+        s++;
+        break;
+    case 'g':
+    case 'G':
+        mult = (uint64_t)G;
+        s++;
+        break;
+    default:
+        return CONFIG_E_VALUE;
+    }
+    if (*s != '\0' || v > UINT64_MAX / mult)
+        return CONFIG_E_VALUE;
+    *out = v * mult;
+    return 0;
+}
+
+int config_parse_bool(const char *s, bool *out)
+{
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    if (!s || !out)
+        return CONFIG_E_VALUE;
+    for (size_t i = 0; i < 4; i++) {
+        if (strcasecmp(s, yes[i]) == 0) {
+            *out = true;
+            return 0;
+        }
+        if (strcasecmp(s, no[i]) == 0) {
+            *out = false;
+            return 0;
+        }
+    }
+    return CONFIG_E_VALUE;
+}
+
+static int cfg_parse_int(const char *s, int64_t *out)
+{
+    int neg = *s == '-';
+    uint64_t v;
+    if (neg)
+        s++;
+    if (cfg_digits(&s, &v) <= 0 || *s != '\0' || v > (uint64_t)INT64_MAX)
+        return CONFIG_E_VALUE;
+    *out = neg ? -(int64_t)v : (int64_t)v;
+    return 0;
+}
+
+static int cfg_printable(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
+/* ---- the setter every source goes through ----------------------------------------------- */
+
+static void *cfg_field(struct config *c, const struct config__entry *e) { return (char *)c + e->off; }
+
+static const void *cfg_cfield(const struct config *c, const struct config__entry *e)
+{
+    return (const char *)c + e->off;
+}
+
+static int cfg_replace_string(struct config *c, const struct config__entry *e, const char *value)
+{
+    char **slot = cfg_field(c, e);
+    char *copy = strdup(value);
+    if (!copy)
+        return CONFIG_E_NOMEM;
+    if (*slot) {
+        if (e->type == CFG_SECRET)
+            OPENSSL_cleanse(*slot, strlen(*slot));
+        free(*slot);
+    }
+    *slot = copy;
+    return 0;
+}
+
+/* Parses value for e and stores it. origin says where it came from, for the
+ * message ("--port", "environment variable PORT"). */
+static int cfg_set(struct config *c, const struct config__entry *e, const char *value, const char *origin,
+                   char *err, size_t errlen)
+{
+    int64_t i64;
+    uint64_t u64;
+    bool b;
+    int rc = CONFIG_E_VALUE;
+
+    switch (e->type) {
+    case CFG_INT:
+        if (cfg_parse_int(value, &i64) == 0 && i64 >= e->min && i64 <= e->max) {
+            *(int *)cfg_field(c, e) = (int)i64;
+            rc = 0;
+        }
+        break;
+    case CFG_SIZE:
+        if (config_parse_size(value, &u64) == 0 && u64 >= (uint64_t)e->min && u64 <= (uint64_t)e->max) {
+            *(uint64_t *)cfg_field(c, e) = u64;
+            rc = 0;
+        }
+        break;
+    case CFG_DURATION:
+        if (config_parse_duration_ms(value, &i64) == 0 && i64 >= e->min && i64 <= e->max) {
+            *(int64_t *)cfg_field(c, e) = i64;
+            rc = 0;
+        }
+        break;
+    case CFG_BOOL:
+        if (config_parse_bool(value, &b) == 0) {
+            *(bool *)cfg_field(c, e) = b;
+            rc = 0;
+        }
+        break;
+    case CFG_CHOICE:
+        for (size_t k = 0; e->choices[k]; k++)
+            if (strcmp(value, e->choices[k]) == 0)
+                rc = cfg_replace_string(c, e, value);
+        break;
+    case CFG_STRING:
+        if (strlen(value) <= CONFIG_MAX_STRING && cfg_printable(value))
+            rc = cfg_replace_string(c, e, value);
+        break;
+    case CFG_SECRET:
+        if (strlen(value) <= CONFIG_MAX_STRING)
+            rc = cfg_replace_string(c, e, value);
+        break;
+    }
+    if (rc == CONFIG_E_VALUE) {
+        char expected[192], q[72];
+        cfg_expected(e, expected, sizeof(expected));
+        if (e->type == CFG_SECRET)
+            cfg_err(err, errlen, "invalid value for %s (%s, %s) given by %s: expected %s", e->name, e->env,
+                    e->flag, origin, expected);
+        else
+            cfg_err(err, errlen, "invalid value \"%s\" for %s (%s, %s) given by %s: expected %s",
+                    cfg_quote(value, q), e->name, e->env, e->flag, origin, expected);
+    } else if (rc == CONFIG_E_NOMEM) {
+        cfg_err(err, errlen, "out of memory");
+    }
+    return rc;
+}
+
+/* ---- public ---------------------------------------------------------------------------- */
+
+void config_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    for (size_t i = 0; i < CFG_N; i++) {
+        char err[256];
+        if (cfg_set(cfg, &config__table[i], config__table[i].def, "the default", err, sizeof(err)) != 0) {
+            fprintf(stderr, "config: %s\n", err); /* a bad table or no memory at start-up */
+            abort();
+        }
+    }
+}
+
+static const struct config__entry *cfg_find_flag(const char *name, size_t len)
+{
+    for (size_t i = 0; i < CFG_N; i++)
+        if (strlen(config__table[i].flag) == len && memcmp(config__table[i].flag, name, len) == 0)
+            return &config__table[i];
+    return NULL;
+}
+
+static const char *cfg_getenv(char **environ_like, const char *name)
+{
+    size_t n = strlen(name);
+    if (!environ_like)
+        return NULL;
+    for (char **e = environ_like; *e; e++)
+        if (strncmp(*e, name, n) == 0 && (*e)[n] == '=')
+            return *e + n + 1;
+    return NULL;
+}
+
+static int cfg_load_env(struct config *cfg, char **environ_like, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        const char *v = cfg_getenv(environ_like, e->env);
+        char origin[80];
+        if (!v || !*v)
+            continue; /* "" is unset, as in the original service */
+        snprintf(origin, sizeof(origin), "environment variable %s", e->env);
+        int rc = cfg_set(cfg, e, v, origin, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+static int cfg_load_argv(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
+{
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
+            return CONFIG_HELP;
+        if (a[0] != '-' || a[1] == '\0' || strcmp(a, "--") == 0) {
+            /* not echoed: a misplaced secret would end up in a log */
+            cfg_err(err, errlen, "unexpected argument %d: this program takes only --options (see --help)", i);
+            return CONFIG_E_ARGUMENT;
+        }
+        const char *eq = strchr(a, '=');
+        size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
+        const struct config__entry *e = cfg_find_flag(a, nlen);
+        if (!e) {
+            char q[72], name[80];
+            snprintf(name, sizeof(name), "%.*s", (int)(nlen < 70 ? nlen : 70), a);
+            cfg_err(err, errlen, "unknown option \"%s\" (see --help)", cfg_quote(name, q));
+            return CONFIG_E_UNKNOWN;
+        }
+        const char *value;
+        if (eq) {
+            value = eq + 1;
+        } else if (e->type == CFG_BOOL) {
+            value = "true";
+        } else if (i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0) {
+            value = argv[++i];
+        } else {
+            char expected[192];
+            cfg_expected(e, expected, sizeof(expected));
+            cfg_err(err, errlen, "option %s needs a value (%s%s): expected %s", e->flag,
+                    i + 1 < argc ? "use --name=value for one starting with --; " : "", e->env, expected);
+            return CONFIG_E_MISSING_VALUE;
+        }
+        int rc = cfg_set(cfg, e, value, e->flag, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int config_load(struct config *cfg, char **environ_like, int argc, char **argv, char *err, size_t errlen)
+{
+    int rc;
+    cfg_err(err, errlen, "%s", "");
+    if ((rc = cfg_load_env(cfg, environ_like, err, errlen)) != 0)
+        return rc;
+    return cfg_load_argv(cfg, argc, argv, err, errlen);
+}
+
+/* ---- validation ------------------------------------------------------------------------ */
+
+static int cfg_is_host_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
+}
+
+/* A DNS name: labels of [A-Za-z0-9-] separated by single dots, at most 253 bytes. */
+static int cfg_valid_hostname(const char *s, size_t len)
+{
+    if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!cfg_is_host_char(s[i]) || (s[i] == '.' && s[i + 1] == '.'))
+            return 0;
+    return 1;
+}
+
+/* host:port with port 1..65535; host a name, an IPv4 address or [IPv6]. */
+static int cfg_valid_hostport(const char *s)
+{
+    const char *colon = strrchr(s, ':');
+    int64_t port;
+    if (!colon || cfg_parse_int(colon + 1, &port) != 0 || port < 1 || port > 65535 || colon[1] == '-')
+        return 0;
+    if (s[0] == '[') {
+        if (colon - s < 3 || colon[-1] != ']')
+            return 0;
+        for (const char *p = s + 1; p < colon - 1; p++)
+            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') ||
+                  *p == ':' || *p == '.'))
+                return 0;
+        return 1;
+    }
+    return cfg_valid_hostname(s, (size_t)(colon - s));
+}
+
+/* http(s)://authority[/path], no query, fragment, space or user info. */
+static int cfg_valid_url_prefix(const char *s)
+{
+    const char *h;
+    if (strncmp(s, "https://", 8) == 0)
+        h = s + 8;
+    else if (strncmp(s, "http://", 7) == 0)
+        h = s + 7;
+    else
+        return 0;
+    size_t alen = strcspn(h, "/");
+    if (alen == 0)
+        return 0;
+    for (const char *p = h; *p; p++)
+        if (*p == ' ' || *p == '?' || *p == '#' || *p == '@' || *p == '\\' || *p == '"' || *p == '<' ||
+            *p == '>')
+            return 0;
+    if (h[0] == '[')
+        return memchr(h, ']', alen) != NULL;
+    const char *colon = memchr(h, ':', alen);
+    size_t hlen = colon ? (size_t)(colon - h) : alen;
+    if (colon) {
+        int64_t port;
+        char pbuf[8];
+        size_t plen = alen - hlen - 1;
+        if (plen == 0 || plen >= sizeof(pbuf))
+            return 0;
+        memcpy(pbuf, colon + 1, plen);
+        pbuf[plen] = '\0';
+        if (cfg_parse_int(pbuf, &port) != 0 || port < 1 || port > 65535 || pbuf[0] == '-')
+            return 0;
+    }
+    return cfg_valid_hostname(h, hlen);
+}
+
+static int cfg_only_chars(const char *s, const char *extra)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr(extra, *s)))
+            return 0;
+    return 1;
+}
+
+bool config_is_production(const struct config *cfg)
+{
+    return cfg->env && strcmp(cfg->env, "production") == 0;
+}
+
+static bool cfg_has_configured_secret(const struct config *cfg)
+{
+    return (cfg->secret_a && cfg->secret_a[0] && !cfg->secret_generated) ||
+           (cfg->secret_b && cfg->secret_b[0]);
+}
+
+bool config_needs_generated_secret(const struct config *cfg)
+{
+    return !config_is_production(cfg) && !(cfg->secret_a && cfg->secret_a[0]) &&
+           !(cfg->secret_b && cfg->secret_b[0]);
+}
+
+int config_set_generated_secret(struct config *cfg, const char *secret)
+{
+    const struct config__entry *e = cfg_find_flag("--secret-a", strlen("--secret-a"));
+    if (!secret || !secret[0] || strlen(secret) > CONFIG_MAX_STRING)
+        return CONFIG_E_VALUE;
+    int rc = cfg_replace_string(cfg, e, secret);
+    if (rc == 0)
+        cfg->secret_generated = true;
+    return rc;
+}
+
+int config_validate(const struct config *cfg, char *err, size_t errlen)
+{
+    char q[72];
+    cfg_err(err, errlen, "%s", "");
+    if (!cfg->tls_key[0] != !cfg->tls_certificate[0]) {
+        cfg_err(err, errlen,
+                "TLS_KEY (--tls-key) and TLS_CERTIFICATE (--tls-certificate) go together: set both or "
+                "neither");
+        return CONFIG_E_INVALID;
+    }
+    if (config_is_production(cfg) && !cfg_has_configured_secret(cfg)) {
+        cfg_err(err, errlen,
+                "ENV=production needs TASKCLUSTER_PROXY_SECRET_A or TASKCLUSTER_PROXY_SECRET_B "
+                "(--secret-a, --secret-b): generated secrets are for development only");
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->stream_window > cfg->session_buffer) {
+        cfg_err(err, errlen,
+                "WHT_STREAM_WINDOW (--stream-window) must not exceed WHT_SESSION_BUFFER "
+                "(--session-buffer)");
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->url_prefix[0] && !cfg_valid_url_prefix(cfg->url_prefix)) {
+        cfg_err(err, errlen,
+                "invalid URL_PREFIX (--url-prefix) \"%s\": expected http(s)://host[:port][/path], as "
+                "in https://tunnel.example.com",
+                cfg_quote(cfg->url_prefix, q));
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->domain[0] && !cfg_valid_hostname(cfg->domain, strlen(cfg->domain))) {
+        cfg_err(err, errlen,
+                "invalid WHT_DOMAIN (--domain) \"%s\": expected a host name such as tunnel.example.com, "
+                "without scheme or port",
+                cfg_quote(cfg->domain, q));
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->redis_url[0]) {
+        if (strncmp(cfg->redis_url, "redis://", 8) != 0 || !cfg->redis_url[8]) {
+            /* not echoed: the URL may hold the Redis password */
+            cfg_err(err, errlen,
+                    "invalid REDIS_URL (--redis-url): expected redis://[:password@]host[:port][/db] "
+                    "(rediss:// is not supported: hiredis 0.14 has no TLS)");
+            return CONFIG_E_INVALID;
+        }
+        if (strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
+            cfg_err(err, errlen,
+                    "REDIS_URL (--redis-url) needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d "
+                    "bytes, the same on every node",
+                    CONFIG_MIN_CLUSTER_SECRET);
+            return CONFIG_E_INVALID;
+        }
+    }
+    if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr)) {
+        cfg_err(err, errlen, "invalid WHT_PEER_ADDR (--peer-addr) \"%s\": expected host:port",
+                cfg_quote(cfg->peer_addr, q));
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->peer_advertise[0] && !cfg_valid_hostport(cfg->peer_advertise)) {
+        cfg_err(err, errlen, "invalid WHT_PEER_ADVERTISE (--peer-advertise) \"%s\": expected host:port",
+                cfg_quote(cfg->peer_advertise, q));
+        return CONFIG_E_INVALID;
+    }
+    if (strlen(cfg->node_id) > 64 || !cfg_only_chars(cfg->node_id, "_.-")) {
+        cfg_err(err, errlen, "invalid WHT_NODE_ID (--node-id) \"%s\": expected at most 64 of [A-Za-z0-9_.-]",
+                cfg_quote(cfg->node_id, q));
+        return CONFIG_E_INVALID;
+    }
+    if (strlen(cfg->redis_prefix) > 64 || !cfg_only_chars(cfg->redis_prefix, "_.:-/{}")) {
+        cfg_err(err, errlen,
+                "invalid WHT_REDIS_PREFIX (--redis-prefix) \"%s\": expected at most 64 of "
+                "[A-Za-z0-9_.:-/{}]",
+                cfg_quote(cfg->redis_prefix, q));
+        return CONFIG_E_INVALID;
+    }
+    if (!cfg->listen_addr[0]) {
+        cfg_err(err, errlen,
+                "WHT_LISTEN_ADDR (--listen) must not be empty (0.0.0.0 listens on every interface)");
+        return CONFIG_E_INVALID;
+    }
+    return 0;
+}
+
+void config_free(struct config *cfg)
+{
+    if (!cfg)
+        return;
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        if (e->type != CFG_STRING && e->type != CFG_SECRET && e->type != CFG_CHOICE)
+            continue;
+        char **slot = cfg_field(cfg, e);
+        if (*slot && e->type == CFG_SECRET)
+            OPENSSL_cleanse(*slot, strlen(*slot));
+        free(*slot);
+        *slot = NULL;
+    }
+    memset(cfg, 0, sizeof(*cfg));
+}
+
+/* ---- help and dump --------------------------------------------------------------------- */
+
+/* Writes text wrapped at width columns, each line indented by indent spaces. */
+static void cfg_wrap(FILE *f, int indent, int width, const char *text)
+{
+    const char *p = text;
+    while (*p) {
+        int avail = width - indent;
+        size_t len = strlen(p), cut = len;
+        if ((int)len > avail) {
+            cut = (size_t)avail;
+            while (cut > 0 && p[cut] != ' ')
+                cut--;
+            if (cut == 0)
+                cut = strcspn(p, " ");
+        }
+        fprintf(f, "%*s%.*s\n", indent, "", (int)cut, p);
+        p += cut;
+        while (*p == ' ')
+            p++;
+    }
+}
+
+void config_print_help(FILE *f, const char *progname)
+{
+    fprintf(f, "Usage: %s [options]\n\n", progname ? progname : "whtunnel");
+    cfg_wrap(
+        f, 0, 79,
+        "Every setting comes from its environment variable, then from its option (an option wins). Options "
+        "take "
+        "their value as --name value or --name=value. Sizes are bytes or take k, m or g (1024-based): 256k. "
+        "Durations take ms, s, m, h or d: 30s, 1h30m.");
+    for (int g = 0; g < CFG_G_COUNT; g++) {
+        fprintf(f, "\n%s:\n", config__group_names[g]);
+        for (size_t i = 0; i < CFG_N; i++) {
+            const struct config__entry *e = &config__table[i];
+            char text[170], bounds[160] = "", lo[32], hi[32];
+            if ((int)e->group != g)
+                continue;
+            fprintf(f, "  %s %s  [%s]\n", e->flag, e->meta, e->env);
+            switch (e->type) {
+            case CFG_INT:
+                snprintf(bounds, sizeof(bounds), "%" PRId64 "..%" PRId64 ", default %s", e->min, e->max,
+                         e->def);
+                break;
+            case CFG_SIZE:
+                cfg_format_size((uint64_t)e->min, lo, sizeof(lo));
+                cfg_format_size((uint64_t)e->max, hi, sizeof(hi));
+                snprintf(bounds, sizeof(bounds), "%s..%s, default %s", lo, hi, e->def);
+                break;
+            case CFG_DURATION:
+                cfg_format_duration(e->min, lo, sizeof(lo));
+                cfg_format_duration(e->max, hi, sizeof(hi));
+                snprintf(bounds, sizeof(bounds), "%s..%s, default %s", lo, hi, e->def);
+                break;
+            case CFG_SECRET:
+                snprintf(bounds, sizeof(bounds), "secret");
+                break;
+            default:
+                if (e->def[0])
+                    snprintf(bounds, sizeof(bounds), "default %s", e->def);
+                break;
+            }
+            cfg_wrap(f, 6, 79, e->help);
+            if (bounds[0]) {
+                snprintf(text, sizeof(text), "(%s)", bounds);
+                cfg_wrap(f, 6, 79, text);
+            }
+        }
+    }
+}
+
+void config_dump(const struct config *cfg, FILE *f)
+{
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        const void *p = cfg_cfield(cfg, e);
+        char buf[40];
+        switch (e->type) {
+        case CFG_INT:
+            fprintf(f, "%-28s = %d\n", e->env, *(const int *)p);
+            break;
+        case CFG_SIZE:
+            cfg_format_size(*(const uint64_t *)p, buf, sizeof(buf));
+            fprintf(f, "%-28s = %s\n", e->env, buf);
+            break;
+        case CFG_DURATION:
+            cfg_format_duration(*(const int64_t *)p, buf, sizeof(buf));
+            fprintf(f, "%-28s = %s\n", e->env, buf);
+            break;
+        case CFG_BOOL:
+            fprintf(f, "%-28s = %s\n", e->env, *(const bool *)p ? "true" : "false");
+            break;
+        case CFG_SECRET: {
+            const char *s = *(char *const *)p;
+            fprintf(f, "%-28s = %s\n", e->env,
+                    s && s[0] ? (e->off == offsetof(struct config, secret_a) && cfg->secret_generated
+                                     ? "*** (generated)"
+                                     : "***")
+                              : "(unset)");
+            break;
+        }
+        case CFG_STRING:
+        case CFG_CHOICE: {
+            const char *s = *(char *const *)p;
+            fprintf(f, "%-28s = \"%s\"\n", e->env, s ? s : "");
+            break;
+        }
+        }
+    }
+}
+
+const char *config_strerror(int err)
+{
+    switch (err) {
+    case CONFIG_OK:
+        return "ok";
+    case CONFIG_HELP:
+        return "help requested";
+    case CONFIG_E_UNKNOWN:
+        return "unknown option";
+    case CONFIG_E_MISSING_VALUE:
+        return "option without a value";
+    case CONFIG_E_VALUE:
+        return "invalid value";
+    case CONFIG_E_ARGUMENT:
+        return "unexpected argument";
+    case CONFIG_E_INVALID:
+        return "inconsistent settings";
+    case CONFIG_E_NOMEM:
+        return "out of memory";
+    default:
+        return "unknown config error";
+    }
+}
