@@ -125,7 +125,7 @@ struct mux_callbacks {
     void (*stream_closed_cb)(struct mux_stream *st, int err, void *stream_ud);
     /* The peer sent GOAWAY (extension). */
     void (*goaway_cb)(struct mux_session *s, uint32_t reason, void *session_ud);
-    /* Output became pending on a session that had none: schedule a flush. */
+    /* Output became pending after mux_session_next() had left none: schedule a flush. */
     void (*output_cb)(struct mux_session *s, void *session_ud);
 };
 

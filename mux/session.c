@@ -659,8 +659,8 @@ size_t mux_session_next(struct mux_session *s, uint8_t *out, size_t cap)
 out:
     if (n > 0)
         s->stats.frames_out++;
-    else
-        s->output_signalled = 0;
+    if (!mux_session_has_output(s))
+        s->output_signalled = 0; /* the next queued frame signals again */
     s->depth--;
     reap(s);
     return n;

@@ -502,6 +502,33 @@ static void test_reset_inside_callback(void **state)
     mux_session_free(s);
 }
 
+static int output_calls;
+static void count_output_cb(struct mux_session *s, void *ud) { output_calls++; }
+
+/* output_cb fires again once the queue has emptied, even when the adapter
+ * stopped calling next() as soon as has_output went false. */
+static void test_output_cb_resignals(void **state)
+{
+    struct mux_callbacks c = cbs;
+    c.output_cb = count_output_cb;
+    struct mux_config cfg;
+    mux_config_defaults(&cfg, 0);
+    struct ev e;
+    memset(&e, 0, sizeof e);
+    e.auto_accept = 1;
+    struct mux_session *s = mux_session_new(&cfg, &c, &e);
+    uint8_t out[64];
+    output_calls = 0;
+    feed(s, "\x01\x00\x00\x00\x00", 5, 0);
+    assert_int_equal(output_calls, 1);
+    do
+        next(s, out);
+    while (mux_session_has_output(s));
+    mux_stream_write(e.in, "hello", 5);
+    assert_int_equal(output_calls, 2);
+    mux_session_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -519,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_writable_and_limits),
         cmocka_unit_test(test_abort_and_ids),
         cmocka_unit_test(test_reset_inside_callback),
+        cmocka_unit_test(test_output_cb_resignals),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

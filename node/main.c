@@ -1,0 +1,185 @@
+/* whtunnel: the proxy node, and `whtunnel token` to mint worker tokens. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <openssl/rand.h>
+
+#include "node/config.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "node/token.h"
+
+extern char **environ;
+
+static void token_usage(FILE *f)
+{
+    fprintf(f, "usage: whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]\n"
+               "\n"
+               "Prints an HS256 worker token for ID signed with TASKCLUSTER_PROXY_SECRET_A\n"
+               "(or --secret-a). DURATION: e.g. 30m, 24h, 7d (default 24h, at most 31d).\n");
+}
+
+/* whtunnel token --id ID [--ttl D] [--aud A]; other flags are node settings
+ * (e.g. --secret-a), read like the node reads them. */
+static int cmd_token(int argc, char **argv)
+{
+    const char *id = NULL, *aud = NULL, *ttl_s = "24h";
+    char **rest = calloc((size_t)argc + 1, sizeof *rest);
+    int nrest = 0;
+    rest[nrest++] = argv[0];
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char **slot = strcmp(a, "--id") == 0 ? &id : strcmp(a, "--ttl") == 0 ? &ttl_s
+                          : strcmp(a, "--aud") == 0                                 ? &aud
+                                                                                    : NULL;
+        if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+            token_usage(stdout);
+            free(rest);
+            return 0;
+        }
+        if (slot) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "whtunnel token: %s needs a value\n", a);
+                free(rest);
+                return 2;
+            }
+            *slot = argv[++i];
+        } else {
+            rest[nrest++] = argv[i];
+        }
+    }
+    struct config cfg;
+    char err[512];
+    config_defaults(&cfg);
+    int rc = config_load(&cfg, environ, nrest, rest, err, sizeof err);
+    free(rest);
+    if (rc != 0) {
+        fprintf(stderr, "whtunnel token: %s\n", err);
+        token_usage(stderr);
+        config_free(&cfg);
+        return 2;
+    }
+    int64_t ttl_ms;
+    if (!id || !token_valid_id(id, strlen(id))) {
+        fprintf(stderr, "whtunnel token: --id must match [a-zA-Z0-9_~.%%-]+\n");
+        config_free(&cfg);
+        return 2;
+    }
+    if (config_parse_duration_ms(ttl_s, &ttl_ms) != 0 || ttl_ms < 1000) {
+        fprintf(stderr, "whtunnel token: bad --ttl '%s' (e.g. 30m, 24h, 7d)\n", ttl_s);
+        config_free(&cfg);
+        return 2;
+    }
+    if (!cfg.secret_a || !cfg.secret_a[0]) {
+        fprintf(stderr, "whtunnel token: no secret: set TASKCLUSTER_PROXY_SECRET_A or --secret-a\n");
+        config_free(&cfg);
+        return 2;
+    }
+    char *tok = NULL;
+    rc = token_mint(cfg.secret_a, strlen(cfg.secret_a), id, (int64_t)time(NULL), ttl_ms / 1000, aud, &tok);
+    if (rc != 0) {
+        fprintf(stderr, "whtunnel token: %s\n", token_strerror(rc));
+        config_free(&cfg);
+        return 2;
+    }
+    printf("%s\n", tok);
+    free(tok);
+    config_free(&cfg);
+    return 0;
+}
+
+/* Development mode without secrets: make one up and show how to connect. */
+static char *dev_secret(void)
+{
+    unsigned char raw[24];
+    static char hex[49];
+    if (RAND_bytes(raw, sizeof raw) != 1)
+        return NULL;
+    for (size_t i = 0; i < sizeof raw; i++)
+        snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    return hex;
+}
+
+static void print_first_run(const struct config *cfg, const char *secret)
+{
+    char *tok = NULL;
+    if (token_mint(secret, strlen(secret), "demo", (int64_t)time(NULL), 24 * 3600, NULL, &tok) != 0)
+        return;
+    const char *host = cfg->listen_addr && cfg->listen_addr[0] && strcmp(cfg->listen_addr, "0.0.0.0") != 0
+                           ? cfg->listen_addr
+                           : "127.0.0.1";
+    const char *scheme = cfg->tls_key && cfg->tls_key[0] ? "wss" : "ws";
+    fprintf(stderr,
+            "\n"
+            "  whtunnel is running in development mode with a secret generated just now.\n"
+            "  To mint more tokens in another shell:\n"
+            "    export TASKCLUSTER_PROXY_SECRET_A=%s\n"
+            "    whtunnel token --id <id>\n"
+            "  Expose a local service on port 8000 as worker \"demo\" (token valid 24 h):\n"
+            "    whclient %s://%s:%lld demo 8000 --token %s\n"
+            "  then browse %s://%s:%lld/demo/\n"
+            "  (ENV=production refuses to start without TASKCLUSTER_PROXY_SECRET_A/B.)\n\n",
+            secret, scheme, host, (long long)cfg->port, tok, scheme[2] ? "https" : "http", host,
+            (long long)cfg->port);
+    free(tok);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && strcmp(argv[1], "token") == 0)
+        return cmd_token(argc - 1, argv + 1);
+    signal(SIGPIPE, SIG_IGN);
+    struct config cfg;
+    char err[512];
+    config_defaults(&cfg);
+    int rc = config_load(&cfg, environ, argc, argv, err, sizeof err);
+    if (rc == CONFIG_HELP) {
+        config_print_help(stdout, "whtunnel");
+        printf("\nSubcommand:\n  whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]   print a worker token\n");
+        config_free(&cfg);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "whtunnel: %s\n(see whtunnel --help)\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    const char *generated = NULL;
+    int production = cfg.env && strcmp(cfg.env, "production") == 0;
+    if ((!cfg.secret_a || !cfg.secret_a[0]) && (!cfg.secret_b || !cfg.secret_b[0]) && !production) {
+        generated = dev_secret();
+        if (generated)
+            config_set_generated_secret(&cfg, generated);
+    }
+    if (config_validate(&cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "whtunnel: %s\n(see whtunnel --help)\n", err);
+        config_free(&cfg);
+        return 2;
+    }
+    enum log_level lvl;
+    if (cfg.log_level && log_parse_level(cfg.log_level, &lvl) == 0)
+        log_current_level = lvl;
+    struct event_base *base = event_base_new();
+    if (!base) {
+        fprintf(stderr, "whtunnel: cannot create the event loop\n");
+        return 1;
+    }
+    struct node n;
+    if (node_start(&n, base, &cfg) != 0) {
+        event_base_free(base);
+        config_free(&cfg);
+        return 1;
+    }
+    if (generated)
+        print_first_run(&cfg, generated);
+    event_base_dispatch(base);
+    node_stop(&n);
+    event_base_free(base);
+    config_free(&cfg);
+    return 0;
+}

@@ -1,0 +1,152 @@
+/* The proxy node: shared types of server.c (listener, HTTP front, routing,
+ * registration), worker.c (worker sessions: WebSocket + wsmux on a
+ * bufferevent) and proxy.c (one viewer connection relayed over wsmux
+ * streams). Internal to node/. */
+#ifndef WHT_NODE_NODE_H
+#define WHT_NODE_NODE_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <openssl/ssl.h>
+
+#include "mux/mux.h"
+#include "mux/ws.h"
+#include "node/config.h"
+#include "node/http1.h"
+#include "node/token.h"
+
+#define NODE_VERSION "0.1.0"
+#define NODE_MAX_ID 255
+
+struct node;
+struct worker;
+struct viewer;
+
+TAILQ_HEAD(viewer_list, viewer);
+
+/* One connected worker: the registration WebSocket and its wsmux session. */
+struct worker {
+    struct node *node;
+    char id[NODE_MAX_ID + 1];
+    uint64_t serial;            /* this node's registration counter, for logs */
+    struct bufferevent *bev;
+    struct ws_parser parser;
+    struct mux_session *mux;
+    struct event *flush_ev;     /* deferred flush of mux output */
+    struct event *timer_ev;     /* pings and mux deadlines */
+    struct event *free_ev;      /* deferred free, never from inside a callback */
+    int64_t last_pong_ms, last_ping_ms;
+    uint32_t streams;           /* streams open towards this worker */
+    struct viewer_list waiting; /* viewers waiting for a stream slot */
+    unsigned closing : 1, in_table : 1, read_paused : 1, ext : 1;
+    struct worker *hnext;
+};
+
+/* Where a viewer connection is. */
+enum viewer_state {
+    V_HEAD,    /* reading a request head */
+    V_WAIT,    /* routed, waiting for a stream slot on its worker */
+    V_PROXY,   /* request (body) going up, response coming down */
+    V_TUNNEL,  /* after a 101: raw bytes both ways */
+    V_CLOSING, /* flushing the last bytes, then close */
+};
+
+/* A viewer connection, and the stream it holds to a worker (kept across
+ * keep-alive requests to the same worker). */
+struct viewer {
+    struct node *node;
+    uint64_t serial;
+    struct bufferevent *bev;
+    enum viewer_state state;
+    int tls;
+    char peer_ip[64];
+    struct http1_request req;      /* the current request head (points into head) */
+    char *head;                    /* the current request head bytes, malloc'd */
+    size_t head_len;
+    char *fwd_path;                /* the request-target the worker sees */
+    size_t fwd_path_len;
+    int path_mode;                 /* routed by path: add the original-path headers */
+    /* the worker and stream serving this connection */
+    struct worker *worker;
+    struct mux_stream *stream;
+    char worker_id[NODE_MAX_ID + 1];
+    int stream_reusable;           /* the last response left the backend connection open */
+    /* request body going up */
+    enum http1_body req_body;
+    uint64_t req_left;             /* LENGTH: bytes still to send */
+    struct http1_chunked req_chunked;
+    int req_done;
+    /* response coming down */
+    struct evbuffer *resp_head;    /* response head bytes until complete */
+    enum http1_body resp_body;
+    uint64_t resp_left;
+    struct http1_chunked resp_chunked;
+    int resp_started, resp_done, resp_keep_alive;
+    uint64_t owed;                 /* stream bytes delivered, not yet consumed */
+    int64_t wait_deadline_ms;
+    TAILQ_ENTRY(viewer) wait_link;
+    struct event *wait_ev;
+    int keep_alive;                /* the viewer may send another request */
+    unsigned in_cb : 1, dead : 1;
+};
+
+struct node_stats {
+    uint64_t connections, requests, registrations, workers;
+    uint64_t responses_5xx, responses_4xx;
+};
+
+struct node {
+    struct event_base *base;
+    const struct config *cfg;
+    struct token_keys keys;
+    SSL_CTX *ssl;
+    struct evconnlistener *listener;
+    struct event *sigint_ev, *sigterm_ev;
+    struct worker **buckets;
+    uint32_t nbuckets, nworkers;
+    uint64_t next_serial;
+    uint32_t nconns;
+    struct node_stats stats;
+    int scheme_https;
+};
+
+/* server.c */
+int node_start(struct node *n, struct event_base *base, const struct config *cfg);
+void node_stop(struct node *n);
+int64_t node_now_ms(void);
+struct worker *node_find_worker(struct node *n, const char *id, size_t len);
+void node_table_put(struct node *n, struct worker *w);
+void node_table_remove(struct node *n, struct worker *w);
+/* Writes a small complete response (with Content-Length) to a viewer. */
+void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype, const char *body,
+                  int close);
+
+/* worker.c */
+/* Takes over bev (already holding the 101 in its output) as a worker session. */
+struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, size_t id_len, int ext);
+void worker_close(struct worker *w, const char *why);
+/* Opens a stream for v now or queues v until a slot is free. Returns 0, or -1 when
+ * the worker can take nothing (v is answered by the caller). */
+int worker_attach(struct worker *w, struct viewer *v);
+void worker_detach_waiting(struct worker *w, struct viewer *v);
+void worker_stream_done(struct worker *w);
+void worker_flush(struct worker *w);
+/* Schedules worker_flush() on the loop (coalesced): output queued, or credit returned. */
+void worker_kick(struct worker *w);
+
+/* proxy.c: stream events for the viewer that owns the stream (ud) */
+void viewer_on_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud);
+void viewer_on_eof(struct mux_stream *st, void *ud);
+void viewer_on_writable(struct mux_stream *st, void *ud);
+void viewer_on_closed(struct mux_stream *st, int err, void *ud);
+/* proxy.c */
+void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip);
+/* The worker has opened a stream for v (or failed: st NULL, err set). */
+void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err);
+
+#endif

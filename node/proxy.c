@@ -1,0 +1,806 @@
+/* Viewer connections: read a request head, route it (Dockerflow endpoints,
+ * worker registration, path or domain mode), and relay it over a wsmux
+ * stream to the worker, streaming bodies both ways with backpressure.
+ *
+ * Backpressure: viewer -> worker, the viewer is read only while the stream's
+ * outbound queue has room; worker -> viewer, the bytes a stream delivers are
+ * consumed (credit returned to the worker) only once the viewer's output
+ * buffer has drained below VIEWER_OUT_LOW. So a stream never holds more than
+ * its window plus VIEWER_OUT_LOW, whatever the sizes and speeds. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+#define VIEWER_OUT_LOW (64 * 1024)
+#define VIEWER_IN_HIGH (64 * 1024)
+#define RESP_HEAD_MAX (64 * 1024)
+
+static void viewer_free(struct viewer *v);
+static void try_head(struct viewer *v);
+static void pump_up(struct viewer *v);
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void finish_then_close(struct viewer *v)
+{
+    v->state = V_CLOSING;
+    v->keep_alive = 0;
+    bufferevent_disable(v->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(v->bev)) == 0)
+        viewer_free(v);
+}
+
+/* Answers the current request with a small error page and closes. */
+static void fail(struct viewer *v, int status, const char *reason, const char *body)
+{
+    if (status >= 500)
+        v->node->stats.responses_5xx++;
+    else
+        v->node->stats.responses_4xx++;
+    node_respond(v->bev, status, reason, "text/plain; charset=utf-8", body, 1);
+    finish_then_close(v);
+}
+
+/* Lets go of the stream (and the worker slot) without waiting for the worker. */
+static void release_stream(struct viewer *v)
+{
+    if (v->stream) {
+        struct mux_stream *st = v->stream;
+        v->stream = NULL;
+        mux_stream_reset(st, MUX_REASON_CANCEL);
+        worker_stream_done(v->worker);
+        worker_kick(v->worker);
+    }
+    if (v->state == V_WAIT && v->worker)
+        worker_detach_waiting(v->worker, v);
+    v->worker = NULL;
+    v->owed = 0;
+    v->stream_reusable = 0;
+}
+
+static void maybe_consume(struct viewer *v)
+{
+    if (v->stream && v->owed && evbuffer_get_length(bufferevent_get_output(v->bev)) <= VIEWER_OUT_LOW) {
+        uint64_t n = v->owed;
+        v->owed = 0;
+        mux_stream_consume(v->stream, (size_t)n);
+        worker_kick(v->worker);
+    }
+}
+
+static void viewer_free(struct viewer *v)
+{
+    if (v->dead)
+        return;
+    v->dead = 1;
+    release_stream(v);
+    if (v->bev)
+        bufferevent_free(v->bev);
+    if (v->wait_ev)
+        event_free(v->wait_ev);
+    if (v->resp_head)
+        evbuffer_free(v->resp_head);
+    free(v->head);
+    free(v->fwd_path);
+    v->node->nconns--;
+    free(v);
+}
+
+static int path_is(const struct http1_request *r, const char *p)
+{
+    size_t n = strlen(p), len = r->path_len;
+    const char *q = memchr(r->path, '?', len);
+    if (q)
+        len = (size_t)(q - r->path);
+    return len == n && memcmp(r->path, p, n) == 0;
+}
+
+static const struct http1_header *header(const struct viewer *v, const char *name)
+{
+    return http1_find_header(&v->req.headers, name);
+}
+
+/* ---- registration ----------------------------------------------------- */
+
+static void client_url(struct viewer *v, const char *id, char *out, size_t cap)
+{
+    const struct config *cfg = v->node->cfg;
+    const char *scheme = v->tls ? "https" : "http";
+    if (cfg->domain && cfg->domain[0]) {
+        /* domain mode: <scheme>://<id>.<domain>, the scheme (and port) of the
+         * URL prefix when one is configured */
+        const char *port = "";
+        if (cfg->url_prefix && cfg->url_prefix[0]) {
+            scheme = strncmp(cfg->url_prefix, "https:", 6) == 0 ? "https" : "http";
+            const char *h = strstr(cfg->url_prefix, "://");
+            h = h ? h + 3 : cfg->url_prefix;
+            const char *c = strchr(h, ':');
+            if (c)
+                port = c;
+        }
+        size_t plen = strcspn(port, "/");
+        snprintf(out, cap, "%s://%s.%s%.*s", scheme, id, cfg->domain, (int)plen, port);
+        return;
+    }
+    if (cfg->url_prefix && cfg->url_prefix[0]) {
+        size_t n = strlen(cfg->url_prefix);
+        while (n > 0 && cfg->url_prefix[n - 1] == '/')
+            n--;
+        snprintf(out, cap, "%.*s/%s", (int)n, cfg->url_prefix, id);
+        return;
+    }
+    snprintf(out, cap, "%s://%.*s/%s", scheme, (int)v->req.host_len, v->req.host ? v->req.host : "", id);
+}
+
+static void register_worker(struct viewer *v, const struct http1_header *idh)
+{
+    struct node *n = v->node;
+    char id[NODE_MAX_ID + 1];
+    if (!token_valid_id(idh->value, idh->value_len)) {
+        fail(v, 400, "Bad Request", "invalid worker id\n");
+        return;
+    }
+    memcpy(id, idh->value, idh->value_len);
+    id[idh->value_len] = 0;
+    const struct http1_header *az = header(v, "authorization");
+    const char *tok;
+    size_t tok_len;
+    int brc = az ? token_parse_bearer(az->value, az->value_len, &tok, &tok_len) : TOKEN_E_BEARER;
+    if (brc == TOKEN_E_TOO_LONG) {
+        fail(v, 401, "Unauthorized", "invalid token\n");
+        return;
+    }
+    if (brc != 0) {
+        fail(v, 400, "Bad Request", "missing or malformed Authorization: Bearer token\n");
+        return;
+    }
+    struct ws_header hs[HTTP1_MAX_HEADERS];
+    for (size_t i = 0; i < v->req.headers.count; i++) {
+        hs[i].name = v->req.headers.h[i].name;
+        hs[i].name_len = v->req.headers.h[i].name_len;
+        hs[i].value = v->req.headers.h[i].value;
+        hs[i].value_len = v->req.headers.h[i].value_len;
+    }
+    const char *wskey;
+    size_t wskey_len;
+    int rc = ws_check_request(v->req.method, v->req.method_len, v->req.version_minor, hs, v->req.headers.count,
+                              &wskey, &wskey_len);
+    if (rc == WS_E_NOT_UPGRADE || rc == WS_E_BAD_METHOD) {
+        fail(v, 404, "Not Found", "registration needs a WebSocket upgrade\n");
+        return;
+    }
+    if (rc != 0) {
+        fail(v, 400, "Bad Request", ws_strerror(rc));
+        return;
+    }
+    struct token_claims claims;
+    rc = token_verify(&n->keys, tok, tok_len, id, strlen(id), (int64_t)time(NULL), &claims);
+    if (rc != 0) {
+        LOG_I("conn=%llu worker=%s registration refused: %s", (unsigned long long)v->serial, id,
+              token_strerror(rc));
+        fail(v, 401, "Unauthorized", "invalid token\n");
+        return;
+    }
+    char accept[29];
+    if (ws_accept_key(wskey, wskey_len, accept) != 0) {
+        fail(v, 400, "Bad Request", "bad Sec-WebSocket-Key\n");
+        return;
+    }
+    const struct http1_header *ext = header(v, "x-whtunnel-ext");
+    int use_ext = ext && ext->value_len == 1 && ext->value[0] == '1';
+    char url[600], extra[1400], resp[2048];
+    client_url(v, id, url, sizeof url);
+    snprintf(extra, sizeof extra, "X-Webhooktunnel-Client-Url: %s\r\nX-Websocktunnel-Client-Url: %s\r\n%s", url,
+             url, use_ext ? "X-Whtunnel-Ext: 1\r\n" : "");
+    int len = ws_format_response_101(resp, sizeof resp, accept, extra);
+    if (len <= 0) {
+        fail(v, 500, "Internal Server Error", "response too large\n");
+        return;
+    }
+    evbuffer_add(bufferevent_get_output(v->bev), resp, (size_t)len);
+    n->stats.registrations++;
+    LOG_I("conn=%llu worker=%s registered (%s, url %s)", (unsigned long long)v->serial, id,
+          use_ext ? "ext" : "compat", url);
+    struct bufferevent *bev = v->bev;
+    v->bev = NULL; /* the worker owns it now */
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    viewer_free(v);
+    worker_start(n, bev, id, strlen(id), use_ext);
+}
+
+/* ---- the request going up --------------------------------------------- */
+
+static void add_header(struct evbuffer *b, const char *name, const char *value, size_t len)
+{
+    evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
+}
+
+/* Writes the request head as the worker must see it. */
+static void write_request_head(struct viewer *v, const char *path, size_t path_len, int path_mode)
+{
+    struct evbuffer *b = evbuffer_new();
+    const struct http1_request *r = &v->req;
+    evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)r->method_len, r->method, (int)path_len, path);
+    const char *xff = NULL;
+    size_t xff_len = 0;
+    for (size_t i = 0; i < r->headers.count; i++) {
+        const struct http1_header *h = &r->headers.h[i];
+        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
+            continue;
+        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0)
+            continue;
+        if (h->name_len == 15 && strncasecmp(h->name, "x-forwarded-for", 15) == 0) {
+            xff = h->value;
+            xff_len = h->value_len;
+            continue;
+        }
+        if ((h->name_len == 17 && strncasecmp(h->name, "x-forwarded-proto", 17) == 0) ||
+            (h->name_len == 16 && strncasecmp(h->name, "x-forwarded-host", 16) == 0) ||
+            (h->name_len == 29 && (strncasecmp(h->name, "x-webhooktunnel-original-path", 29) == 0 ||
+                                   strncasecmp(h->name, "x-websocktunnel-original-path", 29) == 0)))
+            continue;
+        evbuffer_add(b, h->name, h->name_len);
+        evbuffer_add(b, ": ", 2);
+        evbuffer_add(b, h->value, h->value_len);
+        evbuffer_add(b, "\r\n", 2);
+    }
+    if (!r->host) /* HTTP/1.0 without Host */
+        evbuffer_add_printf(b, "Host: %s\r\n", v->worker_id);
+    if (xff)
+        evbuffer_add_printf(b, "X-Forwarded-For: %.*s, %s\r\n", (int)xff_len, xff, v->peer_ip);
+    else
+        evbuffer_add_printf(b, "X-Forwarded-For: %s\r\n", v->peer_ip);
+    evbuffer_add_printf(b, "X-Forwarded-Proto: %s\r\n", v->tls ? "https" : "http");
+    if (r->host)
+        add_header(b, "X-Forwarded-Host", r->host, r->host_len);
+    if (path_mode) {
+        add_header(b, "X-Webhooktunnel-Original-Path", r->path, r->path_len);
+        add_header(b, "X-Websocktunnel-Original-Path", r->path, r->path_len);
+    }
+    if (r->body == HTTP1_BODY_LENGTH)
+        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
+    else if (r->body == HTTP1_BODY_CHUNKED)
+        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->upgrade) {
+        const struct http1_header *u = header(v, "upgrade");
+        evbuffer_add(b, "Connection: Upgrade\r\n", 21);
+        add_header(b, "Upgrade", u->value, u->value_len);
+    } else if (!v->keep_alive) {
+        evbuffer_add(b, "Connection: close\r\n", 19);
+    }
+    evbuffer_add(b, "\r\n", 2);
+    size_t len = evbuffer_get_length(b);
+    const void *p = evbuffer_pullup(b, -1);
+    /* a fresh or idle stream has room for any head we accept */
+    mux_stream_write(v->stream, p, len);
+    evbuffer_free(b);
+}
+
+static void send_request(struct viewer *v)
+{
+    v->state = V_PROXY;
+    v->req_body = v->req.body;
+    v->req_left = v->req.content_length;
+    v->req_done = v->req_body == HTTP1_BODY_NONE || (v->req_body == HTTP1_BODY_LENGTH && v->req_left == 0);
+    http1_chunked_init(&v->req_chunked, HTTP1_CHUNK_TRAILER_MAX);
+    evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
+    v->resp_started = v->resp_done = 0;
+    v->stream_reusable = 0;
+    write_request_head(v, v->fwd_path, v->fwd_path_len, v->path_mode);
+    worker_kick(v->worker);
+    pump_up(v);
+}
+
+void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err)
+{
+    if (!st) {
+        v->worker = NULL;
+        if (err == MUX_E_TIMEOUT)
+            fail(v, 503, "Service Unavailable", "the worker is busy: too many requests in flight\n");
+        else
+            fail(v, 502, "Bad Gateway", "the worker could not take the request\n");
+        return;
+    }
+    v->stream = st;
+    send_request(v);
+}
+
+static void route(struct viewer *v)
+{
+    struct node *n = v->node;
+    const struct config *cfg = n->cfg;
+    const struct http1_request *r = &v->req;
+    if (path_is(r, "/__lbheartbeat__") || path_is(r, "/__heartbeat__")) {
+        node_respond(v->bev, 200, "OK", "application/json", "{\"status\":\"ok\"}\n", !v->keep_alive);
+        goto answered;
+    }
+    if (path_is(r, "/__version__")) {
+        node_respond(v->bev, 200, "OK", "application/json",
+                     "{\"source\":\"webhooktunnel-c\",\"version\":\"" NODE_VERSION "\",\"commit\":\"\","
+                     "\"build\":\"\"}\n",
+                     !v->keep_alive);
+        goto answered;
+    }
+    const struct http1_header *idh = header(v, "x-websocktunnel-id");
+    if (!idh)
+        idh = header(v, "x-webhooktunnel-id");
+    if (idh && path_is(r, "/")) {
+        release_stream(v);
+        register_worker(v, idh);
+        return;
+    }
+    /* which worker: <id>.<domain> in the Host, else the first path segment */
+    const char *id = NULL;
+    size_t id_len = 0;
+    v->path_mode = 0;
+    const char *path = r->path_len ? r->path : "/";
+    size_t path_len = r->path_len ? r->path_len : 1;
+    if (cfg->domain && cfg->domain[0] && r->host) {
+        size_t hl = r->host_len, dl = strlen(cfg->domain);
+        const char *colon = memchr(r->host, ':', hl);
+        if (colon)
+            hl = (size_t)(colon - r->host);
+        if (hl > dl + 1 && r->host[hl - dl - 1] == '.' && strncasecmp(r->host + hl - dl, cfg->domain, dl) == 0) {
+            id = r->host;
+            id_len = hl - dl - 1;
+        }
+    }
+    free(v->fwd_path);
+    v->fwd_path = malloc(path_len + 2);
+    char *route_path = v->fwd_path;
+    size_t route_path_len;
+    if (id) {
+        memcpy(route_path, path, path_len);
+        route_path_len = path_len;
+        if (route_path[0] == '?') { /* absolute-form with no path */
+            memmove(route_path + 1, route_path, route_path_len);
+            route_path[0] = '/';
+            route_path_len++;
+        }
+    } else {
+        v->path_mode = 1;
+        if (path[0] != '/') {
+            fail(v, 404, "Not Found", "not found\n");
+            return;
+        }
+        id = path + 1;
+        while (id_len < path_len - 1 && id[id_len] != '/' && id[id_len] != '?')
+            id_len++;
+        const char *rest = id + id_len;
+        size_t rest_len = path_len - 1 - id_len;
+        route_path_len = 0;
+        if (rest_len == 0 || rest[0] == '?')
+            route_path[route_path_len++] = '/';
+        memcpy(route_path + route_path_len, rest, rest_len);
+        route_path_len += rest_len;
+    }
+    v->fwd_path_len = route_path_len;
+    if (id_len == 0 || !token_valid_id(id, id_len)) {
+        fail(v, 404, "Not Found", "not found\n");
+        return;
+    }
+    struct worker *w = node_find_worker(n, id, id_len);
+    if (!w) {
+        release_stream(v);
+        fail(v, 404, "Not Found", "No client is connected with that id\n");
+        return;
+    }
+    if (v->stream && v->stream_reusable && v->worker == w) {
+        send_request(v); /* keep-alive: same worker, same stream, same backend connection */
+        return;
+    }
+    release_stream(v);
+    memcpy(v->worker_id, id, id_len);
+    v->worker_id[id_len] = 0;
+    v->worker = w;
+    v->state = V_WAIT;
+    bufferevent_disable(v->bev, EV_READ);
+    if (worker_attach(w, v) != 0) {
+        v->worker = NULL;
+        fail(v, 502, "Bad Gateway", "the worker is going away\n");
+    }
+    return;
+answered:
+    if (!v->keep_alive)
+        finish_then_close(v);
+    else
+        try_head(v);
+}
+
+static void try_head(struct viewer *v)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    size_t max = (size_t)v->node->cfg->max_header_bytes;
+    size_t len = evbuffer_get_length(in);
+    v->state = V_HEAD;
+    bufferevent_enable(v->bev, EV_READ);
+    if (len == 0)
+        return;
+    if (len > max + 1)
+        len = max + 1;
+    const char *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
+    int rc = http1_parse_request(p, len, &v->req, max);
+    if (rc == HTTP1_INCOMPLETE)
+        return;
+    if (rc < 0) {
+        int status = http1_request_error_status(rc);
+        LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
+        fail(v, status,
+             status == 431 ? "Request Header Fields Too Large"
+             : status == 505 ? "HTTP Version Not Supported"
+             : status == 501 ? "Not Implemented"
+                             : "Bad Request",
+             http1_strerror(rc));
+        return;
+    }
+    free(v->head);
+    v->head = malloc((size_t)rc);
+    memcpy(v->head, p, (size_t)rc);
+    v->head_len = (size_t)rc;
+    evbuffer_drain(in, (size_t)rc);
+    memset(&v->req, 0, sizeof v->req);
+    http1_parse_request(v->head, v->head_len, &v->req, v->head_len); /* pointers into our copy */
+    v->keep_alive = v->req.keep_alive;
+    v->node->stats.requests++;
+    route(v);
+}
+
+/* Moves viewer bytes into the stream, as far as the request framing and the
+ * stream's room allow. */
+static void pump_up(struct viewer *v)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    while (v->stream && (v->state == V_TUNNEL || (v->state == V_PROXY && !v->req_done))) {
+        struct evbuffer_iovec vec;
+        if (evbuffer_peek(in, -1, NULL, &vec, 1) < 1 || vec.iov_len == 0)
+            break;
+        size_t n = vec.iov_len, space = mux_stream_write_space(v->stream);
+        if (space == 0) {
+            mux_stream_write(v->stream, vec.iov_base, 1); /* takes nothing; arms stream_writable */
+            bufferevent_disable(v->bev, EV_READ);
+            return;
+        }
+        if (n > space)
+            n = space;
+        if (v->state == V_PROXY && v->req_body == HTTP1_BODY_LENGTH && n > v->req_left)
+            n = (size_t)v->req_left;
+        if (v->state == V_PROXY && v->req_body == HTTP1_BODY_CHUNKED) {
+            ssize_t k = http1_chunked_scan(&v->req_chunked, vec.iov_base, n);
+            if (k < 0) {
+                if (!v->resp_started) {
+                    release_stream(v);
+                    fail(v, 400, "Bad Request", http1_strerror((int)k));
+                } else {
+                    finish_then_close(v);
+                }
+                return;
+            }
+            n = (size_t)k;
+            if (http1_chunked_done(&v->req_chunked))
+                v->req_done = 1;
+        }
+        if (n > 0)
+            mux_stream_write(v->stream, vec.iov_base, n); /* fits: n <= space */
+        evbuffer_drain(in, n);
+        if (v->state == V_PROXY && v->req_body == HTTP1_BODY_LENGTH) {
+            v->req_left -= n;
+            if (v->req_left == 0)
+                v->req_done = 1;
+        }
+    }
+    if (v->worker)
+        worker_kick(v->worker);
+    if (v->state == V_PROXY && v->req_done)
+        bufferevent_disable(v->bev, EV_READ); /* a pipelined request waits for this response */
+    else if (v->state == V_PROXY || v->state == V_TUNNEL)
+        bufferevent_enable(v->bev, EV_READ);
+}
+
+/* ---- the response coming down ----------------------------------------- */
+
+static void response_complete(struct viewer *v)
+{
+    v->resp_done = 1;
+    v->stream_reusable = v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
+    if (!v->stream_reusable)
+        release_stream(v);
+    if (!v->keep_alive || !v->req_done) {
+        finish_then_close(v);
+        return;
+    }
+    try_head(v);
+}
+
+static void write_response_head(struct viewer *v, const struct http1_response *r)
+{
+    struct evbuffer *out = bufferevent_get_output(v->bev);
+    evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
+    for (size_t i = 0; i < r->headers.count; i++) {
+        const struct http1_header *h = &r->headers.h[i];
+        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
+            continue;
+        /* Content-Length is ours to write, except where it only describes a
+         * body not sent (HEAD, 304): then the worker's value goes through */
+        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0 &&
+            !(r->body == HTTP1_BODY_NONE && (v->req.method_id == HTTP1_METHOD_HEAD || r->status == 304)))
+            continue;
+        evbuffer_add(out, h->name, h->name_len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, h->value, h->value_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (r->upgrade) {
+        const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
+        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+        if (u)
+            add_header(out, "Upgrade", u->value, u->value_len);
+    } else {
+        if (r->body == HTTP1_BODY_LENGTH)
+            evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
+        else if (r->body == HTTP1_BODY_CHUNKED)
+            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+
+        if (r->body == HTTP1_BODY_CLOSE)
+            v->keep_alive = 0;
+        if (!v->keep_alive)
+            evbuffer_add(out, "Connection: close\r\n", 19);
+    }
+    evbuffer_add(out, "\r\n", 2);
+}
+
+/* Body bytes from the worker; counted is whether they are owed (consumed
+ * only as the viewer drains) or were consumed already. */
+static void body_down(struct viewer *v, const uint8_t *data, size_t len, int counted)
+{
+    struct evbuffer *out = bufferevent_get_output(v->bev);
+    size_t take = len;
+    if (v->state == V_PROXY && !v->resp_done) {
+        if (v->resp_body == HTTP1_BODY_LENGTH) {
+            if (take > v->resp_left)
+                take = (size_t)v->resp_left;
+        } else if (v->resp_body == HTTP1_BODY_CHUNKED) {
+            ssize_t k = http1_chunked_scan(&v->resp_chunked, (const char *)data, len);
+            if (k < 0) {
+                LOG_I("conn=%llu worker=%s bad chunked response: %s", (unsigned long long)v->serial,
+                      v->worker_id, http1_strerror((int)k));
+                if (counted)
+                    mux_stream_consume(v->stream, len);
+                release_stream(v);
+                finish_then_close(v);
+                return;
+            }
+            take = (size_t)k;
+        } else if (v->resp_body == HTTP1_BODY_NONE) {
+            take = 0;
+        }
+    } else if (v->state != V_TUNNEL) {
+        take = 0; /* bytes after the end of a response: the backend broke framing */
+    }
+    if (take)
+        evbuffer_add(out, data, take);
+    if (counted) {
+        v->owed += take;
+        if (len > take && v->stream)
+            mux_stream_consume(v->stream, len - take);
+    }
+    if (len > take)
+        v->stream_reusable = 0, v->resp_keep_alive = 0;
+    if (v->state == V_PROXY && !v->resp_done) {
+        if (v->resp_body == HTTP1_BODY_LENGTH) {
+            v->resp_left -= take;
+            if (v->resp_left == 0) {
+                response_complete(v);
+                return;
+            }
+        } else if (v->resp_body == HTTP1_BODY_CHUNKED && http1_chunked_done(&v->resp_chunked)) {
+            response_complete(v);
+            return;
+        }
+    }
+    maybe_consume(v);
+}
+
+static void try_response_head(struct viewer *v)
+{
+    for (;;) {
+        size_t hl = evbuffer_get_length(v->resp_head);
+        if (hl == 0)
+            return;
+        const char *p = (const char *)evbuffer_pullup(v->resp_head, -1);
+        struct http1_response r;
+        memset(&r, 0, sizeof r);
+        int rc = http1_parse_response(p, hl, &r, RESP_HEAD_MAX, v->req.method_id);
+        if (rc == HTTP1_INCOMPLETE)
+            return;
+        if (rc < 0) {
+            LOG_I("conn=%llu worker=%s bad response head: %s", (unsigned long long)v->serial, v->worker_id,
+                  http1_strerror(rc));
+            release_stream(v);
+            fail(v, 502, "Bad Gateway", "the worker sent a malformed response\n");
+            return;
+        }
+        if (r.status < 200 && !r.upgrade) { /* interim (100 Continue): pass on, read the next head */
+            evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
+            evbuffer_drain(v->resp_head, (size_t)rc);
+            continue;
+        }
+        v->resp_started = 1;
+        v->resp_keep_alive = r.keep_alive;
+        v->resp_body = r.body;
+        v->resp_left = r.content_length;
+        http1_chunked_init(&v->resp_chunked, HTTP1_CHUNK_TRAILER_MAX);
+        write_response_head(v, &r);
+        evbuffer_drain(v->resp_head, (size_t)rc);
+        size_t rest = evbuffer_get_length(v->resp_head);
+        uint8_t *tmp = NULL;
+        if (rest) {
+            tmp = malloc(rest);
+            evbuffer_remove(v->resp_head, tmp, rest);
+        }
+        if (r.upgrade) {
+            if (!v->req.upgrade) { /* a 101 nobody asked for */
+                free(tmp);
+                release_stream(v);
+                finish_then_close(v);
+                return;
+            }
+            v->state = V_TUNNEL;
+            v->keep_alive = 0;
+            if (rest)
+                body_down(v, tmp, rest, 0);
+            free(tmp);
+            pump_up(v);
+            return;
+        }
+        if (r.body == HTTP1_BODY_NONE || (r.body == HTTP1_BODY_LENGTH && r.content_length == 0)) {
+            if (rest)
+                v->resp_keep_alive = 0; /* bytes after a complete response: framing broken */
+            free(tmp);
+            response_complete(v);
+            return;
+        }
+        if (rest)
+            body_down(v, tmp, rest, 0);
+        free(tmp);
+        return;
+    }
+}
+
+/* ---- stream events (called from the worker's mux session) ------------- */
+
+void viewer_on_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_PROXY && !v->resp_started) {
+        if (evbuffer_get_length(v->resp_head) + len > RESP_HEAD_MAX + 1) {
+            mux_stream_consume(st, len);
+            release_stream(v);
+            fail(v, 502, "Bad Gateway", "the worker's response head is too large\n");
+            return;
+        }
+        evbuffer_add(v->resp_head, data, len);
+        mux_stream_consume(st, len);
+        try_response_head(v);
+        return;
+    }
+    body_down(v, data, len, 1);
+}
+
+void viewer_on_eof(struct mux_stream *st, void *ud)
+{
+    struct viewer *v = ud;
+    v->stream_reusable = 0;
+    if (v->state == V_TUNNEL) {
+        finish_then_close(v);
+    } else if (v->state == V_PROXY && !v->resp_done) {
+        if (!v->resp_started) {
+            release_stream(v);
+            fail(v, 502, "Bad Gateway", "the worker closed the stream before answering\n");
+        } else if (v->resp_body == HTTP1_BODY_CLOSE) {
+            v->keep_alive = 0;
+            response_complete(v);
+        } else {
+            finish_then_close(v); /* truncated: the viewer sees the connection close */
+        }
+    } else if (v->state == V_HEAD) {
+        release_stream(v); /* the idle backend connection went away */
+    }
+}
+
+void viewer_on_writable(struct mux_stream *st, void *ud)
+{
+    pump_up(ud);
+}
+
+void viewer_on_closed(struct mux_stream *st, int err, void *ud)
+{
+    struct viewer *v = ud;
+    struct worker *w = v->worker;
+    v->stream = NULL;
+    v->worker = NULL;
+    v->owed = 0;
+    v->stream_reusable = 0;
+    if (w)
+        worker_stream_done(w);
+    if (v->state == V_PROXY && !v->resp_done) {
+        if (!v->resp_started)
+            fail(v, 502, "Bad Gateway", "the worker went away before answering\n");
+        else
+            finish_then_close(v);
+    } else if (v->state == V_TUNNEL) {
+        finish_then_close(v);
+    }
+}
+
+/* ---- the viewer's socket ---------------------------------------------- */
+
+static void read_cb(struct bufferevent *bev, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_HEAD)
+        try_head(v);
+    else if (v->state == V_PROXY || v->state == V_TUNNEL)
+        pump_up(v);
+}
+
+static void write_cb(struct bufferevent *bev, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            viewer_free(v);
+        return;
+    }
+    maybe_consume(v);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    struct viewer *v = ud;
+    if ((what & BEV_EVENT_TIMEOUT) && v->state == V_HEAD) {
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            fail(v, 408, "Request Timeout", "request head not received in time\n");
+            return;
+        }
+    }
+    if ((what & BEV_EVENT_EOF) && v->state == V_TUNNEL && v->stream) {
+        /* the viewer finished sending: pass the half-close on, keep reading the worker */
+        mux_stream_close(v->stream);
+        worker_kick(v->worker);
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (v->state == V_TUNNEL || v->state == V_PROXY)) {
+        bufferevent_enable(bev, EV_READ | EV_WRITE); /* long-lived exchanges are not timed out */
+        return;
+    }
+    viewer_free(v);
+}
+
+void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip)
+{
+    struct viewer *v = calloc(1, sizeof *v);
+    if (!v) {
+        bufferevent_free(bev);
+        return;
+    }
+    v->node = n;
+    v->serial = ++n->next_serial;
+    v->bev = bev;
+    v->tls = tls;
+    snprintf(v->peer_ip, sizeof v->peer_ip, "%s", peer_ip);
+    v->resp_head = evbuffer_new();
+    n->nconns++;
+    n->stats.connections++;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, v);
+    bufferevent_setwatermark(bev, EV_READ, 0, VIEWER_IN_HIGH + (size_t)n->cfg->max_header_bytes);
+    bufferevent_setwatermark(bev, EV_WRITE, VIEWER_OUT_LOW, 0);
+    struct timeval tv = {(time_t)(n->cfg->header_timeout_ms / 1000), (suseconds_t)(n->cfg->header_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, &tv, NULL);
+    try_head(v);
+}

@@ -1,0 +1,239 @@
+/* The node: listener, TLS, the table of connected workers, small responses. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <event2/bufferevent_ssl.h>
+#include <openssl/err.h>
+
+#include "node/log.h"
+#include "node/node.h"
+
+int64_t node_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- worker table ----------------------------------------------------- */
+
+static uint32_t hash_str(const char *s, size_t n)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 16777619u;
+    return h;
+}
+
+struct worker *node_find_worker(struct node *n, const char *id, size_t len)
+{
+    if (!n->buckets)
+        return NULL;
+    for (struct worker *w = n->buckets[hash_str(id, len) & (n->nbuckets - 1)]; w; w = w->hnext)
+        if (strlen(w->id) == len && memcmp(w->id, id, len) == 0)
+            return w;
+    return NULL;
+}
+
+void node_table_put(struct node *n, struct worker *w)
+{
+    if (n->nworkers + 1 > n->nbuckets) {
+        uint32_t nb = n->nbuckets ? n->nbuckets * 2 : 64;
+        struct worker **b = calloc(nb, sizeof *b);
+        if (!b)
+            return; /* keeps the old table; lookups stay correct */
+        for (uint32_t i = 0; i < n->nbuckets; i++) {
+            struct worker *e = n->buckets[i];
+            while (e) {
+                struct worker *next = e->hnext;
+                uint32_t h = hash_str(e->id, strlen(e->id)) & (nb - 1);
+                e->hnext = b[h];
+                b[h] = e;
+                e = next;
+            }
+        }
+        free(n->buckets);
+        n->buckets = b;
+        n->nbuckets = nb;
+    }
+    uint32_t h = hash_str(w->id, strlen(w->id)) & (n->nbuckets - 1);
+    w->hnext = n->buckets[h];
+    n->buckets[h] = w;
+    n->nworkers++;
+    w->in_table = 1;
+}
+
+void node_table_remove(struct node *n, struct worker *w)
+{
+    if (!w->in_table)
+        return;
+    struct worker **pp = &n->buckets[hash_str(w->id, strlen(w->id)) & (n->nbuckets - 1)];
+    while (*pp && *pp != w)
+        pp = &(*pp)->hnext;
+    if (*pp) {
+        *pp = w->hnext;
+        n->nworkers--;
+    }
+    w->in_table = 0;
+}
+
+/* ---- responses -------------------------------------------------------- */
+
+void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype, const char *body,
+                  int close)
+{
+    size_t len = body ? strlen(body) : 0;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evbuffer_add_printf(out,
+                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                        "Cache-Control: no-store\r\n%s\r\n",
+                        status, reason, ctype, len, close ? "Connection: close\r\n" : "");
+    if (len)
+        evbuffer_add(out, body, len);
+}
+
+/* ---- listener --------------------------------------------------------- */
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *ud)
+{
+    struct node *n = ud;
+    char ip[64] = "unknown";
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
+    if (n->nconns + n->nworkers >= (uint32_t)n->cfg->max_connections) {
+        LOG_W("connection from %s refused: %u connections (limit %lld)", ip, n->nconns + n->nworkers,
+              (long long)n->cfg->max_connections);
+        evutil_closesocket(fd);
+        return;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    struct bufferevent *bev;
+    if (n->ssl) {
+        SSL *ssl = SSL_new(n->ssl);
+        bev = ssl ? bufferevent_openssl_socket_new(n->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!bev) {
+        evutil_closesocket(fd);
+        return;
+    }
+    viewer_start(n, bev, n->ssl != NULL, ip);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *ud)
+{
+    int err = EVUTIL_SOCKET_ERROR();
+    LOG_W("accept failed: %s", evutil_socket_error_to_string(err));
+}
+
+static SSL_CTX *tls_context(const struct config *cfg)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_certificate) != 1) {
+        fprintf(stderr, "whtunnel: cannot use TLS_CERTIFICATE '%s': %s\n", cfg->tls_certificate,
+                ERR_reason_error_string(ERR_get_error()));
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        fprintf(stderr, "whtunnel: cannot use TLS_KEY '%s': %s\n", cfg->tls_key,
+                ERR_reason_error_string(ERR_get_error()));
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        fprintf(stderr, "whtunnel: TLS_KEY does not match TLS_CERTIFICATE\n");
+        goto fail;
+    }
+    return ctx;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *ud)
+{
+    struct node *n = ud;
+    LOG_I("signal %d: stopping", (int)sig);
+    event_base_loopexit(n->base, NULL);
+}
+
+int node_start(struct node *n, struct event_base *base, const struct config *cfg)
+{
+    memset(n, 0, sizeof *n);
+    n->base = base;
+    n->cfg = cfg;
+    n->keys.secret_a = cfg->secret_a;
+    n->keys.secret_a_len = cfg->secret_a ? strlen(cfg->secret_a) : 0;
+    n->keys.secret_b = cfg->secret_b;
+    n->keys.secret_b_len = cfg->secret_b ? strlen(cfg->secret_b) : 0;
+    n->keys.audience = cfg->audience && cfg->audience[0] ? cfg->audience : NULL;
+    if (cfg->tls_key && cfg->tls_key[0]) {
+        n->ssl = tls_context(cfg);
+        if (!n->ssl)
+            return -1;
+    }
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    char addr[300];
+    const char *la = cfg->listen_addr && cfg->listen_addr[0] ? cfg->listen_addr : "0.0.0.0";
+    if (strchr(la, ':'))
+        snprintf(addr, sizeof addr, "[%s]:%lld", la, (long long)cfg->port);
+    else
+        snprintf(addr, sizeof addr, "%s:%lld", la, (long long)cfg->port);
+    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
+        fprintf(stderr, "whtunnel: bad listen address '%s' (WHT_LISTEN_ADDR / --listen)\n", la);
+        return -1;
+    }
+    n->listener = evconnlistener_new_bind(base, accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
+                                          (struct sockaddr *)&ss, sslen);
+    if (!n->listener) {
+        fprintf(stderr, "whtunnel: cannot listen on %s: %s\n", addr, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    n->sigint_ev = evsignal_new(base, SIGINT, signal_cb, n);
+    n->sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, n);
+    event_add(n->sigint_ev, NULL);
+    event_add(n->sigterm_ev, NULL);
+    LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
+          cfg->domain && cfg->domain[0] ? "domain and path" : "path", cfg->domain && cfg->domain[0] ? ": *." : "",
+          cfg->domain && cfg->domain[0] ? cfg->domain : "");
+    return 0;
+}
+
+void node_stop(struct node *n)
+{
+    for (uint32_t i = 0; i < n->nbuckets; i++) {
+        while (n->buckets[i])
+            worker_close(n->buckets[i], "node stopping");
+    }
+    if (n->listener)
+        evconnlistener_free(n->listener);
+    if (n->sigint_ev)
+        event_free(n->sigint_ev);
+    if (n->sigterm_ev)
+        event_free(n->sigterm_ev);
+    /* let deferred frees run */
+    event_base_loop(n->base, EVLOOP_NONBLOCK);
+    free(n->buckets);
+    if (n->ssl)
+        SSL_CTX_free(n->ssl);
+}
