@@ -198,7 +198,7 @@ static void round_trip(enum ws_role role, const uint8_t *payload, size_t n, size
 /* Reads the input as "name:value" lines and runs the handshake checks. */
 static void handshake(const uint8_t *in, size_t n)
 {
-    struct ws_header h[16];
+    struct ws_header h[16] = {{0}};
     size_t nh = 0, i = 0;
     const char *key = NULL;
     size_t kl = 0;

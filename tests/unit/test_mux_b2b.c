@@ -31,7 +31,8 @@ struct fifo {
 static void fifo_add(struct fifo *f, const void *p, size_t n)
 {
     if (f->off + f->len + n > f->cap) {
-        memmove(f->buf, f->buf + f->off, f->len);
+        if (f->len)
+            memmove(f->buf, f->buf + f->off, f->len);
         f->off = 0;
         if (f->len + n > f->cap) {
             f->cap = (f->len + n) * 2;

@@ -97,7 +97,7 @@ static void feed_ack(struct mux_session *s, uint32_t id, uint32_t n)
 
 static void feed_dat(struct mux_session *s, uint32_t id, size_t n, int expect)
 {
-    uint8_t *f = malloc(5 + n);
+    uint8_t *f = malloc(MUX_MAX_CONTROL_LEN + n);
     mux_frame_encode(f, MUX_DAT, id, 0);
     for (size_t i = 0; i < n; i++)
         f[5 + i] = (uint8_t)(i * 7);
