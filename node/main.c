@@ -21,7 +21,8 @@ static void token_usage(FILE *f)
     fprintf(f, "usage: whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]\n"
                "\n"
                "Prints an HS256 worker token for ID signed with TASKCLUSTER_PROXY_SECRET_A\n"
-               "(or --secret-a). DURATION: e.g. 30m, 24h, 7d (default 24h, at most 31d).\n");
+               "(or --secret-a). DURATION: e.g. 30m, 24h, 7d (default 24h; at most 31d minus\n"
+               "5m, as nbf is backdated 5 minutes for clock skew).\n");
 }
 
 /* whtunnel token --id ID [--ttl D] [--aud A]; other flags are node settings
@@ -105,8 +106,33 @@ static char *dev_secret(void)
     return hex;
 }
 
+/* The path of a sibling program of the build (../client/whclient next to
+ * node/whtunnel), or its bare name when it is not there. */
+static void program_path(const char *rel, const char *name, char *out, size_t cap)
+{
+    char exe[4096];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    snprintf(out, cap, "%s", name);
+    if (n <= 0)
+        return;
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (!slash)
+        return;
+    *slash = 0;
+    char cand[4200];
+    snprintf(cand, sizeof cand, "%s/%s", exe, rel);
+    char *real = realpath(cand, NULL);
+    if (real && access(real, X_OK) == 0)
+        snprintf(out, cap, "%s", real);
+    free(real);
+}
+
 static void print_first_run(const struct config *cfg, const char *secret)
 {
+    char client[4096], self[4096];
+    program_path("../client/whclient", "whclient", client, sizeof client);
+    program_path("whtunnel", "whtunnel", self, sizeof self);
     char *tok = NULL;
     if (token_mint(secret, strlen(secret), "demo", (int64_t)time(NULL), 24 * 3600, NULL, &tok) != 0)
         return;
@@ -119,12 +145,12 @@ static void print_first_run(const struct config *cfg, const char *secret)
             "  whtunnel is running in development mode with a secret generated just now.\n"
             "  To mint more tokens in another shell:\n"
             "    export TASKCLUSTER_PROXY_SECRET_A=%s\n"
-            "    whtunnel token --id <id>\n"
+            "    %s token --id <id>\n"
             "  Expose a local service on port 8000 as worker \"demo\" (token valid 24 h):\n"
-            "    whclient %s://%s:%lld demo 8000 --token %s\n"
+            "    %s %s://%s:%lld demo 8000 --token %s\n"
             "  then browse %s://%s:%lld/demo/\n"
             "  (ENV=production refuses to start without TASKCLUSTER_PROXY_SECRET_A/B.)\n\n",
-            secret, scheme, host, (long long)cfg->port, tok, scheme[2] ? "https" : "http", host,
+            secret, self, client, scheme, host, (long long)cfg->port, tok, scheme[2] ? "https" : "http", host,
             (long long)cfg->port);
     free(tok);
 }
