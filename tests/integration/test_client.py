@@ -1,0 +1,82 @@
+"""whclient against our node: reconnects, tokens on stdin, rejected tokens, --out-file,
+and `whtunnel token` minting a token the node accepts."""
+
+import http.client
+import os
+import subprocess
+import time
+
+from conftest import SECRET_A, Node, Proc, binary, free_port, make_token, wait_for
+
+
+def status(node, path):
+    try:
+        h = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+        h.request("GET", path)
+        r = h.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return None
+
+
+def test_reconnects_after_node_restart(procs, backend):
+    port = free_port()
+    n = Node(port=port)
+    procs.append(n)
+    c = Proc([binary("whclient"), n.url, "rc", str(backend.port), "--token", make_token("rc")], name="client")
+    procs.append(c)
+    wait_for(lambda: status(n, "/rc/echo") == 200, 10, "first registration")
+    n.stop()
+    wait_for(lambda: "reconnecting in" in c.output(), 10, "the client to say it reconnects")
+    n2 = Node(port=port)
+    procs.append(n2)
+    # backoff: 0.5 s x 1.5^n with full jitter, so a few seconds at most here
+    wait_for(lambda: status(n2, "/rc/echo") == 200, 30, "re-registration after restart")
+    assert c.alive()
+
+
+def test_token_from_stdin_and_rejected_token(procs, backend, node):
+    c = Proc([binary("whclient"), node.url, "st", str(backend.port)], name="client", stdin=subprocess.PIPE)
+    procs.append(c)
+    c.p.stdin.write((make_token("st", secret="wrong") + "\n").encode())
+    c.p.stdin.flush()
+    wait_for(lambda: "401" in c.output(), 10, "the client to report the rejected token")
+    assert "waiting for a new token" in c.output()
+    assert status(node, "/st/echo") == 404
+    assert c.alive()
+    c.p.stdin.write((make_token("st") + "\n").encode())
+    c.p.stdin.flush()
+    wait_for(lambda: status(node, "/st/echo") == 200, 10, "registration with the new token")
+    # the token never appears in the logs
+    assert make_token("st")[:40] not in c.output()
+
+
+def test_out_file(procs, backend, node, tmp_path):
+    out = tmp_path / "url.txt"
+    c = Proc([binary("whclient"), node.url, "of", str(backend.port), "--token", make_token("of"), "--out-file",
+              str(out)], name="client")
+    procs.append(c)
+    wait_for(lambda: out.exists() and out.read_text().strip() == "%s/of" % node.url, 10, "the out file")
+
+
+def test_bad_arguments_exit_2():
+    r = subprocess.run([binary("whclient"), "ws://127.0.0.1:1", "id"], capture_output=True, timeout=10)
+    assert r.returncode == 2
+    assert b"usage" in r.stderr.lower()
+    r = subprocess.run([binary("whclient"), "--help"], capture_output=True, timeout=10)
+    assert r.returncode == 0
+
+
+def test_whtunnel_token_subcommand(procs, backend, node):
+    env = dict(os.environ, TASKCLUSTER_PROXY_SECRET_A=SECRET_A)
+    r = subprocess.run([binary("whtunnel"), "token", "--id", "minted", "--ttl", "2h"], capture_output=True,
+                       env=env, timeout=10)
+    assert r.returncode == 0, r.stderr
+    tok = r.stdout.decode().strip()
+    c = Proc([binary("whclient"), node.url, "minted", str(backend.port), "--token", tok], name="client")
+    procs.append(c)
+    wait_for(lambda: status(node, "/minted/echo") == 200, 10, "registration with a minted token")
+    r = subprocess.run([binary("whtunnel"), "token", "--id", "x", "--ttl", "40d"], capture_output=True, env=env,
+                       timeout=10)
+    assert r.returncode == 2
