@@ -20,23 +20,24 @@ run_build() { # name, cmake args...
     local name=$1; shift
     local bdir="$root/build-$name"
     echo "=== build $name"
-    if ! cmake -S "$root" -B "$bdir" "$@" >"$bdir.configure.log" 2>&1; then
-        cat "$bdir.configure.log"; failed=$((failed + 1)); failed_names+=("build-$name"); return
+    mkdir -p "$bdir"
+    if ! cmake -S "$root" -B "$bdir" "$@" >"$bdir/configure.log" 2>&1; then
+        cat "$bdir/configure.log"; failed=$((failed + 1)); failed_names+=("build-$name"); return
     fi
-    if ! cmake --build "$bdir" -j"$jobs" >"$bdir.build.log" 2>&1; then
-        grep -E "error|warning" "$bdir.build.log" | head -50
+    if ! cmake --build "$bdir" -j"$jobs" >"$bdir/build.log" 2>&1; then
+        grep -E "error|warning" "$bdir/build.log" | head -50
         failed=$((failed + 1)); failed_names+=("build-$name"); return
     fi
     echo "=== test $name"
     local args=(--test-dir "$bdir" --output-on-failure --timeout 900)
     [ -n "$label" ] && args+=(-L "$label")
-    ctest "${args[@]}" | tee "$bdir.ctest.log"
+    ctest "${args[@]}" | tee "$bdir/ctest.log"
     local p f
-    p=$(grep -cE "Test +#[0-9]+: .* Passed" "$bdir.ctest.log")
-    f=$(grep -cE "Test +#[0-9]+: .*(\*\*\*|Failed|Not Run|Timeout)" "$bdir.ctest.log")
+    p=$(grep -cE "Test +#[0-9]+: .* Passed" "$bdir/ctest.log")
+    f=$(grep -cE "Test +#[0-9]+: .*(\*\*\*|Failed|Not Run|Timeout)" "$bdir/ctest.log")
     passed=$((passed + p)); failed=$((failed + f))
     while read -r t; do failed_names+=("$name/$t"); done < <(
-        grep -E "Test +#[0-9]+: .*(\*\*\*|Failed|Not Run|Timeout)" "$bdir.ctest.log" | awk '{print $4}')
+        grep -E "Test +#[0-9]+: .*(\*\*\*|Failed|Not Run|Timeout)" "$bdir/ctest.log" | awk '{print $4}')
 }
 
 run_build release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWHT_WERROR=ON
