@@ -91,6 +91,7 @@ struct viewer {
     int64_t wait_deadline_ms;
     TAILQ_ENTRY(viewer) wait_link;
     struct event *wait_ev;
+    struct event *head_ev;         /* absolute deadline for the request head being read */
     int keep_alive;                /* the viewer may send another request */
     unsigned in_cb : 1, dead : 1;
 };

@@ -73,6 +73,28 @@ static void maybe_consume(struct viewer *v)
     }
 }
 
+/* The head being read must be complete by header_timeout from its first byte
+ * (from the accept for a connection's first request), however it trickles in. */
+static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state != V_HEAD)
+        return;
+    if (evbuffer_get_length(bufferevent_get_input(v->bev)) == 0) {
+        viewer_free(v); /* a connection that never sent anything */
+        return;
+    }
+    LOG_D("conn=%llu request head not complete in time", (unsigned long long)v->serial);
+    fail(v, 408, "Request Timeout", "request head not received in time\n");
+}
+
+static void arm_head_deadline(struct viewer *v)
+{
+    int64_t ms = v->node->cfg->header_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(v->head_ev, &tv);
+}
+
 static void viewer_free(struct viewer *v)
 {
     if (v->dead)
@@ -83,6 +105,8 @@ static void viewer_free(struct viewer *v)
         bufferevent_free(v->bev);
     if (v->wait_ev)
         event_free(v->wait_ev);
+    if (v->head_ev)
+        event_free(v->head_ev);
     if (v->resp_head)
         evbuffer_free(v->resp_head);
     free(v->head);
@@ -398,8 +422,7 @@ static void route(struct viewer *v)
     memcpy(v->worker_id, id, id_len);
     v->worker_id[id_len] = 0;
     v->worker = w;
-    v->state = V_WAIT;
-    bufferevent_disable(v->bev, EV_READ);
+    v->state = V_WAIT; /* reading stays on: a viewer that leaves is noticed (EOF) while it waits */
     if (worker_attach(w, v) != 0) {
         v->worker = NULL;
         fail(v, 502, "Bad Gateway", "the worker is going away\n");
@@ -421,6 +444,8 @@ static void try_head(struct viewer *v)
     bufferevent_enable(v->bev, EV_READ);
     if (len == 0)
         return;
+    if (!evtimer_pending(v->head_ev, NULL)) /* the first byte of a head: its deadline starts */
+        arm_head_deadline(v);
     if (len > max + 1)
         len = max + 1;
     const char *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
@@ -438,6 +463,7 @@ static void try_head(struct viewer *v)
              http1_strerror(rc));
         return;
     }
+    evtimer_del(v->head_ev);
     free(v->head);
     v->head = malloc((size_t)rc);
     memcpy(v->head, p, (size_t)rc);
@@ -495,9 +521,11 @@ static void pump_up(struct viewer *v)
     }
     if (v->worker)
         worker_kick(v->worker);
-    if (v->state == V_PROXY && v->req_done)
-        bufferevent_disable(v->bev, EV_READ); /* a pipelined request waits for this response */
-    else if (v->state == V_PROXY || v->state == V_TUNNEL)
+    /* reading stays on after the request too: a pipelined request waits in the
+     * input buffer (bounded by the read watermark) for this response, and a
+     * viewer that leaves mid-response is noticed at once (EOF or error), which
+     * frees its stream */
+    if (v->state == V_PROXY || v->state == V_TUNNEL)
         bufferevent_enable(v->bev, EV_READ);
 }
 
@@ -762,6 +790,8 @@ static void write_cb(struct bufferevent *bev, void *ud)
 static void event_cb(struct bufferevent *bev, short what, void *ud)
 {
     struct viewer *v = ud;
+    if (what == BEV_EVENT_CONNECTED)
+        return; /* TLS: the handshake is done; the request head follows */
     if ((what & BEV_EVENT_TIMEOUT) && v->state == V_HEAD) {
         if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
             fail(v, 408, "Request Timeout", "request head not received in time\n");
@@ -775,7 +805,7 @@ static void event_cb(struct bufferevent *bev, short what, void *ud)
         bufferevent_disable(bev, EV_READ);
         return;
     }
-    if ((what & BEV_EVENT_TIMEOUT) && (v->state == V_TUNNEL || v->state == V_PROXY)) {
+    if ((what & BEV_EVENT_TIMEOUT) && (v->state == V_TUNNEL || v->state == V_PROXY || v->state == V_WAIT)) {
         bufferevent_enable(bev, EV_READ | EV_WRITE); /* long-lived exchanges are not timed out */
         return;
     }
@@ -800,7 +830,16 @@ void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, v);
     bufferevent_setwatermark(bev, EV_READ, 0, VIEWER_IN_HIGH + (size_t)n->cfg->max_header_bytes);
     bufferevent_setwatermark(bev, EV_WRITE, VIEWER_OUT_LOW, 0);
-    struct timeval tv = {(time_t)(n->cfg->header_timeout_ms / 1000), (suseconds_t)(n->cfg->header_timeout_ms % 1000) * 1000};
+    /* the read timeout closes idle keep-alive connections; exchanges in
+     * progress re-arm it (event_cb) */
+    int64_t idle = n->cfg->idle_timeout_ms;
+    struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
     bufferevent_set_timeouts(bev, &tv, NULL);
+    v->head_ev = evtimer_new(n->base, head_timeout_cb, v);
+    if (!v->head_ev) {
+        viewer_free(v);
+        return;
+    }
+    arm_head_deadline(v); /* a new connection has header_timeout to send its first head */
     try_head(v);
 }

@@ -296,8 +296,10 @@ struct worker *worker_start(struct node *n, struct bufferevent *bev, const char 
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, w);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
-    /* as the Go peers do: a ping as soon as the session starts */
-    w->last_ping_ms = w->last_pong_ms = node_now_ms();
+    /* as the Go peers do: a ping as soon as the session starts; its pong is
+     * due within one interval like any other */
+    w->last_ping_ms = node_now_ms();
+    w->last_pong_ms = w->last_ping_ms - 1;
     send_control(w, WS_OP_PING, NULL, 0);
     arm_timer(w);
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -127,7 +128,11 @@ class Client(Proc):
         super().__init__([binary("whclient"), node_url, wid, str(target_port), "--token", token] + list(args),
                          name="client")
         self.url = None
-        if wait:
+        if wait:  # the URL line, within a deadline (a client that cannot register retries forever)
+            ready, _, _ = select.select([self.p.stdout], [], [], 20)
+            if not ready:
+                self.stop()
+                raise TimeoutError("client printed no URL within 20 s: %s" % self.output())
             line = self.p.stdout.readline().decode().strip()
             assert line, "client printed no URL: %s" % self.output()
             self.url = line
@@ -141,12 +146,38 @@ class Backend(Proc):
         wait_for(lambda: port_open(self.port), 10, "backend to listen")
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def sanitizer_reports(p):
+    """The sanitizer report lines in a stopped process's log (ASan, LSan, UBSan)."""
+    if p.name == "backend":
+        return []
+    out = p.output()
+    return [line for line in out.splitlines() if any(m in line for m in SANITIZER_MARKS)]
+
+
+def rss_kb(pid):
+    """VmRSS of a process, in KiB."""
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise ValueError("no VmRSS for %d" % pid)
+
+
 @pytest.fixture
 def procs():
     started = []
     yield started
     for p in reversed(started):
         p.stop()
+    # a sanitizer report in any node or client log fails the test
+    reports = []
+    for p in started:
+        reports += ["%s %s: %s" % (p.name, p.log.name, line) for line in sanitizer_reports(p)]
+    if reports:
+        pytest.fail("sanitizer reports:\n" + "\n".join(reports[:20]), pytrace=False)
 
 
 @pytest.fixture
