@@ -90,7 +90,7 @@ struct viewer {
     uint64_t owed;                 /* stream bytes delivered, not yet consumed */
     int64_t wait_deadline_ms;
     TAILQ_ENTRY(viewer) wait_link;
-    struct event *wait_ev;
+    TAILQ_ENTRY(viewer) all_link;  /* the node's list of viewer connections */
     struct event *head_ev;         /* absolute deadline for the request head being read */
     int keep_alive;                /* the viewer may send another request */
     unsigned in_cb : 1, dead : 1;
@@ -112,8 +112,10 @@ struct node {
     uint32_t nbuckets, nworkers;
     uint64_t next_serial;
     uint32_t nconns;
+    struct viewer_list viewers;    /* every viewer connection, for shutdown */
     struct node_stats stats;
     int scheme_https;
+    int stopping;                  /* node_stop(): free at once, send nothing more */
 };
 
 /* server.c */
@@ -147,6 +149,8 @@ void viewer_on_writable(struct mux_stream *st, void *ud);
 void viewer_on_closed(struct mux_stream *st, int err, void *ud);
 /* proxy.c */
 void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip);
+/* Closes every viewer connection (shutdown). */
+void viewer_close_all(struct node *n);
 /* The worker has opened a stream for v (or failed: st NULL, err set). */
 void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err);
 

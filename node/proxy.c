@@ -103,14 +103,13 @@ static void viewer_free(struct viewer *v)
     release_stream(v);
     if (v->bev)
         bufferevent_free(v->bev);
-    if (v->wait_ev)
-        event_free(v->wait_ev);
     if (v->head_ev)
         event_free(v->head_ev);
     if (v->resp_head)
         evbuffer_free(v->resp_head);
     free(v->head);
     free(v->fwd_path);
+    TAILQ_REMOVE(&v->node->viewers, v, all_link);
     v->node->nconns--;
     free(v);
 }
@@ -827,6 +826,7 @@ void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *
     v->resp_head = evbuffer_new();
     n->nconns++;
     n->stats.connections++;
+    TAILQ_INSERT_TAIL(&n->viewers, v, all_link);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, v);
     bufferevent_setwatermark(bev, EV_READ, 0, VIEWER_IN_HIGH + (size_t)n->cfg->max_header_bytes);
     bufferevent_setwatermark(bev, EV_WRITE, VIEWER_OUT_LOW, 0);
@@ -842,4 +842,11 @@ void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *
     }
     arm_head_deadline(v); /* a new connection has header_timeout to send its first head */
     try_head(v);
+}
+
+void viewer_close_all(struct node *n)
+{
+    struct viewer *v;
+    while ((v = TAILQ_FIRST(&n->viewers)))
+        viewer_free(v);
 }

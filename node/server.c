@@ -178,6 +178,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *ud)
 int node_start(struct node *n, struct event_base *base, const struct config *cfg)
 {
     memset(n, 0, sizeof *n);
+    TAILQ_INIT(&n->viewers);
     n->base = base;
     n->cfg = cfg;
     n->keys.secret_a = cfg->secret_a;
@@ -221,6 +222,8 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
 
 void node_stop(struct node *n)
 {
+    n->stopping = 1;
+    viewer_close_all(n);
     for (uint32_t i = 0; i < n->nbuckets; i++) {
         while (n->buckets[i])
             worker_close(n->buckets[i], "node stopping");

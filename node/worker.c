@@ -128,6 +128,19 @@ static void free_cb(evutil_socket_t fd, short what, void *ud)
     free(w);
 }
 
+static void closing_write_cb(struct bufferevent *bev, void *ud)
+{
+    struct worker *w = ud;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        event_active(w->free_ev, EV_TIMEOUT, 0);
+}
+
+static void closing_event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    struct worker *w = ud;
+    event_active(w->free_ev, EV_TIMEOUT, 0);
+}
+
 void worker_close(struct worker *w, const char *why)
 {
     struct viewer *v;
@@ -144,6 +157,15 @@ void worker_close(struct worker *w, const char *why)
     }
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every viewer hears of its stream's end */
     event_del(w->timer_ev);
+    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping) {
+        /* let a queued close frame reach the worker, for at most a second */
+        struct timeval tv = {1, 0};
+        bufferevent_setcb(w->bev, NULL, closing_write_cb, closing_event_cb, w);
+        bufferevent_setwatermark(w->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(w->bev, EV_WRITE);
+        event_add(w->free_ev, &tv);
+        return;
+    }
     event_active(w->free_ev, EV_TIMEOUT, 0);
 }
 

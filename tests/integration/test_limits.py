@@ -244,3 +244,26 @@ def test_slow_viewer_backpressure(procs, backend):
         buf += d
     assert buf.startswith(b"HTTP/1.1 200 ") and buf.endswith(pattern(1000))
     s.close()
+
+
+def test_sigterm_with_viewers_and_workers_connected(procs, backend):
+    """Shutdown frees every connection: no leak report with viewers mid-head,
+    idle and mid-response, and a worker attached."""
+    import socket as _socket
+    from conftest import Client, Node
+    n = Node()
+    procs.append(n)
+    c = Client(n.url, "bye", backend.port)
+    procs.append(c)
+    socks = []
+    for payload in (b"", b"GET /bye/echo HTTP/1.1\r\nHost: x\r\n", b"GET /bye/slow?lines=50 HTTP/1.1\r\nHost: x\r\n\r\n"):
+        s = _socket.create_connection(("127.0.0.1", n.port), timeout=5)
+        if payload:
+            s.sendall(payload)
+        socks.append(s)
+    assert socks[2].recv(100).startswith(b"HTTP/1.1 200")
+    assert n.stop() == 0
+    out = n.output()
+    assert "LeakSanitizer" not in out and "AddressSanitizer" not in out, out[-2000:]
+    for s in socks:
+        s.close()
