@@ -1,0 +1,658 @@
+#!/usr/bin/env bash
+# Benchmarks of the node (whtunnel) and client (whclient) against baselines
+# measured in the same run. Prints figures and ratios; asserts nothing.
+#
+#   tests/bench/bench.sh [--part NAME]... [--repeat N] [--duration S] [--workers N]
+#                        [--slow-seconds S] [--no-install] [--no-netns]
+#
+# Parts (default: all, in this order):
+#   http        small keep-alive requests: wrk against nginx directly, nginx as a
+#               keep-alive reverse proxy, our node + whclient (and the Go pair)
+#   throughput  one-stream 1 GiB download and 256 MiB upload, direct vs tunnel
+#   memory      node RSS per idle connected worker (wsbench.py workers)
+#   ws          WebSocket echo round trip, direct vs tunnel
+#   slow        node RSS while a rate-limited viewer downloads 1 GiB
+#
+# Options:
+#   --repeat N        runs of each measurement; the median is reported (default 3)
+#   --duration S      seconds per wrk run (default 10)
+#   --workers N       idle workers for the memory part (default 1000, at most 10000)
+#   --slow-seconds S  bound of the slow-viewer download (default 60)
+#   --no-install      do not run deploy/install-deps.sh --bench
+#   --no-netns        stay in this network namespace (default: a private one made
+#                     with unshare -n, loopback only, when that works)
+#
+# Environment:
+#   WHT_BUILD_DIR     build with node/whtunnel and client/whclient (default
+#                     build-bench; configured Release and built when missing)
+#   WHT_GO_SERVER     optional: the original Go server (websocktunnel), built by hand
+#   WHT_GO_CLIENT     optional: the original Go client (wst-client), built by hand
+#
+# Everything listens on 127.0.0.1 ephemeral ports (the Go server listens on
+# every interface: one more reason for the private network namespace). Every
+# wait has a deadline, every loop a bound; all processes are stopped on exit.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+PY=/usr/bin/python3
+WSB="$HERE/wsbench.py"
+
+PARTS=()
+REPEAT=3
+DURATION=10
+WORKERS=1000
+SLOW_SECONDS=60
+INSTALL=1
+NETNS=1
+ARGS=("$@")
+
+usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
+    --part=*) PARTS+=("${1#*=}"); shift ;;
+    --repeat) REPEAT=${2:?}; shift 2 ;;
+    --duration) DURATION=${2:?}; shift 2 ;;
+    --workers) WORKERS=${2:?}; shift 2 ;;
+    --slow-seconds) SLOW_SECONDS=${2:?}; shift 2 ;;
+    --no-install) INSTALL=0; shift ;;
+    --no-netns) NETNS=0; shift ;;
+    -h|--help) usage; exit 0 ;;
+    *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
+    esac
+done
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow)
+for p in "${PARTS[@]}"; do
+    case "$p" in http|throughput|memory|ws|slow) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
+done
+num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
+num_in "$DURATION" 1 120 || { echo "bench.sh: --duration must be 1..120" >&2; exit 2; }
+num_in "$WORKERS" 1 10000 || { echo "bench.sh: --workers must be 1..10000" >&2; exit 2; }
+num_in "$SLOW_SECONDS" 5 300 || { echo "bench.sh: --slow-seconds must be 5..300" >&2; exit 2; }
+want() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
+
+# ---- set-up outside the namespace: packages, build --------------------------------------------
+
+BUILD=${WHT_BUILD_DIR:-$ROOT/build-bench}
+if [ -z "${WHT_BENCH_INNER:-}" ]; then
+    if [ "$INSTALL" = 1 ]; then
+        "$ROOT/deploy/install-deps.sh" --bench
+    fi
+    if [ ! -x "$BUILD/node/whtunnel" ] || [ ! -x "$BUILD/client/whclient" ]; then
+        echo "bench.sh: building $BUILD (Release)" >&2
+        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+        cmake --build "$BUILD" -j2 --target whtunnel whclient >/dev/null
+    fi
+    if [ "$NETNS" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
+        && unshare -n true 2>/dev/null; then
+        export WHT_BENCH_INNER=netns WHT_BUILD_DIR="$BUILD"
+        exec unshare -n -- "$0" "${ARGS[@]}"
+    fi
+    export WHT_BENCH_INNER=host
+fi
+if [ "$WHT_BENCH_INNER" = netns ]; then
+    ip link set lo up
+fi
+for t in nginx wrk curl "$PY"; do
+    command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
+done
+WHTUNNEL="$BUILD/node/whtunnel"
+WHCLIENT="$BUILD/client/whclient"
+GO_SERVER=${WHT_GO_SERVER:-}
+GO_CLIENT=${WHT_GO_CLIENT:-}
+GO=0
+if [ -n "$GO_SERVER" ] || [ -n "$GO_CLIENT" ]; then
+    if [ -x "$GO_SERVER" ] && [ -x "$GO_CLIENT" ]; then
+        GO=1
+    else
+        echo "bench.sh: WHT_GO_SERVER and WHT_GO_CLIENT must both name executables; Go runs skipped" >&2
+    fi
+fi
+
+# ---- processes and clean-up -------------------------------------------------------------------
+
+DIR=$(mktemp -d /tmp/wht-bench.XXXXXX)
+if SHM=$(mktemp -d /dev/shm/wht-bench.XXXXXX 2>/dev/null); then :; else SHM="$DIR/shm-dir"; mkdir "$SHM"; fi
+ln -s "$SHM" "$DIR/shm"
+PIDS=()
+
+stop_pid() {
+    local pid=$1 i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+cleanup() {
+    local i
+    trap - EXIT INT TERM
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${PIDS[$i]}"
+    done
+    rm -rf "$DIR" "$SHM"
+}
+trap cleanup EXIT
+trap 'echo "bench.sh: interrupted" >&2; exit 130' INT TERM
+
+# start NAME CMD...: runs CMD in the background, output to $DIR/NAME.log; sets LAST_PID.
+start() {
+    local name=$1
+    shift
+    "$@" >"$DIR/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+}
+stop() {
+    local pid=$1 i keep=()
+    stop_pid "$pid"
+    for i in "${PIDS[@]}"; do [ "$i" = "$pid" ] || keep+=("$i"); done
+    PIDS=("${keep[@]}")
+}
+# run_bg OUT CMD...: runs CMD with its output in OUT, in the background so that a signal
+# interrupts the wait at once (the EXIT trap then stops CMD with the rest)
+run_bg() {
+    local out=$1 pid rc=0
+    shift
+    "$@" >"$out" 2>&1 </dev/null &
+    pid=$!
+    PIDS+=("$pid")
+    wait "$pid" || rc=$?
+    PIDS=("${PIDS[@]:0:${#PIDS[@]}-1}")
+    return "$rc"
+}
+free_port() { "$PY" "$WSB" port; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # PORT PID WHAT
+    local i
+    for i in $(seq 200); do
+        port_open "$1" && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "bench.sh: $3 did not listen on port $1; its log:" >&2
+    tail -20 "$DIR/$3.log" >&2 || true
+    exit 1
+}
+wait_file() { # FILE PID WHAT: waits for a non-empty file
+    local i
+    for i in $(seq 200); do
+        [ -s "$1" ] && return 0
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.05
+    done
+    echo "bench.sh: $3 did not get ready; its log:" >&2
+    tail -20 "$DIR/$3.log" >&2 || true
+    exit 1
+}
+rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# median of the numbers on stdin (one per line)
+# col N FILE: column N of FILE (nothing when FILE is missing)
+col() { if [ -s "$2" ]; then awk -v c="$1" '{print $c}' "$2"; fi; }
+median() { sort -g | awk '{a[NR] = $1} END {if (NR == 0) print "nan"; else if (NR % 2) print a[(NR + 1) / 2]; else printf "%.6g\n", (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+# paired A_FILE B_FILE COL: per-run ratios A/B of column COL (runs are interleaved, so run i of A
+# and run i of B saw the same machine state), then their median: "r1 r2 r3 (median m)"
+paired() {
+    local rs
+    rs=$(paste <(col "$3" "$1") <(col "$3" "$2") | awk '$2 + 0 > 0 {printf "%.2f\n", $1 / $2}')
+    [ -n "$rs" ] || { echo "-"; return; }
+    echo "$(echo "$rs" | tr '\n' ' ')(median $(echo "$rs" | median))"
+}
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b + 0 == 0 || a == "nan") print "-"; else printf "%.2fx", a / b}'; }
+
+SECRET=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+SECRET_B=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+token() { TASKCLUSTER_PROXY_SECRET_A=$SECRET "$WHTUNNEL" token --id "$1" --ttl 2h; }
+
+# ---- the services -----------------------------------------------------------------------------
+
+BACKEND_PORT=
+start_backend() { # nginx: /small, /files/1g (sparse), PUT /upload/
+    [ -n "$BACKEND_PORT" ] && return 0
+    mkdir -p "$SHM/www/files" "$SHM/www/upload" "$SHM/body" "$DIR/tmp"
+    chmod 0755 "$SHM" "$SHM/www" "$SHM/www/files" # nginx workers may run as www-data
+    chmod 0777 "$SHM/www/upload" "$SHM/body"
+    truncate -s 1G "$SHM/www/files/1g"
+    BACKEND_PORT=$(free_port)
+    sed -e "s#@PORT@#$BACKEND_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@SHM@#$SHM#g" "$HERE/nginx-backend.conf.in" >"$DIR/nginx-backend.conf"
+    start nginx-backend nginx -c "$DIR/nginx-backend.conf" -e "$DIR/nginx-backend.err"
+    wait_port "$BACKEND_PORT" "$LAST_PID" nginx-backend
+}
+
+PROXY_PORT=
+start_proxy() {
+    [ -n "$PROXY_PORT" ] && return 0
+    start_backend
+    PROXY_PORT=$(free_port)
+    ECHO_PORT=${ECHO_PORT:-$(free_port)} # the WebSocket echo server of part 4, started there
+    sed -e "s#@PORT@#$PROXY_PORT#g" -e "s#@BACKEND@#$BACKEND_PORT#g" -e "s#@ECHO@#$ECHO_PORT#g" -e "s#@DIR@#$DIR#g" \
+        "$HERE/nginx-proxy.conf.in" >"$DIR/nginx-proxy.conf"
+    start nginx-proxy nginx -c "$DIR/nginx-proxy.conf" -e "$DIR/nginx-proxy.err"
+    wait_port "$PROXY_PORT" "$LAST_PID" nginx-proxy
+}
+
+# start_node NAME: a node on a free port; sets NODE_PORT and NODE_PID
+start_node() {
+    NODE_PORT=$(free_port)
+    start "$1" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
+        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL=warn ENV=development "$WHTUNNEL"
+    NODE_PID=$LAST_PID
+    wait_port "$NODE_PORT" "$NODE_PID" "$1"
+}
+# start_client NAME NODE_PORT ID TARGET_PORT: whclient, waits until it printed its URL
+start_client() {
+    start "$1" "$WHCLIENT" "ws://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --log-level warn \
+        --out-file "$DIR/$1.url"
+    CLIENT_PID=$LAST_PID
+    wait_file "$DIR/$1.url" "$CLIENT_PID" "$1"
+}
+# start_go_server NAME: sets GO_PORT and GO_PID
+start_go_server() {
+    GO_PORT=$(free_port)
+    start "$1" env -u TLS_KEY -u TLS_CERTIFICATE PORT="$GO_PORT" URL_PREFIX="http://127.0.0.1:$GO_PORT" \
+        TASKCLUSTER_PROXY_SECRET_A="$SECRET" TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" "$GO_SERVER"
+    GO_PID=$LAST_PID
+    wait_port "$GO_PORT" "$GO_PID" "$1"
+}
+start_go_client() { # NAME GO_PORT ID TARGET_PORT
+    start "$1" "$GO_CLIENT" "http://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --out-file "$DIR/$1.url"
+    wait_file "$DIR/$1.url" "$LAST_PID" "$1"
+}
+
+TUNNEL_UP=0
+start_tunnels() { # node A + whclient "bench" -> nginx backend; Go pair likewise
+    [ "$TUNNEL_UP" = 1 ] && return 0
+    start_backend
+    start_node node
+    MAIN_NODE_PORT=$NODE_PORT
+    MAIN_NODE_PID=$NODE_PID
+    start_client whclient "$MAIN_NODE_PORT" bench "$BACKEND_PORT"
+    MAIN_CLIENT_PID=$CLIENT_PID
+    if [ "$GO" = 1 ]; then
+        start_go_server go-server
+        MAIN_GO_PORT=$GO_PORT
+        start_go_client go-client "$MAIN_GO_PORT" bench "$BACKEND_PORT"
+    fi
+    TUNNEL_UP=1
+}
+
+# ---- header -----------------------------------------------------------------------------------
+
+echo "webhooktunnel benchmarks, $(date -u '+%Y-%m-%d %H:%M UTC')"
+echo "machine: $(nproc) cores, $(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)," \
+    "$(awk '/^MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo), kernel $(uname -r)"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "tools: $(nginx -v 2>&1 | sed 's/.*: //'), wrk $(wrk -v 2>&1 | awk 'NR == 1 {print $2}')," \
+    "curl $(curl --version | awk 'NR == 1 {print $2}'), $("$PY" --version)"
+SRC=$(sed -n 's/^CMAKE_HOME_DIRECTORY:INTERNAL=//p' "$BUILD/CMakeCache.txt" 2>/dev/null || true)
+echo "build: $BUILD ($(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BUILD/CMakeCache.txt" 2>/dev/null)), source ${SRC:-unknown}" \
+    "($(git -C "${SRC:-/nonexistent}" describe --always --dirty 2>/dev/null || echo 'not a git tree')), whtunnel built $(date -u -r "$WHTUNNEL" '+%Y-%m-%d %H:%M UTC')"
+echo "network namespace: $WHT_BENCH_INNER; repeat: $REPEAT (medians reported); Go pair: $([ "$GO" = 1 ] && echo yes || echo no)"
+echo
+
+# ---- 1. small keep-alive requests -------------------------------------------------------------
+
+# run_wrk URL: prints "rps p50_us p99_us errors"
+run_wrk() {
+    run_bg "$DIR/wrk.out" wrk -t1 -c50 -d"${DURATION}s" --timeout 5s --latency "$1" || true
+    awk '
+        function us(v) {
+            if (v ~ /us$/) return v + 0
+            if (v ~ /ms$/) return v * 1000
+            if (v ~ /m$/) return v * 60e6
+            if (v ~ /s$/) return v * 1e6
+            return v
+        }
+        $1 == "50%" {p50 = us($2)}
+        $1 == "99%" {p99 = us($2)}
+        /^Requests\/sec:/ {rps = $2}
+        /Non-2xx/ {err += $NF}
+        /Socket errors/ {gsub(",", ""); err += $4 + $6 + $8 + $10}
+        END {printf "%s %s %s %d\n", rps + 0, p50 + 0, p99 + 0, err + 0}' "$DIR/wrk.out"
+}
+
+part_http() {
+    start_proxy
+    start_tunnels
+    local names=(direct nginx-proxy whtunnel) urls=("http://127.0.0.1:$BACKEND_PORT/small"
+        "http://127.0.0.1:$PROXY_PORT/small" "http://127.0.0.1:$MAIN_NODE_PORT/bench/small")
+    if [ "$GO" = 1 ]; then
+        names+=(go)
+        urls+=("http://127.0.0.1:$MAIN_GO_PORT/bench/small")
+    fi
+    echo "== 1. small keep-alive requests: wrk -t1 -c50 -d${DURATION}s --latency, GET of a 13-byte body"
+    local i r n
+    for i in "${!names[@]}"; do # warm-up, and a check that the path answers 200
+        local code
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "${urls[$i]}" || true)
+        [ "$code" = 200 ] || { echo "bench.sh: ${urls[$i]} answered $code" >&2; exit 1; }
+        wrk -t1 -c50 -d1s "${urls[$i]}" >/dev/null 2>&1 || true
+    done
+    for r in $(seq "$REPEAT"); do # runs interleaved, so that slow drifts hit every path alike
+        for i in "${!names[@]}"; do
+            local node_cpu0 client_cpu0 line
+            node_cpu0=$(cpu_ticks "$MAIN_NODE_PID")
+            client_cpu0=$(cpu_ticks "$MAIN_CLIENT_PID")
+            run_wrk "${urls[$i]}" >"$DIR/wrk.line"
+            line=$(cat "$DIR/wrk.line")
+            echo "$line" >>"$DIR/http.${names[$i]}"
+            if [ "${names[$i]}" = whtunnel ]; then
+                echo "$(($(cpu_ticks "$MAIN_NODE_PID") - node_cpu0)) $(($(cpu_ticks "$MAIN_CLIENT_PID") - client_cpu0))" \
+                    >>"$DIR/http.cpu"
+            fi
+            printf '   run %d %-12s %s\n' "$r" "${names[$i]}" \
+                "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')"
+        done
+    done
+    local base_rps base_p99 proxy_rps
+    base_rps=$(col 1 "$DIR/http.direct" | median)
+    base_p99=$(col 3 "$DIR/http.direct" | median)
+    proxy_rps=$(col 1 "$DIR/http.nginx-proxy" | median)
+    printf '   %-12s %10s %9s %10s %9s %9s %13s  %s\n' path "req/s" "vs direct" "vs nginx-p" "p50 us" "p99 us" \
+        "p99 - direct" "runs (req/s)"
+    for n in "${names[@]}"; do
+        local rps p50 p99 runs
+        rps=$(col 1 "$DIR/http.$n" | median)
+        p50=$(col 2 "$DIR/http.$n" | median)
+        p99=$(col 3 "$DIR/http.$n" | median)
+        runs=$(awk '{printf "%s%.0f", (NR > 1 ? " " : ""), $1}' "$DIR/http.$n")
+        [ "$n" = whtunnel ] && echo "1. small requests: whtunnel $(printf %.0f "$rps") req/s = $(ratio "$rps" "$proxy_rps") nginx-proxy, $(ratio "$rps" "$base_rps") direct; p99 $(printf %.0f "$p99") us (target >= 0.50x nginx-proxy)" >>"$DIR/summary"
+        printf '   %-12s %10.0f %9s %10s %9.0f %9.0f %13s  %s\n' "$n" "$rps" "$(ratio "$rps" "$base_rps")" \
+            "$(ratio "$rps" "$proxy_rps")" "$p50" "$p99" "$(awk -v a="$p99" -v b="$base_p99" 'BEGIN {printf "%+.0f us", a - b}')" "$runs"
+    done
+    local pr
+    pr=$(paired "$DIR/http.whtunnel" "$DIR/http.nginx-proxy" 1)
+    echo "   whtunnel / nginx-proxy req/s, run by run: $pr"
+    echo "   (paired per run: $pr)" >>"$DIR/summary"
+    local t=$((DURATION * $(getconf CLK_TCK))) # clock ticks per run
+    awk -v t="$t" '{n += $1; c += $2} END {printf "   whtunnel path CPU (mean of runs): node %.0f%%, whclient %.0f%% of one core\n", n / NR * 100 / t, c / NR * 100 / t}' "$DIR/http.cpu"
+    echo "   target: whtunnel >= 0.50x nginx-proxy"
+}
+
+# ---- 2. throughput ----------------------------------------------------------------------------
+
+# xfer NAME URL down|up: one curl transfer (at most 20 s); appends MiB/s to $DIR/NAME.DIR (a
+# transfer cut by the time limit counts with the bytes it moved, and is marked partial); prints
+# a line about it
+xfer() {
+    local name=$1 url=$2 dir=$3 out code size t rc=0
+    if [ "$dir" = down ]; then
+        run_bg "$DIR/curl.out" curl -s -o /dev/null --max-time 20 \
+            -w '%{http_code} %{size_download} %{time_total}' "$url" || rc=$?
+        out=$(cat "$DIR/curl.out")
+        read -r code size t <<<"$out"
+        [ "$code" = 200 ] && [ "$size" = $((1 << 30)) ] && rc=0
+    else
+        run_bg "$DIR/curl.out" curl -s -o /dev/null --max-time 20 -H 'Expect:' -T "$SHM/up.bin" \
+            -w '%{http_code} %{size_upload} %{time_total}' "$url" || rc=$?
+        out=$(cat "$DIR/curl.out")
+        read -r code size t <<<"$out"
+        { [ "$code" = 201 ] || [ "$code" = 204 ]; } && [ "$size" = $((256 << 20)) ] && rc=0
+    fi
+    if [ "$rc" = 0 ] || { [ "$rc" = 28 ] && [ "${size:-0}" -gt 0 ]; }; then
+        awk -v b="$size" -v t="$t" 'BEGIN {print b / 1048576 / t}' >>"$DIR/$name.$dir"
+        [ "$rc" = 28 ] && echo partial >"$DIR/$name.$dir.partial"
+        awk -v b="$size" -v t="$t" -v p="$([ "$rc" = 28 ] && echo ' (cut at 20 s)')" \
+            'BEGIN {printf "%4.0f MiB in %5.2f s = %5.0f MiB/s%s", b / 1048576, t, b / 1048576 / t, p}'
+    else
+        printf 'FAILED (curl %s: %s)' "$rc" "$out"
+    fi
+}
+
+part_throughput() {
+    start_proxy
+    start_tunnels
+    local names=(direct nginx-proxy whtunnel) bases=("http://127.0.0.1:$BACKEND_PORT"
+        "http://127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$MAIN_NODE_PORT/bench")
+    if [ "$GO" = 1 ]; then
+        names+=(go)
+        bases+=("http://127.0.0.1:$MAIN_GO_PORT/bench")
+    fi
+    head -c $((256 << 20)) /dev/urandom >"$SHM/up.bin"
+    echo "== 2. one-stream throughput: curl GET of a 1 GiB file to /dev/null; curl PUT of 256 MiB (nginx WebDAV); 20 s limit"
+    local r i n
+    for r in $(seq "$REPEAT"); do
+        for i in "${!names[@]}"; do
+            local n0 c0 d u
+            n0=$(cpu_ticks "$MAIN_NODE_PID")
+            c0=$(cpu_ticks "$MAIN_CLIENT_PID")
+            xfer "${names[$i]}" "${bases[$i]}/files/1g" down >"$DIR/xfer.line"
+            d=$(cat "$DIR/xfer.line")
+            [ "${names[$i]}" = whtunnel ] &&
+                echo "$(($(cpu_ticks "$MAIN_NODE_PID") - n0)) $(($(cpu_ticks "$MAIN_CLIENT_PID") - c0))" >>"$DIR/cpu.down"
+            n0=$(cpu_ticks "$MAIN_NODE_PID")
+            c0=$(cpu_ticks "$MAIN_CLIENT_PID")
+            xfer "${names[$i]}" "${bases[$i]}/upload/${names[$i]}" up >"$DIR/xfer.line"
+            u=$(cat "$DIR/xfer.line")
+            [ "${names[$i]}" = whtunnel ] &&
+                echo "$(($(cpu_ticks "$MAIN_NODE_PID") - n0)) $(($(cpu_ticks "$MAIN_CLIENT_PID") - c0))" >>"$DIR/cpu.up"
+            printf '   run %d %-12s down %s; up %s\n' "$r" "${names[$i]}" "$d" "$u"
+        done
+    done
+    rm -f "$SHM/up.bin" "$SHM"/www/upload/*
+    local down0 up0
+    down0=$(col 1 "$DIR/direct.down" | median)
+    up0=$(col 1 "$DIR/direct.up" | median)
+    printf '   %-12s %14s %9s %14s %9s\n' path "download MiB/s" "vs direct" "upload MiB/s" "vs direct"
+    for n in "${names[@]}"; do
+        local d u
+        d=$(col 1 "$DIR/$n.down" | median)
+        u=$(col 1 "$DIR/$n.up" | median)
+        [ "$n" = whtunnel ] && echo "2. one stream: whtunnel download $(printf %.0f "$d") MiB/s = $(ratio "$d" "$down0") direct, upload $(printf %.0f "$u") MiB/s = $(ratio "$u" "$up0") direct (target >= 0.50x)" >>"$DIR/summary"
+        printf '   %-12s %14.0f %9s %14.0f %9s%s\n' "$n" "$d" "$(ratio "$d" "$down0")" "$u" "$(ratio "$u" "$up0")" \
+            "$( [ -e "$DIR/$n.down.partial" ] || [ -e "$DIR/$n.up.partial" ] && echo '  (some runs cut at 20 s)')"
+    done
+    local pd pu
+    pd=$(paired "$DIR/whtunnel.down" "$DIR/direct.down" 1)
+    pu=$(paired "$DIR/whtunnel.up" "$DIR/direct.up" 1)
+    echo "   whtunnel / direct, run by run: download $pd; upload $pu"
+    echo "   (paired per run: download $pd; upload $pu)" >>"$DIR/summary"
+    local hz
+    hz=$(getconf CLK_TCK)
+    for d in down up; do
+        [ -s "$DIR/cpu.$d" ] || continue
+        paste "$DIR/cpu.$d" "$DIR/whtunnel.$d" | awk -v hz="$hz" -v d="$d" -v mib="$([ "$d" = down ] && echo 1024 || echo 256)" '
+            {n += $1; c += $2; t += mib / $3} END {printf "   whtunnel %s: CPU per run node %.2f s, whclient %.2f s (transfer %.2f s)\n", d, n / NR / hz, c / NR / hz, t / NR}'
+    done
+    echo "   target: whtunnel >= 0.50x direct"
+}
+
+# ---- 3. memory per idle worker ----------------------------------------------------------------
+
+# idle_rss NAME PORT PID: registers $WORKERS idle workers; writes "before after" (KiB) to $DIR/NAME.res
+idle_rss() {
+    local before after i a line=""
+    # warm-up: 20 registrations that come and go, so that the code and libraries they use are
+    # paged in (several MiB of file-backed RSS) before the "before" figure
+    timeout 60 "$PY" "$WSB" workers "$2" 20 "$SECRET" --prefix warm --hold 0 --timeout 30 </dev/null \
+        >/dev/null 2>"$DIR/$1-warm.err" || { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/$1-warm.err")" >&2; exit 1; }
+    sleep 1
+    before=$(rss_kib "$3")
+    coproc WK { "$PY" "$WSB" workers "$2" "$WORKERS" "$SECRET" --prefix idle --hold 60 --timeout 60 2>"$DIR/$1-workers.err"; }
+    # shellcheck disable=SC2153 # WK_PID is set by coproc
+    local wk_pid=$WK_PID
+    PIDS+=("$wk_pid")
+    read -r -t 70 line <&"${WK[0]}" || true
+    if [ "$line" != "ready $WORKERS" ]; then
+        echo "bench.sh: the idle workers did not register: $(cat "$DIR/$1-workers.err")" >&2
+        exit 1
+    fi
+    for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
+        a=$(rss_kib "$3")
+        sleep 0.25
+        [ "$a" = "$(rss_kib "$3")" ] && break
+    done
+    sleep 1
+    after=$(rss_kib "$3")
+    stop "$wk_pid"
+    echo "$before $after" >"$DIR/$1.res"
+}
+
+part_memory() {
+    echo "== 3. node memory per idle connected worker: $WORKERS registrations (wsbench.py workers), VmRSS before/after"
+    local r
+    for r in $(seq "$REPEAT"); do
+        start_node mem-node
+        local res
+        idle_rss mem-node "$NODE_PORT" "$NODE_PID"
+        res=$(cat "$DIR/mem-node.res")
+        echo "$res" >>"$DIR/mem.whtunnel"
+        stop "$NODE_PID"
+        printf '   run %d %-10s RSS %s KiB -> %s KiB\n' "$r" whtunnel "${res% *}" "${res#* }"
+        if [ "$GO" = 1 ]; then
+            start_go_server mem-go
+            idle_rss mem-go "$GO_PORT" "$GO_PID"
+            res=$(cat "$DIR/mem-go.res")
+            echo "$res" >>"$DIR/mem.go"
+            stop "$GO_PID"
+            printf '   run %d %-10s RSS %s KiB -> %s KiB\n' "$r" go "${res% *}" "${res#* }"
+        fi
+    done
+    printf '   %-10s %12s %12s %16s\n' server "RSS before" "RSS after" "per worker"
+    local n
+    for n in whtunnel go; do
+        [ -s "$DIR/mem.$n" ] || continue
+        local b a p
+        b=$(col 1 "$DIR/mem.$n" | median)
+        a=$(col 2 "$DIR/mem.$n" | median)
+        p=$(awk -v w="$WORKERS" '{print ($2 - $1) / w}' "$DIR/mem.$n" | median) # median of per-run values
+        [ "$n" = whtunnel ] && echo "3. idle workers: node RSS $(printf %.2f "$p") KiB per worker ($WORKERS workers) (target < 8 KiB)" >>"$DIR/summary"
+        printf '   %-10s %8.0f KiB %8.0f KiB %12.2f KiB\n' "$n" "$b" "$a" "$p"
+    done
+    echo "   target: whtunnel < 8 KiB per idle worker"
+}
+
+# ---- 4. WebSocket round trip ------------------------------------------------------------------
+
+part_ws() {
+    start_proxy
+    start_tunnels
+    start ws-echo "$PY" "$WSB" echo "$ECHO_PORT"
+    wait_port "$ECHO_PORT" "$LAST_PID" ws-echo
+    start_client whclient-ws "$MAIN_NODE_PORT" wsecho "$ECHO_PORT"
+    local names=(direct nginx-proxy whtunnel) urls=("ws://127.0.0.1:$ECHO_PORT/"
+        "ws://127.0.0.1:$PROXY_PORT/wsecho/" "ws://127.0.0.1:$MAIN_NODE_PORT/wsecho/")
+    if [ "$GO" = 1 ]; then
+        start_go_client go-client-ws "$MAIN_GO_PORT" wsecho "$ECHO_PORT"
+        names+=(go)
+        urls+=("ws://127.0.0.1:$MAIN_GO_PORT/wsecho/")
+    fi
+    echo "== 4. WebSocket round trip: 32-byte binary message and its echo, one connection per path, 2000 rounds"
+    echo "   (after 200 warm-up rounds), each round one message per path in a random order"
+    local r i n
+    for r in $(seq "$REPEAT"); do
+        run_bg "$DIR/rtt.out" timeout 120 "$PY" "$WSB" rtt "${urls[@]}" --count 2000 --warmup 200 --timeout 60 ||
+            { echo "bench.sh: rtt failed: $(cat "$DIR/rtt.out")" >&2; exit 1; }
+        for i in "${!names[@]}"; do
+            local line
+            line=$(grep -F " url=${urls[$i]} " "$DIR/rtt.out")
+            echo "$line" | sed 's/[a-z0-9_]*=//g' | awk '{print $4, $5, $6}' >>"$DIR/rtt.${names[$i]}"
+            printf '   run %d %-12s %s\n' "$r" "${names[$i]}" "${line/url=${urls[$i]} /}"
+        done
+    done
+    local m0 p0 l0
+    m0=$(col 1 "$DIR/rtt.direct" | median)
+    p0=$(col 2 "$DIR/rtt.direct" | median)
+    l0=$(col 3 "$DIR/rtt.direct" | median)
+    printf '   %-12s %10s %10s %10s %14s %14s %14s\n' path "median us" "p99 us" "min us" "added median" "added p99" \
+        "added min"
+    for n in "${names[@]}"; do
+        local m p l
+        m=$(col 1 "$DIR/rtt.$n" | median)
+        p=$(col 2 "$DIR/rtt.$n" | median)
+        l=$(col 3 "$DIR/rtt.$n" | median)
+        [ "$n" = whtunnel ] && echo "4. WebSocket round trip added by the tunnel: $(awk -v a="$m" -v b="$m0" 'BEGIN {printf "%.0f", a - b}') us median, $(awk -v a="$p" -v b="$p0" 'BEGIN {printf "%.0f", a - b}') us p99 (target < 90 us added)" >>"$DIR/summary"
+        printf '   %-12s %10.1f %10.1f %10.1f %11.1f us %11.1f us %11.1f us\n' "$n" "$m" "$p" "$l" \
+            "$(awk -v a="$m" -v b="$m0" 'BEGIN {print a - b}')" "$(awk -v a="$p" -v b="$p0" 'BEGIN {print a - b}')" \
+            "$(awk -v a="$l" -v b="$l0" 'BEGIN {print a - b}')"
+    done
+    echo "   target: whtunnel adds < 90 us (median)"
+}
+
+# ---- 5. slow viewer ---------------------------------------------------------------------------
+
+# slow_run NAME PID URL: curl --limit-rate 20M for at most SLOW_SECONDS; samples the RSS of PID
+# (and of PID2) every second; writes "start max end bytes seconds start2 max2" to $DIR/NAME.res
+slow_run() {
+    local name=$1 pid=$2 url=$3 pid2=$4
+    local start_rss max end s2 m2 i
+    sleep 0.5
+    start_rss=$(rss_kib "$pid")
+    max=$start_rss
+    s2=$(rss_kib "$pid2")
+    m2=$s2
+    curl -s -o /dev/null --limit-rate 20M --max-time "$SLOW_SECONDS" -w '%{size_download} %{time_total}' \
+        "$url" >"$DIR/$name.curl" 2>/dev/null &
+    local curl_pid=$!
+    PIDS+=("$curl_pid")
+    : >"$DIR/$name.samples"
+    for i in $(seq $((SLOW_SECONDS + 5))); do
+        sleep 1
+        local v
+        v=$(rss_kib "$pid")
+        echo "$v" >>"$DIR/$name.samples"
+        [ "$v" -gt "$max" ] && max=$v
+        v=$(rss_kib "$pid2")
+        [ "$v" -gt "$m2" ] && m2=$v
+        kill -0 "$curl_pid" 2>/dev/null || break
+    done
+    stop "$curl_pid"
+    end=$(rss_kib "$pid")
+    echo "$start_rss $max $end $(cat "$DIR/$name.curl") $s2 $m2" >"$DIR/$name.res"
+}
+
+part_slow() {
+    start_backend
+    echo "== 5. slow viewer: curl --limit-rate 20M of a 1 GiB file through the tunnel (at most ${SLOW_SECONDS}s), VmRSS sampled every second"
+    start_node slow-node
+    start_client slow-client "$NODE_PORT" slow "$BACKEND_PORT"
+    local res
+    slow_run slow-whtunnel "$NODE_PID" "http://127.0.0.1:$NODE_PORT/slow/files/1g" "$CLIENT_PID"
+    res=$(cat "$DIR/slow-whtunnel.res")
+    stop "$CLIENT_PID"
+    stop "$NODE_PID"
+    echo "$res" | awk '{printf "   whtunnel: node RSS start %d KiB, max %d KiB, end %d KiB (max - start %+d KiB); whclient RSS start %d KiB, max %d KiB; %.0f MiB in %.1f s (%.1f MiB/s)\n", $1, $2, $3, $2 - $1, $6, $7, $4 / 1048576, $5, $4 / 1048576 / $5}'
+    echo "   samples (KiB): $(tr '\n' ' ' <"$DIR/slow-whtunnel.samples")"
+    echo "$res" | awk '{printf "5. slow viewer: node RSS max %d KiB, %+d KiB over its start, while %.0f MiB went by at %.1f MiB/s (target: flat)\n", $2, $2 - $1, $4 / 1048576, $4 / 1048576 / $5}' >>"$DIR/summary"
+    if [ "$GO" = 1 ]; then
+        start_go_server slow-go
+        start_go_client slow-go-client "$GO_PORT" slow "$BACKEND_PORT"
+        local gocl=$LAST_PID
+        slow_run slow-go "$GO_PID" "http://127.0.0.1:$GO_PORT/slow/files/1g" "$gocl"
+        res=$(cat "$DIR/slow-go.res")
+        echo "$res" | awk '{printf "   go:       server RSS start %d KiB, max %d KiB, end %d KiB (max - start %+d KiB); wst-client RSS start %d KiB, max %d KiB; %.0f MiB in %.1f s (%.1f MiB/s)\n", $1, $2, $3, $2 - $1, $6, $7, $4 / 1048576, $5, $4 / 1048576 / $5}'
+        echo "   samples (KiB): $(tr '\n' ' ' <"$DIR/slow-go.samples")"
+        stop "$gocl"
+        stop "$GO_PID"
+    fi
+    echo "   target: node RSS flat (bounded by the stream window and session buffer, not by the body)"
+}
+
+# run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
+# users' processes; CPU time of processes that started and ended within the part is missed
+# unless a parent that is still there reaped them)
+run_part() {
+    "$PY" "$WSB" cpu-snap $$ "$DIR/cpu.snap"
+    "part_$1"
+    local other
+    other=$("$PY" "$WSB" cpu-other $$ "$DIR/cpu.snap")
+    echo "   (other processes on the machine used ${other}% of its CPU during this part)"
+    echo "   ($1: other processes ${other}% of the CPU)" >>"$DIR/summary"
+    echo
+}
+
+T0=$SECONDS
+want http && run_part http
+want throughput && run_part throughput
+want memory && run_part memory
+want ws && run_part ws
+want slow && run_part slow
+echo "== summary (medians of $REPEAT runs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
+sed 's/^/   /' "$DIR/summary" 2>/dev/null || true
+echo "done in $((SECONDS - T0)) s"
