@@ -134,7 +134,7 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_TLS,
      CFG_STR(tls_key),
      .def = "",
-     .help = "PEM private key file. With TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
+     .help = "PEM private key file, or the base64 of the PEM (as the original service took it). With TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
     {.name = "tls-certificate",
      .env = "TLS_CERTIFICATE",
      .flag = "--tls-certificate",
@@ -143,7 +143,7 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_TLS,
      CFG_STR(tls_certificate),
      .def = "",
-     .help = "PEM certificate chain file (leaf first)."},
+     .help = "PEM certificate chain file (leaf first), or the base64 of the PEM."},
     /* routing */
     {.name = "url-prefix",
      .env = "URL_PREFIX",

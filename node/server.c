@@ -12,6 +12,9 @@
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <unistd.h>
 
 #include "node/log.h"
 #include "node/node.h"
@@ -142,28 +145,95 @@ static void accept_error_cb(struct evconnlistener *l, void *ud)
     LOG_W("accept failed: %s", evutil_socket_error_to_string(err));
 }
 
+/* TLS_KEY and TLS_CERTIFICATE name PEM files; as the original service did,
+ * each may instead hold the base64 encoding of the PEM itself. Returns a BIO
+ * with PEM text, or NULL. */
+static BIO *pem_source(const char *value)
+{
+    if (access(value, R_OK) == 0)
+        return BIO_new_file(value, "r");
+    size_t len = strlen(value);
+    if (len == 0 || len > (1u << 20))
+        return NULL;
+    unsigned char *out = malloc(len);
+    if (!out)
+        return NULL;
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    int n = 0, m = 0;
+    if (ctx)
+        EVP_DecodeInit(ctx);
+    if (!ctx || EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *)value, (int)len) < 0 ||
+        EVP_DecodeFinal(ctx, out + n, &m) != 1 || n + m < 11 || memcmp(out, "-----BEGIN ", 11) != 0) {
+        EVP_ENCODE_CTX_free(ctx);
+        OPENSSL_cleanse(out, len);
+        free(out);
+        return NULL;
+    }
+    EVP_ENCODE_CTX_free(ctx);
+    BIO *b = BIO_new(BIO_s_mem());
+    if (b)
+        BIO_write(b, out, n + m);
+    OPENSSL_cleanse(out, len);
+    free(out);
+    return b;
+}
+
+static int use_certificate_chain(SSL_CTX *ctx, BIO *b)
+{
+    X509 *cert = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
+    if (!cert || SSL_CTX_use_certificate(ctx, cert) != 1) {
+        X509_free(cert);
+        return -1;
+    }
+    X509_free(cert);
+    X509 *ca;
+    while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
+        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
+            X509_free(ca);
+            return -1;
+        }
+    }
+    ERR_clear_error(); /* the end of the chain */
+    return 0;
+}
+
 static SSL_CTX *tls_context(const struct config *cfg)
 {
     SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    BIO *b = NULL;
     if (!ctx)
         return NULL;
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_certificate) != 1) {
-        fprintf(stderr, "whtunnel: cannot use TLS_CERTIFICATE '%s': %s\n", cfg->tls_certificate,
-                ERR_reason_error_string(ERR_get_error()));
+    b = pem_source(cfg->tls_certificate);
+    if (!b || use_certificate_chain(ctx, b) != 0) {
+        /* the value is a path or a certificate: neither is secret */
+        fprintf(stderr,
+                "whtunnel: cannot use TLS_CERTIFICATE (a PEM file, or base64 of the PEM): '%.200s'%s%s\n",
+                cfg->tls_certificate, b ? ": " : ": not a readable file nor base64 PEM",
+                b ? ERR_reason_error_string(ERR_get_error()) : "");
         goto fail;
     }
-    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
-        fprintf(stderr, "whtunnel: cannot use TLS_KEY '%s': %s\n", cfg->tls_key,
-                ERR_reason_error_string(ERR_get_error()));
+    BIO_free(b);
+    b = pem_source(cfg->tls_key);
+    EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
+    if (!key || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
+        /* never print the value: it may be the key itself */
+        fprintf(stderr, "whtunnel: cannot use TLS_KEY (a PEM file, or base64 of the PEM)%s%s\n",
+                b ? ": " : ": not a readable file nor base64 PEM",
+                b ? ERR_reason_error_string(ERR_get_error()) : "");
+        EVP_PKEY_free(key);
         goto fail;
     }
+    EVP_PKEY_free(key);
+    BIO_free(b);
+    b = NULL;
     if (SSL_CTX_check_private_key(ctx) != 1) {
         fprintf(stderr, "whtunnel: TLS_KEY does not match TLS_CERTIFICATE\n");
         goto fail;
     }
     return ctx;
 fail:
+    BIO_free(b);
     SSL_CTX_free(ctx);
     return NULL;
 }

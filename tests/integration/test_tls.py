@@ -211,3 +211,28 @@ def test_wildcard_cert_domain_mode(procs, backend, pki):
     # path mode still works on the same node
     r, data = https(n, ctx, "GET", "/w1/bytes/5000")
     assert r.status == 200 and data == pattern(5000)
+
+
+def test_base64_pem_in_environment(procs, backend, pki):
+    """The original service took TLS_KEY/TLS_CERTIFICATE as base64 of the PEM
+    text: old deployments' environments work unchanged."""
+    import base64
+    with open(pki["key"], "rb") as f:
+        key_b64 = base64.b64encode(f.read()).decode()
+    with open(pki["cert"], "rb") as f:
+        cert_b64 = base64.b64encode(f.read()).decode()
+    n = Node(env={"TLS_KEY": key_b64, "TLS_CERTIFICATE": cert_b64})
+    procs.append(n)
+    r, data = https(n, pki["ctx"], "GET", "/__heartbeat__")
+    assert r.status == 200
+
+
+def test_bad_tls_key_value_is_not_printed(pki):
+    from conftest import SECRET_A, binary, free_port
+    secretish = "c2VjcmV0LWtleS1tYXRlcmlhbA=="  # base64, but not of a PEM
+    env = dict(os.environ, TASKCLUSTER_PROXY_SECRET_A=SECRET_A, PORT=str(free_port()), TLS_KEY=secretish,
+               TLS_CERTIFICATE=pki["cert"])
+    r = subprocess.run([binary("whtunnel")], env=env, capture_output=True, timeout=10)
+    assert r.returncode != 0
+    assert b"TLS_KEY" in r.stderr
+    assert secretish.encode() not in r.stderr
