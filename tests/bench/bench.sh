@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of the node (whtunnel) and client (whclient) against baselines
-# measured in the same run. Prints figures and ratios; asserts nothing.
+# measured in the same run. Prints figures and ratios; asserts nothing. About
+# 3.5 minutes (7 with the Go pair); results and method: docs/benchmarks.md.
 #
 #   tests/bench/bench.sh [--part NAME]... [--repeat N] [--duration S] [--workers N]
 #                        [--slow-seconds S] [--no-install] [--no-netns]
@@ -47,7 +48,7 @@ INSTALL=1
 NETNS=1
 ARGS=("$@")
 
-usage() { sed -n '2,31p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
