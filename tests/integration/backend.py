@@ -169,6 +169,7 @@ async def handle(reader, writer):
                 writer.write(b"0\r\n\r\n")
             elif path.startswith("/echo"):
                 info = {"method": method, "target": target, "version": version, "headers": headers,
+                        "peer": list(writer.get_extra_info("peername") or ()),
                         "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
                 writer.write(response(200, json.dumps(info).encode(), [("Content-Type", "application/json")]))
             elif path == "/mirror":

@@ -156,13 +156,24 @@ def test_streaming_lines_arrive_before_next_written(tunnel):
 
 
 def test_keep_alive_reuses_connection(tunnel):
+    """A keep-alive viewer keeps its stream, so the backend sees one connection
+    for all its requests; another viewer gets another backend connection."""
     n, _, _ = tunnel
     c = conn(n)
+    peers = set()
     for i in range(20):
         c.request("GET", "/w1/echo/%d" % i)
         r = c.getresponse()
         assert r.status == 200
-        assert json.loads(r.read())["target"] == "/echo/%d" % i
+        info = json.loads(r.read())
+        assert info["target"] == "/echo/%d" % i
+        peers.add(tuple(info["peer"]))
+    assert len(peers) == 1, peers
+    c2 = conn(n)
+    c2.request("GET", "/w1/echo/other")
+    r = c2.getresponse()
+    assert tuple(json.loads(r.read())["peer"]) not in peers
+    c2.close()
     c.close()
 
 
