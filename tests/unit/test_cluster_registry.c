@@ -1,3 +1,4 @@
+/* wht-test-label: integration */
 /* cluster/registry.c against a real redis-server (Debian's /usr/bin/redis-server,
  * started and killed by the test on a free 127.0.0.1 port, no persistence).
  * Several registries share one libevent loop in this process, as nodes of a
