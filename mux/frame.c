@@ -24,11 +24,9 @@ int mux_frame_decode(const uint8_t *msg, size_t len, int ext, struct mux_frame *
     f->len = len - MUX_HEADER_LEN;
     f->value = 0;
     switch (f->type) {
-    case MUX_DAT:
-        return 0;
+    case MUX_DAT: return 0;
     case MUX_SYN:
-    case MUX_FIN:
-        return f->len == 0 ? 0 : MUX_E_LENGTH;
+    case MUX_FIN: return f->len == 0 ? 0 : MUX_E_LENGTH;
     case MUX_ACK:
         if (f->len != 4)
             return MUX_E_LENGTH;
@@ -42,8 +40,7 @@ int mux_frame_decode(const uint8_t *msg, size_t len, int ext, struct mux_frame *
             return MUX_E_LENGTH;
         f->value = get_le32(f->payload);
         return 0;
-    default:
-        return MUX_E_TYPE;
+    default: return MUX_E_TYPE;
     }
 }
 

@@ -35,7 +35,7 @@ enum mux_frame_type {
 };
 
 #define MUX_HEADER_LEN 5
-#define MUX_MAX_CONTROL_LEN 9          /* header + uint32 */
+#define MUX_MAX_CONTROL_LEN 9           /* header + uint32 */
 #define MUX_DEFAULT_WINDOW (256 * 1024) /* receive window we grant per stream */
 #define MUX_GO_WINDOW 4096              /* what a Go server opener can buffer per stream */
 #define MUX_DEFAULT_MAX_FRAME (32 * 1024)
@@ -43,29 +43,29 @@ enum mux_frame_type {
 /* Reason codes carried by RST and GOAWAY (extension). */
 enum mux_reason {
     MUX_REASON_NONE = 0,
-    MUX_REASON_REFUSED = 1,   /* stream refused (too many pending, going away) */
-    MUX_REASON_CANCEL = 2,    /* the application abandoned the stream */
-    MUX_REASON_TIMEOUT = 3,   /* accept timeout */
-    MUX_REASON_PROTOCOL = 4,  /* peer broke the protocol on this stream */
-    MUX_REASON_BACKEND = 5,   /* the far side could not reach its backend */
-    MUX_REASON_DRAIN = 6,     /* GOAWAY: node draining, reconnect elsewhere */
+    MUX_REASON_REFUSED = 1,  /* stream refused (too many pending, going away) */
+    MUX_REASON_CANCEL = 2,   /* the application abandoned the stream */
+    MUX_REASON_TIMEOUT = 3,  /* accept timeout */
+    MUX_REASON_PROTOCOL = 4, /* peer broke the protocol on this stream */
+    MUX_REASON_BACKEND = 5,  /* the far side could not reach its backend */
+    MUX_REASON_DRAIN = 6,    /* GOAWAY: node draining, reconnect elsewhere */
 };
 
 /* Errors: 0 is success, these are negative. */
 enum mux_err {
     MUX_OK = 0,
-    MUX_E_SHORT = -1,       /* frame shorter than its header */
-    MUX_E_TYPE = -2,        /* unknown frame type */
-    MUX_E_LENGTH = -3,      /* wrong payload length for the type */
-    MUX_E_FLOW = -4,        /* peer sent more than its credit */
-    MUX_E_PROTOCOL = -5,    /* frame not allowed in the stream's state */
+    MUX_E_SHORT = -1,    /* frame shorter than its header */
+    MUX_E_TYPE = -2,     /* unknown frame type */
+    MUX_E_LENGTH = -3,   /* wrong payload length for the type */
+    MUX_E_FLOW = -4,     /* peer sent more than its credit */
+    MUX_E_PROTOCOL = -5, /* frame not allowed in the stream's state */
     MUX_E_NOMEM = -6,
-    MUX_E_LIMIT = -7,       /* too many streams or pending SYNs */
-    MUX_E_CLOSED = -8,      /* stream's write side or session is closed */
-    MUX_E_TIMEOUT = -9,     /* no ACK within the accept timeout */
-    MUX_E_RESET = -10,      /* peer reset the stream (RST) */
-    MUX_E_GOAWAY = -11,     /* session going away: no new streams */
-    MUX_E_ABORTED = -12,    /* the session was aborted */
+    MUX_E_LIMIT = -7,    /* too many streams or pending SYNs */
+    MUX_E_CLOSED = -8,   /* stream's write side or session is closed */
+    MUX_E_TIMEOUT = -9,  /* no ACK within the accept timeout */
+    MUX_E_RESET = -10,   /* peer reset the stream (RST) */
+    MUX_E_GOAWAY = -11,  /* session going away: no new streams */
+    MUX_E_ABORTED = -12, /* the session was aborted */
     MUX_E_INVAL = -13,
 };
 
@@ -131,8 +131,8 @@ struct mux_callbacks {
 
 struct mux_stats {
     uint64_t frames_in, frames_out;
-    uint64_t dropped_frames; /* malformed, or not allowed in the stream's state */
-    uint64_t late_frames;    /* for streams already gone (an ACK crossing our FIN) */
+    uint64_t dropped_frames;      /* malformed, or not allowed in the stream's state */
+    uint64_t late_frames;         /* for streams already gone (an ACK crossing our FIN) */
     uint64_t bytes_in, bytes_out; /* DAT payload */
     uint64_t streams_opened, streams_accepted, streams_closed;
 };

@@ -78,8 +78,8 @@ struct mux_session {
     uint32_t next_id;
     uint32_t pending_syns, incoming;
     uint64_t buffered;
-    int64_t now;           /* latest now_ms passed in (feed, tick, open) */
-    int depth;             /* callback nesting: destroyed streams wait in graveyard */
+    int64_t now; /* latest now_ms passed in (feed, tick, open) */
+    int depth;   /* callback nesting: destroyed streams wait in graveyard */
     unsigned dead : 1, goaway_sent : 1, goaway_pending : 1, remote_goaway : 1, output_signalled : 1;
     uint32_t goaway_reason;
     struct mux_stream_list all, ctl, ready, syns, lingers, graveyard;
@@ -718,13 +718,34 @@ int mux_session_goaway(struct mux_session *s, uint32_t reason)
     return 0;
 }
 
-uint64_t mux_session_buffered(const struct mux_session *s) { return s->buffered; }
-uint32_t mux_session_stream_count(const struct mux_session *s) { return s->count; }
-uint32_t mux_session_pending_syns(const struct mux_session *s) { return s->pending_syns; }
-int mux_session_is_ext(const struct mux_session *s) { return s->cfg.ext; }
-int mux_session_remote_goaway(const struct mux_session *s) { return s->remote_goaway; }
-void *mux_session_userdata(const struct mux_session *s) { return s->ud; }
-const struct mux_stats *mux_session_stats(const struct mux_session *s) { return &s->stats; }
+uint64_t mux_session_buffered(const struct mux_session *s)
+{
+    return s->buffered;
+}
+uint32_t mux_session_stream_count(const struct mux_session *s)
+{
+    return s->count;
+}
+uint32_t mux_session_pending_syns(const struct mux_session *s)
+{
+    return s->pending_syns;
+}
+int mux_session_is_ext(const struct mux_session *s)
+{
+    return s->cfg.ext;
+}
+int mux_session_remote_goaway(const struct mux_session *s)
+{
+    return s->remote_goaway;
+}
+void *mux_session_userdata(const struct mux_session *s)
+{
+    return s->ud;
+}
+const struct mux_stats *mux_session_stats(const struct mux_session *s)
+{
+    return &s->stats;
+}
 
 /* ---- streams ---------------------------------------------------------- */
 
@@ -856,11 +877,35 @@ void mux_stream_reset(struct mux_stream *st, uint32_t reason)
     reap(s);
 }
 
-uint32_t mux_stream_id(const struct mux_stream *st) { return st->id; }
-void mux_stream_set_userdata(struct mux_stream *st, void *ud) { st->ud = ud; }
-void *mux_stream_userdata(const struct mux_stream *st) { return st->ud; }
-struct mux_session *mux_stream_session(const struct mux_stream *st) { return st->sess; }
-uint32_t mux_stream_reset_reason(const struct mux_stream *st) { return st->reset_reason; }
-uint64_t mux_stream_send_credit(const struct mux_stream *st) { return st->send_credit; }
-uint64_t mux_stream_recv_credit(const struct mux_stream *st) { return st->recv_credit; }
-int mux_stream_eof_received(const struct mux_stream *st) { return (st->flags & F_FIN_RCVD) != 0; }
+uint32_t mux_stream_id(const struct mux_stream *st)
+{
+    return st->id;
+}
+void mux_stream_set_userdata(struct mux_stream *st, void *ud)
+{
+    st->ud = ud;
+}
+void *mux_stream_userdata(const struct mux_stream *st)
+{
+    return st->ud;
+}
+struct mux_session *mux_stream_session(const struct mux_stream *st)
+{
+    return st->sess;
+}
+uint32_t mux_stream_reset_reason(const struct mux_stream *st)
+{
+    return st->reset_reason;
+}
+uint64_t mux_stream_send_credit(const struct mux_stream *st)
+{
+    return st->send_credit;
+}
+uint64_t mux_stream_recv_credit(const struct mux_stream *st)
+{
+    return st->recv_credit;
+}
+int mux_stream_eof_received(const struct mux_stream *st)
+{
+    return (st->flags & F_FIN_RCVD) != 0;
+}

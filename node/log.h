@@ -13,10 +13,10 @@ int log_parse_level(const char *s, enum log_level *out);
 
 void log_write(enum log_level level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
-#define LOG(level, ...)                                                                            \
-    do {                                                                                           \
-        if ((level) <= log_current_level)                                                          \
-            log_write((level), __VA_ARGS__);                                                       \
+#define LOG(level, ...)                                                                                      \
+    do {                                                                                                     \
+        if ((level) <= log_current_level)                                                                    \
+            log_write((level), __VA_ARGS__);                                                                 \
     } while (0)
 #define LOG_E(...) LOG(LOG_ERROR, __VA_ARGS__)
 #define LOG_W(...) LOG(LOG_WARN, __VA_ARGS__)

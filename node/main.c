@@ -35,9 +35,10 @@ static int cmd_token(int argc, char **argv)
     rest[nrest++] = argv[0];
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        const char **slot = strcmp(a, "--id") == 0 ? &id : strcmp(a, "--ttl") == 0 ? &ttl_s
-                          : strcmp(a, "--aud") == 0                                 ? &aud
-                                                                                    : NULL;
+        const char **slot = strcmp(a, "--id") == 0    ? &id
+                            : strcmp(a, "--ttl") == 0 ? &ttl_s
+                            : strcmp(a, "--aud") == 0 ? &aud
+                                                      : NULL;
         if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
             token_usage(stdout);
             free(rest);
@@ -166,7 +167,8 @@ int main(int argc, char **argv)
     int rc = config_load(&cfg, environ, argc, argv, err, sizeof err);
     if (rc == CONFIG_HELP) {
         config_print_help(stdout, "whtunnel");
-        printf("\nSubcommand:\n  whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]   print a worker token\n");
+        printf("\nSubcommand:\n  whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]   print a worker "
+               "token\n");
         config_free(&cfg);
         return 0;
     }

@@ -33,13 +33,13 @@ TAILQ_HEAD(viewer_list, viewer);
 struct worker {
     struct node *node;
     char id[NODE_MAX_ID + 1];
-    uint64_t serial;            /* this node's registration counter, for logs */
+    uint64_t serial; /* this node's registration counter, for logs */
     struct bufferevent *bev;
     struct ws_parser parser;
     struct mux_session *mux;
-    struct event *flush_ev;     /* deferred flush of mux output */
-    struct event *timer_ev;     /* pings and mux deadlines */
-    struct event *free_ev;      /* deferred free, never from inside a callback */
+    struct event *flush_ev; /* deferred flush of mux output */
+    struct event *timer_ev; /* pings and mux deadlines */
+    struct event *free_ev;  /* deferred free, never from inside a callback */
     int64_t last_pong_ms, last_ping_ms;
     uint32_t streams;           /* streams open towards this worker */
     struct viewer_list waiting; /* viewers waiting for a stream slot */
@@ -65,34 +65,34 @@ struct viewer {
     enum viewer_state state;
     int tls;
     char peer_ip[64];
-    struct http1_request req;      /* the current request head (points into head) */
-    char *head;                    /* the current request head bytes, malloc'd */
+    struct http1_request req; /* the current request head (points into head) */
+    char *head;               /* the current request head bytes, malloc'd */
     size_t head_len;
-    char *fwd_path;                /* the request-target the worker sees */
+    char *fwd_path; /* the request-target the worker sees */
     size_t fwd_path_len;
-    int path_mode;                 /* routed by path: add the original-path headers */
+    int path_mode; /* routed by path: add the original-path headers */
     /* the worker and stream serving this connection */
     struct worker *worker;
     struct mux_stream *stream;
     char worker_id[NODE_MAX_ID + 1];
-    int stream_reusable;           /* the last response left the backend connection open */
+    int stream_reusable; /* the last response left the backend connection open */
     /* request body going up */
     enum http1_body req_body;
-    uint64_t req_left;             /* LENGTH: bytes still to send */
+    uint64_t req_left; /* LENGTH: bytes still to send */
     struct http1_chunked req_chunked;
     int req_done;
     /* response coming down */
-    struct evbuffer *resp_head;    /* response head bytes until complete */
+    struct evbuffer *resp_head; /* response head bytes until complete */
     enum http1_body resp_body;
     uint64_t resp_left;
     struct http1_chunked resp_chunked;
     int resp_started, resp_done, resp_keep_alive;
-    uint64_t owed;                 /* stream bytes delivered, not yet consumed */
+    uint64_t owed; /* stream bytes delivered, not yet consumed */
     int64_t wait_deadline_ms;
     TAILQ_ENTRY(viewer) wait_link;
-    TAILQ_ENTRY(viewer) all_link;  /* the node's list of viewer connections */
-    struct event *head_ev;         /* absolute deadline for the request head being read */
-    int keep_alive;                /* the viewer may send another request */
+    TAILQ_ENTRY(viewer) all_link; /* the node's list of viewer connections */
+    struct event *head_ev;        /* absolute deadline for the request head being read */
+    int keep_alive;               /* the viewer may send another request */
     unsigned in_cb : 1, dead : 1;
 };
 
@@ -112,10 +112,10 @@ struct node {
     uint32_t nbuckets, nworkers;
     uint64_t next_serial;
     uint32_t nconns;
-    struct viewer_list viewers;    /* every viewer connection, for shutdown */
+    struct viewer_list viewers; /* every viewer connection, for shutdown */
     struct node_stats stats;
     int scheme_https;
-    int stopping;                  /* node_stop(): free at once, send nothing more */
+    int stopping; /* node_stop(): free at once, send nothing more */
 };
 
 /* server.c */
@@ -126,8 +126,8 @@ struct worker *node_find_worker(struct node *n, const char *id, size_t len);
 void node_table_put(struct node *n, struct worker *w);
 void node_table_remove(struct node *n, struct worker *w);
 /* Writes a small complete response (with Content-Length) to a viewer. */
-void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype, const char *body,
-                  int close);
+void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
+                  const char *body, int close);
 
 /* worker.c */
 /* Takes over bev (already holding the 101 in its output) as a worker session. */

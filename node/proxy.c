@@ -191,8 +191,8 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
     }
     const char *wskey;
     size_t wskey_len;
-    int rc = ws_check_request(v->req.method, v->req.method_len, v->req.version_minor, hs, v->req.headers.count,
-                              &wskey, &wskey_len);
+    int rc = ws_check_request(v->req.method, v->req.method_len, v->req.version_minor, hs,
+                              v->req.headers.count, &wskey, &wskey_len);
     if (rc == WS_E_NOT_UPGRADE || rc == WS_E_BAD_METHOD) {
         fail(v, 404, "Not Found", "registration needs a WebSocket upgrade\n");
         return;
@@ -218,8 +218,8 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
     int use_ext = ext && ext->value_len == 1 && ext->value[0] == '1';
     char url[600], extra[1400], resp[2048];
     client_url(v, id, url, sizeof url);
-    snprintf(extra, sizeof extra, "X-Webhooktunnel-Client-Url: %s\r\nX-Websocktunnel-Client-Url: %s\r\n%s", url,
-             url, use_ext ? "X-Whtunnel-Ext: 1\r\n" : "");
+    snprintf(extra, sizeof extra, "X-Webhooktunnel-Client-Url: %s\r\nX-Websocktunnel-Client-Url: %s\r\n%s",
+             url, url, use_ext ? "X-Whtunnel-Ext: 1\r\n" : "");
     int len = ws_format_response_101(resp, sizeof resp, accept, extra);
     if (len <= 0) {
         fail(v, 500, "Internal Server Error", "response too large\n");
@@ -368,7 +368,8 @@ static void route(struct viewer *v)
         const char *colon = memchr(r->host, ':', hl);
         if (colon)
             hl = (size_t)(colon - r->host);
-        if (hl > dl + 1 && r->host[hl - dl - 1] == '.' && strncasecmp(r->host + hl - dl, cfg->domain, dl) == 0) {
+        if (hl > dl + 1 && r->host[hl - dl - 1] == '.' &&
+            strncasecmp(r->host + hl - dl, cfg->domain, dl) == 0) {
             id = r->host;
             id_len = hl - dl - 1;
         }
@@ -455,7 +456,7 @@ static void try_head(struct viewer *v)
         int status = http1_request_error_status(rc);
         LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
         fail(v, status,
-             status == 431 ? "Request Header Fields Too Large"
+             status == 431   ? "Request Header Fields Too Large"
              : status == 505 ? "HTTP Version Not Supported"
              : status == 501 ? "Not Implemented"
                              : "Bad Request",
@@ -533,7 +534,8 @@ static void pump_up(struct viewer *v)
 static void response_complete(struct viewer *v)
 {
     v->resp_done = 1;
-    v->stream_reusable = v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
+    v->stream_reusable =
+        v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
     if (!v->stream_reusable)
         release_stream(v);
     if (!v->keep_alive || !v->req_done) {

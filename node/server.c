@@ -90,8 +90,8 @@ void node_table_remove(struct node *n, struct worker *w)
 
 /* ---- responses -------------------------------------------------------- */
 
-void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype, const char *body,
-                  int close)
+void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
+                  const char *body, int close)
 {
     size_t len = body ? strlen(body) : 0;
     struct evbuffer *out = bufferevent_get_output(bev);
@@ -285,8 +285,8 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
     event_add(n->sigint_ev, NULL);
     event_add(n->sigterm_ev, NULL);
     LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
-          cfg->domain && cfg->domain[0] ? "domain and path" : "path", cfg->domain && cfg->domain[0] ? ": *." : "",
-          cfg->domain && cfg->domain[0] ? cfg->domain : "");
+          cfg->domain && cfg->domain[0] ? "domain and path" : "path",
+          cfg->domain && cfg->domain[0] ? ": *." : "", cfg->domain && cfg->domain[0] ? cfg->domain : "");
     return 0;
 }
 

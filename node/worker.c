@@ -180,12 +180,8 @@ static void handle_message(struct worker *w, const struct ws_event *ev)
                 worker_close(w, mux_strerror(rc));
         }
         break;
-    case WS_EV_PING:
-        send_control(w, WS_OP_PONG, ev->data, ev->len);
-        break;
-    case WS_EV_PONG:
-        w->last_pong_ms = now;
-        break;
+    case WS_EV_PING: send_control(w, WS_OP_PONG, ev->data, ev->len); break;
+    case WS_EV_PONG: w->last_pong_ms = now; break;
     case WS_EV_CLOSE: {
         uint8_t buf[WS_MAX_HEADER + 2];
         size_t n = ws_encode_close(buf, sizeof buf, 1000, NULL, NULL);
@@ -193,8 +189,7 @@ static void handle_message(struct worker *w, const struct ws_event *ev)
         worker_close(w, "closed by the worker");
         break;
     }
-    default:
-        break;
+    default: break;
     }
 }
 
@@ -296,8 +291,9 @@ struct worker *worker_start(struct node *n, struct bufferevent *bev, const char 
     mc.ext = ext;
     mc.window = (uint32_t)n->cfg->stream_window;
     mc.send_buffer = (uint32_t)n->cfg->stream_window;
-    mc.max_pending_syn = n->cfg->max_streams_per_worker < GO_SYN_LIMIT ? (uint32_t)n->cfg->max_streams_per_worker
-                                                                      : GO_SYN_LIMIT;
+    mc.max_pending_syn = n->cfg->max_streams_per_worker < GO_SYN_LIMIT
+                             ? (uint32_t)n->cfg->max_streams_per_worker
+                             : GO_SYN_LIMIT;
     w->mux = mux_session_new(&mc, &worker_mux_callbacks, w);
     w->flush_ev = event_new(n->base, -1, 0, flush_cb, w);
     w->timer_ev = evtimer_new(n->base, timer_cb, w);
