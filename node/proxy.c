@@ -243,6 +243,22 @@ static void add_header(struct evbuffer *b, const char *name, const char *value, 
     evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
 }
 
+/* Whether h is named name (lowercase, NUL-terminated), case-insensitively. */
+static int header_is(const struct http1_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* Writes h as received: "Name: value". */
+static void copy_header(struct evbuffer *b, const struct http1_header *h)
+{
+    evbuffer_add(b, h->name, h->name_len);
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, h->value, h->value_len);
+    evbuffer_add(b, "\r\n", 2);
+}
+
 /* Writes the request head as the worker must see it. */
 static void write_request_head(struct viewer *v, const char *path, size_t path_len, int path_mode)
 {
@@ -255,22 +271,17 @@ static void write_request_head(struct viewer *v, const char *path, size_t path_l
         const struct http1_header *h = &r->headers.h[i];
         if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
             continue;
-        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0)
+        if (header_is(h, "content-length"))
             continue;
-        if (h->name_len == 15 && strncasecmp(h->name, "x-forwarded-for", 15) == 0) {
+        if (header_is(h, "x-forwarded-for")) {
             xff = h->value;
             xff_len = h->value_len;
             continue;
         }
-        if ((h->name_len == 17 && strncasecmp(h->name, "x-forwarded-proto", 17) == 0) ||
-            (h->name_len == 16 && strncasecmp(h->name, "x-forwarded-host", 16) == 0) ||
-            (h->name_len == 29 && (strncasecmp(h->name, "x-webhooktunnel-original-path", 29) == 0 ||
-                                   strncasecmp(h->name, "x-websocktunnel-original-path", 29) == 0)))
+        if (header_is(h, "x-forwarded-proto") || header_is(h, "x-forwarded-host") ||
+            header_is(h, "x-webhooktunnel-original-path") || header_is(h, "x-websocktunnel-original-path"))
             continue;
-        evbuffer_add(b, h->name, h->name_len);
-        evbuffer_add(b, ": ", 2);
-        evbuffer_add(b, h->value, h->value_len);
-        evbuffer_add(b, "\r\n", 2);
+        copy_header(b, h);
     }
     if (!r->host) /* HTTP/1.0 without Host */
         evbuffer_add_printf(b, "Host: %s\r\n", v->worker_id);
@@ -555,13 +566,10 @@ static void write_response_head(struct viewer *v, const struct http1_response *r
             continue;
         /* Content-Length is ours to write, except where it only describes a
          * body not sent (HEAD, 304): then the worker's value goes through */
-        if (h->name_len == 14 && strncasecmp(h->name, "content-length", 14) == 0 &&
+        if (header_is(h, "content-length") &&
             !(r->body == HTTP1_BODY_NONE && (v->req.method_id == HTTP1_METHOD_HEAD || r->status == 304)))
             continue;
-        evbuffer_add(out, h->name, h->name_len);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, h->value, h->value_len);
-        evbuffer_add(out, "\r\n", 2);
+        copy_header(out, h);
     }
     if (r->upgrade) {
         const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
