@@ -138,8 +138,7 @@ void worker_close(struct worker *w, const char *why);
 int worker_attach(struct worker *w, struct viewer *v);
 void worker_detach_waiting(struct worker *w, struct viewer *v);
 void worker_stream_done(struct worker *w);
-void worker_flush(struct worker *w);
-/* Schedules worker_flush() on the loop (coalesced): output queued, or credit returned. */
+/* Schedules a flush of the session's output on the loop (coalesced): output queued, or credit returned. */
 void worker_kick(struct worker *w);
 
 /* proxy.c: stream events for the viewer that owns the stream (ud) */

@@ -35,7 +35,7 @@ static void send_control(struct worker *w, enum ws_opcode op, const uint8_t *dat
         evbuffer_add(out, data, len);
 }
 
-void worker_flush(struct worker *w)
+static void worker_flush(struct worker *w)
 {
     if (!w || w->closing)
         return;
