@@ -285,7 +285,7 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_CLUSTER,
      CFG_STR(node_id),
      .def = "",
-     .help = "This node's name in the cluster ([A-Za-z0-9_.-], at most 64). Empty: computed by the node."},
+     .help = "This node's name in the cluster ([A-Za-z0-9_.-], at most 64). Empty: the host name and a random suffix."},
     {.name = "peer-addr",
      .env = "WHT_PEER_ADDR",
      .flag = "--peer-addr",
@@ -294,7 +294,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_CLUSTER,
      CFG_STR(peer_addr),
      .def = "",
-     .help = "Address to listen on for links from other nodes. Empty: computed by the node."},
+     .help = "Address to listen on for links from other nodes (port 0: any free port). Empty: the listen "
+             "address with PORT + 1."},
     {.name = "peer-advertise",
      .env = "WHT_PEER_ADVERTISE",
      .flag = "--peer-advertise",
@@ -303,7 +304,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_CLUSTER,
      CFG_STR(peer_advertise),
      .def = "",
-     .help = "Address other nodes dial to reach this one. Empty: computed by the node."},
+     .help = "Address other nodes dial to reach this one. Empty: WHT_PEER_ADDR with the port bound, and "
+             "this host's name for a wildcard address."},
     {.name = "cluster-secret",
      .env = "WHT_CLUSTER_SECRET",
      .flag = "--cluster-secret",
@@ -760,11 +762,13 @@ static int cfg_valid_hostname(const char *s, size_t len)
 }
 
 /* host:port with port 1..65535; host a name, an IPv4 address or [IPv6]. */
-static int cfg_valid_hostport(const char *s)
+/* host:port or [v6]:port; port 0 (the kernel picks) only when allow_zero. */
+static int cfg_valid_hostport(const char *s, int allow_zero)
 {
     const char *colon = strrchr(s, ':');
     int64_t port;
-    if (!colon || cfg_parse_int(colon + 1, &port) != 0 || port < 1 || port > 65535 || colon[1] == '-')
+    if (!colon || cfg_parse_int(colon + 1, &port) != 0 || port < (allow_zero ? 0 : 1) || port > 65535 ||
+        colon[1] == '-')
         return 0;
     if (s[0] == '[') {
         if (colon - s < 3 || colon[-1] != ']')
@@ -902,12 +906,12 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
             return CONFIG_E_INVALID;
         }
     }
-    if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr)) {
+    if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr, 1)) {
         cfg_err(err, errlen, "invalid WHT_PEER_ADDR (--peer-addr) \"%s\": expected host:port",
                 cfg_quote(cfg->peer_addr, q));
         return CONFIG_E_INVALID;
     }
-    if (cfg->peer_advertise[0] && !cfg_valid_hostport(cfg->peer_advertise)) {
+    if (cfg->peer_advertise[0] && !cfg_valid_hostport(cfg->peer_advertise, 0)) {
         cfg_err(err, errlen, "invalid WHT_PEER_ADVERTISE (--peer-advertise) \"%s\": expected host:port",
                 cfg_quote(cfg->peer_advertise, q));
         return CONFIG_E_INVALID;

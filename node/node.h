@@ -1,7 +1,9 @@
 /* The proxy node: shared types of server.c (listener, HTTP front, routing,
- * registration), worker.c (worker sessions: WebSocket + wsmux on a
- * bufferevent) and proxy.c (one viewer connection relayed over wsmux
- * streams). Internal to node/. */
+ * registration), worker.c (wsmux sessions on a WebSocket over a bufferevent:
+ * workers, and links to peer nodes), proxy.c (one viewer connection relayed
+ * over wsmux streams), peer.c (the cluster: registry glue, peer listener and
+ * dialer) and relay.c (streams a peer relays to this node). Internal to
+ * node/. */
 #ifndef WHT_NODE_NODE_H
 #define WHT_NODE_NODE_H
 
@@ -26,12 +28,32 @@
 struct node;
 struct worker;
 struct viewer;
+struct relay;
+struct cluster_registry;
+struct cluster_lookup;
+struct cluster_route;
+struct evdns_base;
+struct peer_accept;
+
+LIST_HEAD(relay_list, relay);
+LIST_HEAD(peer_accept_list, peer_accept);
+
+/* What a mux stream's user data points at: each such struct starts with
+ * this tag, so the session callbacks know whom to call. */
+enum stream_user { SU_VIEWER = 1, SU_RELAY = 2 };
+
+/* What a session carries: a worker's tunnel, or a link to a peer node. */
+enum session_kind { SESSION_WORKER = 0, SESSION_PEER = 1 };
 
 TAILQ_HEAD(viewer_list, viewer);
 
-/* One connected worker: the registration WebSocket and its wsmux session. */
+/* One wsmux session on a WebSocket: a connected worker (the registration
+ * WebSocket), or a link to a peer node (kind SESSION_PEER: id is the peer's
+ * node id; streams are opened both ways; this node dialed it when
+ * is_client). */
 struct worker {
     struct node *node;
+    enum session_kind kind;
     char id[NODE_MAX_ID + 1];
     uint64_t serial; /* this node's registration counter, for logs */
     struct bufferevent *bev;
@@ -42,15 +64,23 @@ struct worker {
     struct event *free_ev;  /* deferred free, never from inside a callback */
     int64_t last_pong_ms, last_ping_ms;
     uint32_t streams;           /* streams open towards this worker */
+    uint32_t max_streams;       /* ... at most */
     struct viewer_list waiting; /* viewers waiting for a stream slot */
     unsigned closing : 1, in_table : 1, read_paused : 1, ext : 1;
+    unsigned is_client : 1;  /* we dialed: client role, masked frames */
+    unsigned connecting : 1; /* peer link: the handshake is not done yet */
+    unsigned replaced : 1;   /* closed for a newer local registration: the registry keeps it */
+    char client_key[25];     /* peer link being dialed: our Sec-WebSocket-Key */
     struct worker *hnext;
+    TAILQ_ENTRY(worker) peer_link; /* the node's peer links */
 };
+
+TAILQ_HEAD(worker_list, worker);
 
 /* Where a viewer connection is. */
 enum viewer_state {
     V_HEAD,    /* reading a request head */
-    V_WAIT,    /* routed, waiting for a stream slot on its worker */
+    V_WAIT,    /* routed, waiting for a stream slot on its worker, or for a route from Redis */
     V_PROXY,   /* request (body) going up, response coming down */
     V_TUNNEL,  /* after a 101: raw bytes both ways */
     V_CLOSING, /* flushing the last bytes, then close */
@@ -59,6 +89,7 @@ enum viewer_state {
 /* A viewer connection, and the stream it holds to a worker (kept across
  * keep-alive requests to the same worker). */
 struct viewer {
+    enum stream_user tag; /* SU_VIEWER */
     struct node *node;
     uint64_t serial;
     struct bufferevent *bev;
@@ -94,11 +125,18 @@ struct viewer {
     struct event *head_ev;        /* absolute deadline for the request head being read */
     int keep_alive;               /* the viewer may send another request */
     unsigned in_cb : 1, dead : 1;
+    /* cluster */
+    unsigned relayed : 1;          /* arrived over a peer link: never relayed again */
+    unsigned stream_fresh : 1;     /* relaying: the stream still needs its preamble */
+    unsigned retried : 1;          /* relaying: this request was sent again after a miss */
+    struct relay *relay;           /* relayed: the stream this connection is joined to */
+    struct cluster_lookup *lookup; /* asking Redis where worker_id lives */
 };
 
 struct node_stats {
     uint64_t connections, requests, registrations, workers;
     uint64_t responses_5xx, responses_4xx;
+    uint64_t relayed_out, relayed_in, relay_misses, relay_retries, peer_links;
 };
 
 struct node {
@@ -116,6 +154,18 @@ struct node {
     struct node_stats stats;
     int scheme_https;
     int stopping; /* node_stop(): free at once, send nothing more */
+    /* cluster (REDIS_URL set) */
+    struct cluster_registry *cluster;
+    struct evdns_base *dns;
+    struct evconnlistener *peer_listener;
+    struct worker_list peers; /* links to peer nodes, at most one per node in the list */
+    struct peer_accept_list accepting; /* peer connections still in their handshake */
+    struct relay_list relays;          /* streams relayed to this node */
+    char node_id[65];
+    char advertise[300];
+    struct token_keys peer_keys; /* WHT_CLUSTER_SECRET */
+    struct event *stats_ev;      /* periodic cluster figures in the log */
+    int leaving;                 /* SIGTERM: leaving the cluster before exit */
 };
 
 /* server.c */
@@ -125,6 +175,8 @@ int64_t node_now_ms(void);
 struct worker *node_find_worker(struct node *n, const char *id, size_t len);
 void node_table_put(struct node *n, struct worker *w);
 void node_table_remove(struct node *n, struct worker *w);
+/* The header lines of a parsed head as the WebSocket handshake checks take them. */
+void node_ws_headers(const struct http1_headers *h, struct ws_header out[HTTP1_MAX_HEADERS]);
 /* Writes a small complete response (with Content-Length) to a viewer. */
 void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
                   const char *body, int close);
@@ -132,6 +184,12 @@ void node_respond(struct bufferevent *bev, int status, const char *reason, const
 /* worker.c */
 /* Takes over bev (already holding the 101 in its output) as a worker session. */
 struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, size_t id_len, int ext);
+/* A session for a link to peer node id: kind SESSION_PEER, ext, client role
+ * when is_client (bev is then still connecting: call worker_connected() once
+ * the 101 came; streams opened before wait). Not in the worker table. */
+struct worker *worker_new_peer(struct node *n, struct bufferevent *bev, const char *id, int is_client);
+/* The dialed link's handshake is done: start the session on its bufferevent. */
+void worker_connected(struct worker *w);
 void worker_close(struct worker *w, const char *why);
 /* Opens a stream for v now or queues v until a slot is free. Returns 0, or -1 when
  * the worker can take nothing (v is answered by the caller). */
@@ -147,10 +205,40 @@ void viewer_on_eof(struct mux_stream *st, void *ud);
 void viewer_on_writable(struct mux_stream *st, void *ud);
 void viewer_on_closed(struct mux_stream *st, int err, void *ud);
 /* proxy.c */
-void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip);
+struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
+                            struct relay *relay);
+/* The relay joined to v is gone: close v at once (relay.c). */
+void viewer_abort(struct viewer *v);
 /* Closes every viewer connection (shutdown). */
 void viewer_close_all(struct node *n);
 /* The worker has opened a stream for v (or failed: st NULL, err set). */
 void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err);
+
+/* peer.c: the cluster side of the node */
+/* Starts the registry and the peer listener when REDIS_URL is set. */
+int peer_start(struct node *n);
+/* Leaves the cluster and closes every link (node_stop). */
+void peer_stop(struct node *n);
+/* The link to peer node_id at addr, dialed if there is none. NULL if it cannot be made. */
+struct worker *peer_link_get(struct node *n, const char *node_id, const char *addr);
+/* Session bookkeeping: a worker session started, or closed (not replaced). */
+void peer_worker_registered(struct node *n, struct worker *w);
+void peer_worker_closed(struct node *n, struct worker *w);
+/* A peer link closed: it leaves the list. */
+void peer_link_closed(struct node *n, struct worker *w);
+
+/* relay.c: a stream a peer relays to this node: preamble, then the viewer's bytes */
+void relay_incoming(struct worker *link, struct mux_stream *st);
+void relay_on_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud);
+void relay_on_eof(struct mux_stream *st, void *ud);
+void relay_on_writable(struct mux_stream *st, void *ud);
+void relay_on_closed(struct mux_stream *st, int err, void *ud);
+/* The relayed viewer joined to r is being freed. */
+void relay_viewer_gone(struct relay *r);
+/* Frees every relay (node_stop). */
+void relay_close_all(struct node *n);
+
+/* The first line of a relayed stream: "WHT-RELAY 1 <viewer ip> <0|1 tls>\r\n". */
+#define RELAY_PREAMBLE_MAX 128
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cluster/registry.h"
 #include "node/log.h"
 #include "node/node.h"
 
@@ -23,6 +24,7 @@
 static void viewer_free(struct viewer *v);
 static void try_head(struct viewer *v);
 static void pump_up(struct viewer *v);
+static void relay_route(struct viewer *v);
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -49,6 +51,10 @@ static void fail(struct viewer *v, int status, const char *reason, const char *b
 /* Lets go of the stream (and the worker slot) without waiting for the worker. */
 static void release_stream(struct viewer *v)
 {
+    if (v->lookup) {
+        cluster_lookup_cancel(v->lookup);
+        v->lookup = NULL;
+    }
     if (v->stream) {
         struct mux_stream *st = v->stream;
         v->stream = NULL;
@@ -101,6 +107,13 @@ static void viewer_free(struct viewer *v)
         return;
     v->dead = 1;
     release_stream(v);
+    if (v->relay) {
+        /* what the viewer left unsent goes to the relay, which sends it and closes the stream */
+        if (v->bev)
+            bufferevent_flush(v->bev, EV_WRITE, BEV_FLUSH);
+        relay_viewer_gone(v->relay);
+        v->relay = NULL;
+    }
     if (v->bev)
         bufferevent_free(v->bev);
     if (v->head_ev)
@@ -112,6 +125,12 @@ static void viewer_free(struct viewer *v)
     TAILQ_REMOVE(&v->node->viewers, v, all_link);
     v->node->nconns--;
     free(v);
+}
+
+void viewer_abort(struct viewer *v)
+{
+    v->relay = NULL; /* the relay is going away itself */
+    viewer_free(v);
 }
 
 static int path_is(const struct http1_request *r, const char *p)
@@ -183,12 +202,7 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
         return;
     }
     struct ws_header hs[HTTP1_MAX_HEADERS];
-    for (size_t i = 0; i < v->req.headers.count; i++) {
-        hs[i].name = v->req.headers.h[i].name;
-        hs[i].name_len = v->req.headers.h[i].name_len;
-        hs[i].value = v->req.headers.h[i].value;
-        hs[i].value_len = v->req.headers.h[i].value_len;
-    }
+    node_ws_headers(&v->req.headers, hs);
     const char *wskey;
     size_t wskey_len;
     int rc = ws_check_request(v->req.method, v->req.method_len, v->req.version_minor, hs,
@@ -259,9 +273,21 @@ static void copy_header(struct evbuffer *b, const struct http1_header *h)
     evbuffer_add(b, "\r\n", 2);
 }
 
-/* Writes the request head as the worker must see it. */
+/* Writes the request head as the worker must see it; to a peer that holds
+ * the worker, the viewer's own head (after the preamble on a new stream):
+ * the peer rewrites it as it would for a viewer of its own. */
 static void write_request_head(struct viewer *v, const char *path, size_t path_len, int path_mode)
 {
+    if (v->worker && v->worker->kind == SESSION_PEER) {
+        if (v->stream_fresh) {
+            char pre[RELAY_PREAMBLE_MAX];
+            int n = snprintf(pre, sizeof pre, "WHT-RELAY 1 %s %d\r\n", v->peer_ip, v->tls ? 1 : 0);
+            mux_stream_write(v->stream, pre, (size_t)n);
+            v->stream_fresh = 0;
+        }
+        mux_stream_write(v->stream, v->head, v->head_len);
+        return;
+    }
     struct evbuffer *b = evbuffer_new();
     const struct http1_request *r = &v->req;
     evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)r->method_len, r->method, (int)path_len, path);
@@ -341,7 +367,103 @@ void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err)
         return;
     }
     v->stream = st;
+    v->stream_fresh = v->worker && v->worker->kind == SESSION_PEER;
     send_request(v);
+}
+
+/* ---- relaying to the node that holds the worker ----------------------- */
+
+static void relay_attach(struct viewer *v, const struct cluster_route *rt)
+{
+    struct worker *link = peer_link_get(v->node, rt->node, rt->addr);
+    if (!link) {
+        fail(v, 502, "Bad Gateway", "the node that holds this worker cannot be reached\n");
+        return;
+    }
+    v->node->stats.relayed_out++;
+    v->worker = link;
+    v->state = V_WAIT;
+    if (worker_attach(link, v) != 0) {
+        v->worker = NULL;
+        fail(v, 502, "Bad Gateway", "the node that holds this worker is going away\n");
+    }
+}
+
+static void lookup_cb(struct cluster_registry *reg, int result, const struct cluster_route *rt, void *ud)
+{
+    struct viewer *v = ud;
+    v->lookup = NULL;
+    if (result == 1)
+        relay_attach(v, rt);
+    else if (result == 0)
+        fail(v, 404, "Not Found", "No client is connected with that id\n");
+    else
+        fail(v, 502, "Bad Gateway", "the cluster registry did not answer\n");
+}
+
+/* Finds the node that holds v->worker_id (the route cache, else Redis) and relays to it. */
+static void relay_route(struct viewer *v)
+{
+    struct cluster_route rt;
+    struct cluster_lookup *h = NULL;
+    int rc = cluster_registry_lookup(v->node->cluster, v->worker_id, strlen(v->worker_id), &rt, lookup_cb, v, &h);
+    if (rc == 1) {
+        relay_attach(v, &rt);
+    } else if (rc == 0) {
+        v->lookup = h;
+        v->state = V_WAIT; /* reading stays on: a viewer that leaves is noticed */
+    } else {
+        LOG_D("conn=%llu worker=%s lookup failed: %s", (unsigned long long)v->serial, v->worker_id,
+              cluster_strerror(rc));
+        if (rc == CLUSTER_E_DOWN)
+            fail(v, 502, "Bad Gateway", "No client is connected with that id here, and the cluster registry "
+                                        "is unreachable\n");
+        else
+            fail(v, 502, "Bad Gateway", "the cluster registry cannot take the request\n");
+    }
+}
+
+/* A relayed request for a worker this node does not hold: the sender asks
+ * the registry again (and retries once) when it sees the marker. */
+static void relay_miss(struct viewer *v)
+{
+    static const char body[] = "No client is connected with that id\n";
+    v->node->stats.responses_4xx++;
+    evbuffer_add_printf(bufferevent_get_output(v->bev),
+                        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
+                        "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Whtunnel-Relay: miss\r\n"
+                        "Connection: close\r\n\r\n%s",
+                        sizeof body - 1, body);
+    finish_then_close(v);
+}
+
+static void cluster_status(struct viewer *v)
+{
+    struct node *n = v->node;
+    char buf[1024];
+    if (!n->cluster) {
+        snprintf(buf, sizeof buf, "{\"cluster\":false}\n");
+    } else {
+        struct cluster_registry_stats st;
+        struct worker *w;
+        unsigned links = 0;
+        cluster_registry_stats(n->cluster, &st);
+        TAILQ_FOREACH(w, &n->peers, peer_link)
+        links++;
+        snprintf(buf, sizeof buf,
+                 "{\"cluster\":true,\"node\":\"%s\",\"redis_up\":%s,\"workers\":%u,\"held\":%zu,"
+                 "\"peers_up\":%zu,\"links\":%u,\"cache_routes\":%zu,\"cache_bytes\":%zu,"
+                 "\"cache_max_routes\":%zu,\"cache_max_bytes\":%zu,\"cache_hits\":%llu,"
+                 "\"cache_misses\":%llu,\"lookups_redis\":%llu,\"takeovers\":%llu,\"relayed_out\":%llu,"
+                 "\"relayed_in\":%llu,\"relay_misses\":%llu,\"relay_retries\":%llu}\n",
+                 n->node_id, st.redis_up ? "true" : "false", n->nworkers, st.held, st.peers_up, links,
+                 st.cache_routes, st.cache_bytes, st.cache_max_routes, st.cache_max_bytes,
+                 (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
+                 (unsigned long long)st.lookups_redis, (unsigned long long)st.takeovers,
+                 (unsigned long long)n->stats.relayed_out, (unsigned long long)n->stats.relayed_in,
+                 (unsigned long long)n->stats.relay_misses, (unsigned long long)n->stats.relay_retries);
+    }
+    node_respond(v->bev, 200, "OK", "application/json", buf, !v->keep_alive);
 }
 
 static void route(struct viewer *v)
@@ -358,6 +480,10 @@ static void route(struct viewer *v)
                      "{\"source\":\"webhooktunnel-c\",\"version\":\"" NODE_VERSION "\",\"commit\":\"\","
                      "\"build\":\"\"}\n",
                      !v->keep_alive);
+        goto answered;
+    }
+    if (path_is(r, "/__cluster__")) {
+        cluster_status(v);
         goto answered;
     }
     const struct http1_header *idh = header(v, "x-websocktunnel-id");
@@ -420,6 +546,24 @@ static void route(struct viewer *v)
         return;
     }
     struct worker *w = node_find_worker(n, id, id_len);
+    if (!w && v->relayed) {
+        release_stream(v);
+        v->node->stats.relay_misses++;
+        relay_miss(v); /* never relayed twice */
+        return;
+    }
+    if (!w && n->cluster) {
+        if (v->stream && v->stream_reusable && v->worker && v->worker->kind == SESSION_PEER &&
+            strlen(v->worker_id) == id_len && memcmp(v->worker_id, id, id_len) == 0) {
+            send_request(v); /* keep-alive through the same peer stream */
+            return;
+        }
+        release_stream(v);
+        memcpy(v->worker_id, id, id_len);
+        v->worker_id[id_len] = 0;
+        relay_route(v);
+        return;
+    }
     if (!w) {
         release_stream(v);
         fail(v, 404, "Not Found", "No client is connected with that id\n");
@@ -483,6 +627,7 @@ static void try_head(struct viewer *v)
     memset(&v->req, 0, sizeof v->req);
     http1_parse_request(v->head, v->head_len, &v->req, v->head_len); /* pointers into our copy */
     v->keep_alive = v->req.keep_alive;
+    v->retried = 0;
     v->node->stats.requests++;
     route(v);
 }
@@ -661,6 +806,26 @@ static void try_response_head(struct viewer *v)
             fail(v, 502, "Bad Gateway", "the worker sent a malformed response\n");
             return;
         }
+        if (r.status == 404 && v->worker && v->worker->kind == SESSION_PEER &&
+            http1_find_header(&r.headers, "x-whtunnel-relay")) {
+            /* the node we relayed to does not hold the worker (any more): ask again */
+            struct node *n = v->node;
+            n->stats.relay_misses++;
+            cluster_registry_forget(n->cluster, v->worker_id, strlen(v->worker_id));
+            if (!v->retried && v->req.body == HTTP1_BODY_NONE) {
+                v->retried = 1;
+                n->stats.relay_retries++;
+                evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
+                release_stream(v);
+                relay_route(v);
+                return;
+            }
+            if (v->req.body != HTTP1_BODY_NONE) {
+                release_stream(v);
+                fail(v, 502, "Bad Gateway", "the worker moved while the request was relayed; try again\n");
+                return;
+            }
+        }
         if (r.status < 200 && !r.upgrade) { /* interim (100 Continue): pass on, read the next head */
             evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
             evbuffer_drain(v->resp_head, (size_t)rc);
@@ -821,13 +986,17 @@ static void event_cb(struct bufferevent *bev, short what, void *ud)
     viewer_free(v);
 }
 
-void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip)
+struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
+                            struct relay *relay)
 {
     struct viewer *v = calloc(1, sizeof *v);
     if (!v) {
         bufferevent_free(bev);
-        return;
+        return NULL;
     }
+    v->tag = SU_VIEWER;
+    v->relay = relay;
+    v->relayed = relay != NULL;
     v->node = n;
     v->serial = ++n->next_serial;
     v->bev = bev;
@@ -847,11 +1016,18 @@ void viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *
     bufferevent_set_timeouts(bev, &tv, NULL);
     v->head_ev = evtimer_new(n->base, head_timeout_cb, v);
     if (!v->head_ev) {
+        v->relay = NULL;
         viewer_free(v);
-        return;
+        return NULL;
     }
     arm_head_deadline(v); /* a new connection has header_timeout to send its first head */
+    if (relay) {
+        v->state = V_HEAD;
+        bufferevent_enable(bev, EV_READ);
+        return v; /* nothing arrived yet: the relay writes, the read callback follows */
+    }
     try_head(v);
+    return v;
 }
 
 void viewer_close_all(struct node *n)

@@ -16,6 +16,7 @@
 #include <openssl/pem.h>
 #include <unistd.h>
 
+#include "cluster/registry.h"
 #include "node/log.h"
 #include "node/node.h"
 
@@ -90,6 +91,16 @@ void node_table_remove(struct node *n, struct worker *w)
 
 /* ---- responses -------------------------------------------------------- */
 
+void node_ws_headers(const struct http1_headers *h, struct ws_header out[HTTP1_MAX_HEADERS])
+{
+    for (size_t i = 0; i < h->count; i++) {
+        out[i].name = h->h[i].name;
+        out[i].name_len = h->h[i].name_len;
+        out[i].value = h->h[i].value;
+        out[i].value_len = h->h[i].value_len;
+    }
+}
+
 void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
                   const char *body, int close)
 {
@@ -136,7 +147,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
         evutil_closesocket(fd);
         return;
     }
-    viewer_start(n, bev, n->ssl != NULL, ip);
+    viewer_start(n, bev, n->ssl != NULL, ip, NULL);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *ud)
@@ -238,10 +249,28 @@ fail:
     return NULL;
 }
 
+static void left_cb(struct cluster_registry *reg, int result, void *ud)
+{
+    struct node *n = ud;
+    if (result == 0)
+        LOG_I("cluster: left (the other nodes dropped this node's routes)");
+    else
+        LOG_W("cluster: could not leave cleanly (%s): the member key expires by itself", cluster_strerror(result));
+    event_base_loopexit(n->base, NULL);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *ud)
 {
     struct node *n = ud;
     LOG_I("signal %d: stopping", (int)sig);
+    /* in a cluster, say goodbye first (bounded by the registry's command
+     * timeout) so that peers stop routing here at once; a second signal
+     * does not wait */
+    if (n->cluster && !n->leaving) {
+        n->leaving = 1;
+        if (cluster_registry_leave(n->cluster, left_cb, n) == 0)
+            return;
+    }
     event_base_loopexit(n->base, NULL);
 }
 
@@ -280,6 +309,8 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
         return -1;
     }
     evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    if (peer_start(n) != 0)
+        return -1;
     n->sigint_ev = evsignal_new(base, SIGINT, signal_cb, n);
     n->sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, n);
     event_add(n->sigint_ev, NULL);
@@ -298,6 +329,7 @@ void node_stop(struct node *n)
         while (n->buckets[i])
             worker_close(n->buckets[i], "node stopping");
     }
+    peer_stop(n);
     if (n->listener)
         evconnlistener_free(n->listener);
     if (n->sigint_ev)

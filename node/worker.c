@@ -1,5 +1,8 @@
-/* Worker sessions: the registration WebSocket (server role, our mux/ws codec
- * on a bufferevent) carrying a wsmux session whose streams serve viewers.
+/* Sessions: a WebSocket (our mux/ws codec on a bufferevent) carrying a wsmux
+ * session. A worker's registration WebSocket (server role) whose streams
+ * serve viewers; or a link to a peer node (ext mode, either role), whose
+ * streams go both ways: ours carry viewers this node relays, the peer's are
+ * served by relay.c.
  *
  * Input: WebSocket bytes are parsed into messages, each fed to the mux
  * session; reading stops while the session holds more received-but-unconsumed
@@ -18,17 +21,40 @@
 #define WORKER_READ_CHUNK 65536
 #define WORKER_MAX_MESSAGE (1024 * 1024 + 64)
 #define GO_SYN_LIMIT 190 /* Go clients abort the session past 200 unaccepted SYNs */
+#define PEER_MAX_STREAMS 65536 /* streams one way on a link to a peer node */
 
 static uint8_t scratch[WORKER_READ_CHUNK];
 static uint8_t frame_buf[WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
 
+/* Frames we send as a client must be masked; between our own nodes the key
+ * is zero, which masks nothing (the link carries no browser traffic a
+ * random key would protect proxies from). */
+static const uint8_t zero_key[4];
+
 static void arm_timer(struct worker *w);
 static void worker_expire_waiting(struct worker *w, int64_t now);
+
+static const uint8_t *mask_key(const struct worker *w)
+{
+    return w->is_client ? zero_key : NULL;
+}
+
+static const char *kind_name(const struct worker *w)
+{
+    return w->kind == SESSION_PEER ? "peer" : "worker";
+}
+
+static void send_close(struct worker *w, uint16_t code)
+{
+    uint8_t buf[WS_MAX_HEADER + 2];
+    size_t n = ws_encode_close(buf, sizeof buf, code, NULL, mask_key(w));
+    evbuffer_add(bufferevent_get_output(w->bev), buf, n);
+}
 
 static void send_control(struct worker *w, enum ws_opcode op, const uint8_t *data, size_t len)
 {
     uint8_t hdr[WS_MAX_HEADER];
-    size_t h = ws_encode_header(hdr, 1, op, len, NULL);
+    size_t h = ws_encode_header(hdr, 1, op, len, mask_key(w));
     struct evbuffer *out = bufferevent_get_output(w->bev);
     evbuffer_add(out, hdr, h);
     if (len)
@@ -37,7 +63,7 @@ static void send_control(struct worker *w, enum ws_opcode op, const uint8_t *dat
 
 static void worker_flush(struct worker *w)
 {
-    if (!w || w->closing)
+    if (!w || w->closing || w->connecting)
         return;
     struct evbuffer *out = bufferevent_get_output(w->bev);
     uint8_t *m = frame_buf + WS_MAX_HEADER;
@@ -46,7 +72,7 @@ static void worker_flush(struct worker *w)
         if (n == 0)
             break;
         uint8_t hdr[WS_MAX_HEADER];
-        size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, NULL);
+        size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, mask_key(w));
         evbuffer_add(out, hdr, h);
         evbuffer_add(out, m, n);
     }
@@ -77,33 +103,50 @@ static void output_cb(struct mux_session *s, void *ud)
 
 static void incoming_cb(struct mux_session *s, struct mux_stream *st, void *ud)
 {
-    mux_stream_reset(st, MUX_REASON_REFUSED); /* workers open nothing towards the node */
+    struct worker *w = ud;
+    if (w->kind == SESSION_PEER && !w->closing)
+        relay_incoming(w, st);
+    else
+        mux_stream_reset(st, MUX_REASON_REFUSED); /* workers open nothing towards the node */
+}
+
+/* A stream's user data is a viewer or a relay (its first member says which). */
+static enum stream_user user_of(void *ud)
+{
+    return ud ? *(enum stream_user *)ud : 0;
 }
 
 static void closed_cb(struct mux_stream *st, int err, void *ud)
 {
-    if (ud)
-        viewer_on_closed(st, err, ud);
+    switch (user_of(ud)) {
+    case SU_VIEWER: viewer_on_closed(st, err, ud); break;
+    case SU_RELAY: relay_on_closed(st, err, ud); break;
+    }
 }
 
 static void data_cb(struct mux_stream *st, const uint8_t *d, size_t n, void *ud)
 {
-    if (ud)
-        viewer_on_data(st, d, n, ud);
-    else
-        mux_stream_consume(st, n);
+    switch (user_of(ud)) {
+    case SU_VIEWER: viewer_on_data(st, d, n, ud); break;
+    case SU_RELAY: relay_on_data(st, d, n, ud); break;
+    default: mux_stream_consume(st, n);
+    }
 }
 
 static void eof_cb(struct mux_stream *st, void *ud)
 {
-    if (ud)
-        viewer_on_eof(st, ud);
+    switch (user_of(ud)) {
+    case SU_VIEWER: viewer_on_eof(st, ud); break;
+    case SU_RELAY: relay_on_eof(st, ud); break;
+    }
 }
 
 static void writable_cb(struct mux_stream *st, void *ud)
 {
-    if (ud)
-        viewer_on_writable(st, ud);
+    switch (user_of(ud)) {
+    case SU_VIEWER: viewer_on_writable(st, ud); break;
+    case SU_RELAY: relay_on_writable(st, ud); break;
+    }
 }
 
 static const struct mux_callbacks worker_mux_callbacks = {
@@ -146,10 +189,16 @@ void worker_close(struct worker *w, const char *why)
     struct viewer *v;
     if (w->closing)
         return;
-    LOG_I("worker=%s session=%llu closed: %s", w->id, (unsigned long long)w->serial, why);
+    LOG_I("%s=%s session=%llu closed: %s", kind_name(w), w->id, (unsigned long long)w->serial, why);
     w->closing = 1;
-    node_table_remove(w->node, w);
-    w->node->stats.workers--;
+    if (w->kind == SESSION_PEER) {
+        peer_link_closed(w->node, w);
+    } else {
+        node_table_remove(w->node, w);
+        w->node->stats.workers--;
+        if (!w->replaced)
+            peer_worker_closed(w->node, w);
+    }
     bufferevent_disable(w->bev, EV_READ | EV_WRITE);
     while ((v = TAILQ_FIRST(&w->waiting))) {
         TAILQ_REMOVE(&w->waiting, v, wait_link);
@@ -157,7 +206,7 @@ void worker_close(struct worker *w, const char *why)
     }
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every viewer hears of its stream's end */
     event_del(w->timer_ev);
-    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping) {
+    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && !w->connecting) {
         /* let a queued close frame reach the worker, for at most a second */
         struct timeval tv = {1, 0};
         bufferevent_setcb(w->bev, NULL, closing_write_cb, closing_event_cb, w);
@@ -182,13 +231,10 @@ static void handle_message(struct worker *w, const struct ws_event *ev)
         break;
     case WS_EV_PING: send_control(w, WS_OP_PONG, ev->data, ev->len); break;
     case WS_EV_PONG: w->last_pong_ms = now; break;
-    case WS_EV_CLOSE: {
-        uint8_t buf[WS_MAX_HEADER + 2];
-        size_t n = ws_encode_close(buf, sizeof buf, 1000, NULL, NULL);
-        evbuffer_add(bufferevent_get_output(w->bev), buf, n);
-        worker_close(w, "closed by the worker");
+    case WS_EV_CLOSE:
+        send_close(w, 1000);
+        worker_close(w, w->kind == SESSION_PEER ? "closed by the peer" : "closed by the worker");
         break;
-    }
     default: break;
     }
 }
@@ -206,9 +252,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
             struct ws_event ev;
             ssize_t k = ws_parse(&w->parser, scratch + off, len - off, &ev);
             if (k < 0) {
-                uint8_t buf[WS_MAX_HEADER + 2];
-                size_t c = ws_encode_close(buf, sizeof buf, ws_err_close_code((int)k), NULL, NULL);
-                evbuffer_add(bufferevent_get_output(bev), buf, c);
+                send_close(w, ws_err_close_code((int)k));
                 worker_close(w, ws_strerror((int)k));
                 return;
             }
@@ -271,7 +315,8 @@ static void arm_timer(struct worker *w)
     event_add(w->timer_ev, &tv);
 }
 
-struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, size_t id_len, int ext)
+static struct worker *session_new(struct node *n, struct bufferevent *bev, enum session_kind kind,
+                                  const char *id, size_t id_len, int is_client, int ext)
 {
     struct worker *w = calloc(1, sizeof *w);
     if (!w) {
@@ -279,36 +324,46 @@ struct worker *worker_start(struct node *n, struct bufferevent *bev, const char 
         return NULL;
     }
     w->node = n;
+    w->kind = kind;
     memcpy(w->id, id, id_len);
     w->id[id_len] = 0;
     w->serial = ++n->next_serial;
     w->bev = bev;
     w->ext = ext;
+    w->is_client = is_client;
     TAILQ_INIT(&w->waiting);
-    ws_parser_init(&w->parser, WS_ROLE_SERVER, WORKER_MAX_MESSAGE);
+    ws_parser_init(&w->parser, is_client ? WS_ROLE_CLIENT : WS_ROLE_SERVER, WORKER_MAX_MESSAGE);
     struct mux_config mc;
-    mux_config_defaults(&mc, 1);
+    mux_config_defaults(&mc, !is_client);
     mc.ext = ext;
     mc.window = (uint32_t)n->cfg->stream_window;
     mc.send_buffer = (uint32_t)n->cfg->stream_window;
-    mc.max_pending_syn = n->cfg->max_streams_per_worker < GO_SYN_LIMIT
-                             ? (uint32_t)n->cfg->max_streams_per_worker
-                             : GO_SYN_LIMIT;
+    if (kind == SESSION_PEER) {
+        /* a link carries many viewers at once: only the session buffer bounds it */
+        w->max_streams = PEER_MAX_STREAMS;
+        mc.max_pending_syn = PEER_MAX_STREAMS;
+        mc.max_incoming = PEER_MAX_STREAMS;
+    } else {
+        w->max_streams = (uint32_t)n->cfg->max_streams_per_worker;
+        mc.max_pending_syn = w->max_streams < GO_SYN_LIMIT ? w->max_streams : GO_SYN_LIMIT;
+    }
     w->mux = mux_session_new(&mc, &worker_mux_callbacks, w);
     w->flush_ev = event_new(n->base, -1, 0, flush_cb, w);
     w->timer_ev = evtimer_new(n->base, timer_cb, w);
     w->free_ev = event_new(n->base, -1, 0, free_cb, w);
     if (!w->mux || !w->flush_ev || !w->timer_ev || !w->free_ev) {
-        LOG_E("worker=%s out of memory", w->id);
+        LOG_E("%s=%s out of memory", kind_name(w), w->id);
         w->closing = 1;
         free_cb(-1, 0, w);
         return NULL;
     }
-    struct worker *old = node_find_worker(n, id, id_len);
-    if (old)
-        worker_close(old, "replaced by a new registration");
-    node_table_put(n, w);
-    n->stats.workers++;
+    return w;
+}
+
+/* The session runs on its bufferevent from now on. */
+static void session_begin(struct worker *w)
+{
+    struct bufferevent *bev = w->bev;
     bufferevent_set_timeouts(bev, NULL, NULL);
     bufferevent_setwatermark(bev, EV_WRITE, WORKER_OUT_LOW, 0);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
@@ -320,16 +375,52 @@ struct worker *worker_start(struct node *n, struct bufferevent *bev, const char 
     w->last_pong_ms = w->last_ping_ms - 1;
     send_control(w, WS_OP_PING, NULL, 0);
     arm_timer(w);
+    worker_flush(w);
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
         read_cb(bev, w);
+}
+
+struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, size_t id_len, int ext)
+{
+    struct worker *w = session_new(n, bev, SESSION_WORKER, id, id_len, 0, ext);
+    if (!w)
+        return NULL;
+    struct worker *old = node_find_worker(n, id, id_len);
+    if (old) {
+        old->replaced = 1; /* the registry record passes to the new session */
+        worker_close(old, "replaced by a new registration");
+    }
+    node_table_put(n, w);
+    n->stats.workers++;
+    peer_worker_registered(n, w);
+    session_begin(w);
     return w;
+}
+
+struct worker *worker_new_peer(struct node *n, struct bufferevent *bev, const char *id, int is_client)
+{
+    struct worker *w = session_new(n, bev, SESSION_PEER, id, strlen(id), is_client, 1);
+    if (!w)
+        return NULL;
+    if (is_client) {
+        w->connecting = 1;
+        return w; /* the dialer runs the bufferevent until worker_connected() */
+    }
+    session_begin(w);
+    return w;
+}
+
+void worker_connected(struct worker *w)
+{
+    w->connecting = 0;
+    session_begin(w);
 }
 
 int worker_attach(struct worker *w, struct viewer *v)
 {
     if (w->closing || mux_session_remote_goaway(w->mux))
         return -1;
-    if (w->streams < (uint32_t)w->node->cfg->max_streams_per_worker && TAILQ_EMPTY(&w->waiting)) {
+    if (w->streams < w->max_streams && TAILQ_EMPTY(&w->waiting)) {
         int err;
         struct mux_stream *st = mux_stream_open(w->mux, v, node_now_ms(), &err);
         if (st) {
@@ -360,7 +451,7 @@ void worker_stream_done(struct worker *w)
         w->streams--;
     if (w->closing)
         return;
-    while ((v = TAILQ_FIRST(&w->waiting)) && w->streams < (uint32_t)w->node->cfg->max_streams_per_worker) {
+    while ((v = TAILQ_FIRST(&w->waiting)) && w->streams < w->max_streams) {
         int err;
         struct mux_stream *st = mux_stream_open(w->mux, v, node_now_ms(), &err);
         if (!st)

@@ -146,6 +146,48 @@ class Backend(Proc):
         wait_for(lambda: port_open(self.port), 10, "backend to listen")
 
 
+def check_ws_echo(port, path):
+    """WebSocket echo through a node: text, a 1 MiB binary message, 50 in a row, and a close code."""
+    import asyncio
+    import websockets
+
+    async def run():
+        async with websockets.connect("ws://127.0.0.1:%d%s" % (port, path), max_size=4 << 20) as ws:
+            await ws.send("hello")
+            assert await ws.recv() == "hello"
+            blob = os.urandom(1 << 20)
+            await ws.send(blob)
+            assert await ws.recv() == blob
+            for i in range(50):
+                await ws.send(b"m%d" % i)
+            for i in range(50):
+                assert await ws.recv() == b"m%d" % i
+            await ws.close(code=4001, reason="bye")
+            assert ws.close_code == 4001
+    asyncio.run(asyncio.wait_for(run(), 30))
+
+
+def check_streamed_lines(port, path, lines=10):
+    """GETs path (the backend's /slow) and checks the lines arrive one by one
+    (100 ms apart at the source), not in one lump at the end."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET %s?lines=%d HTTP/1.1\r\nHost: x\r\n\r\n" % (path.encode(), lines))
+    buf, arrivals, start = b"", [], time.time()
+    while len(arrivals) < lines and time.time() - start < 10:
+        d = s.recv(4096)
+        if not d:
+            break
+        buf += d
+        while b"line " in buf and b"\n" in buf[buf.index(b"line "):]:
+            j = buf.index(b"\n", buf.index(b"line "))
+            arrivals.append(time.time())
+            buf = buf[j + 1:]
+    s.close()
+    assert len(arrivals) == lines
+    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
+    assert sum(1 for g in gaps if g > 0.05) >= lines - 3, gaps
+
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 

@@ -4,7 +4,6 @@ and `whtunnel token` minting a token the node accepts."""
 import http.client
 import os
 import subprocess
-import time
 
 from conftest import SECRET_A, Node, Proc, binary, free_port, make_token, wait_for
 

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import http.client
 import os
-import subprocess
 
 import pytest
 import websockets

@@ -1,6 +1,5 @@
 """Viewer requests through a real node and our client to a real backend."""
 
-import asyncio
 import hashlib
 import http.client
 import json
@@ -10,9 +9,8 @@ import threading
 import time
 
 import pytest
-import websockets
 
-from conftest import Client, Node, make_token, wait_for
+from conftest import Client, Node, check_streamed_lines, check_ws_echo
 
 from backend import pattern
 
@@ -133,26 +131,7 @@ def test_chunked_both_ways(tunnel):
 
 def test_streaming_lines_arrive_before_next_written(tunnel):
     n, _, _ = tunnel
-    s = socket.create_connection(("127.0.0.1", n.port), timeout=10)
-    s.sendall(b"GET /w1/slow?lines=10 HTTP/1.1\r\nHost: x\r\n\r\n")
-    buf = b""
-    arrivals = []
-    start = time.time()
-    while len(arrivals) < 10 and time.time() - start < 10:
-        d = s.recv(4096)
-        if not d:
-            break
-        buf += d
-        while b"line " in buf and b"\n" in buf[buf.index(b"line "):]:
-            i = buf.index(b"line ")
-            j = buf.index(b"\n", i)
-            arrivals.append(time.time())
-            buf = buf[j + 1:]
-    assert len(arrivals) == 10
-    # lines are 100 ms apart at the source; they must not arrive in one lump
-    gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
-    assert sum(1 for g in gaps if g > 0.05) >= 7, gaps
-    s.close()
+    check_streamed_lines(n.port, "/w1/slow")
 
 
 def test_keep_alive_reuses_connection(tunnel):
@@ -200,21 +179,7 @@ def test_response_until_close(tunnel):
 
 def test_websocket_echo(tunnel):
     n, _, _ = tunnel
-
-    async def run():
-        async with websockets.connect("ws://127.0.0.1:%d/w1/ws" % n.port, max_size=4 << 20) as ws:
-            await ws.send("hello")
-            assert await ws.recv() == "hello"
-            blob = os.urandom(1 << 20)
-            await ws.send(blob)
-            assert await ws.recv() == blob
-            for i in range(50):
-                await ws.send(b"m%d" % i)
-            for i in range(50):
-                assert await ws.recv() == b"m%d" % i
-            await ws.close(code=4001, reason="bye")
-            assert ws.close_code == 4001
-    asyncio.run(asyncio.wait_for(run(), 30))
+    check_ws_echo(n.port, "/w1/ws")
 
 
 def test_100_concurrent_viewers(tunnel):
