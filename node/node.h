@@ -238,7 +238,17 @@ void relay_viewer_gone(struct relay *r);
 /* Frees every relay (node_stop). */
 void relay_close_all(struct node *n);
 
-/* The first line of a relayed stream: "WHT-RELAY 1 <viewer ip> <0|1 tls>\r\n". */
+/* The first line of a relayed stream: "WHT-RELAY 1 <viewer ip> <0|1 tls>\r\n".
+ * The ip is 1..RELAY_MAX_IP-1 of RELAY_IP_CHARS (IPv4, IPv6, or "unknown"
+ * is refused: the node always knows its viewer's address). */
 #define RELAY_PREAMBLE_MAX 128
+#define RELAY_MAX_IP 64
+#define RELAY_IP_CHARS "0123456789abcdefABCDEF.:"
+/* Writes the line into out[cap] (NUL-terminated). Returns its length, or -1
+ * for a bad ip or a cap too small. */
+int relay_format_preamble(char *out, size_t cap, const char *ip, int tls);
+/* Parses a line (len bytes, ending in "\r\n", "\n" or nothing). Returns 0
+ * with ip (NUL-terminated) and *tls set, or -1. */
+int relay_parse_preamble(const char *line, size_t len, char ip[RELAY_MAX_IP], int *tls);
 
 #endif

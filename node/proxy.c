@@ -281,7 +281,9 @@ static void write_request_head(struct viewer *v, const char *path, size_t path_l
     if (v->worker && v->worker->kind == SESSION_PEER) {
         if (v->stream_fresh) {
             char pre[RELAY_PREAMBLE_MAX];
-            int n = snprintf(pre, sizeof pre, "WHT-RELAY 1 %s %d\r\n", v->peer_ip, v->tls ? 1 : 0);
+            int n = relay_format_preamble(pre, sizeof pre, v->peer_ip, v->tls);
+            if (n < 0)
+                n = relay_format_preamble(pre, sizeof pre, "0.0.0.0", v->tls); /* "unknown" */
             mux_stream_write(v->stream, pre, (size_t)n);
             v->stream_fresh = 0;
         }

@@ -167,19 +167,31 @@ void relay_incoming(struct worker *link, struct mux_stream *st)
     worker_kick(link);
 }
 
-/* Parses the preamble line (without its "\r\n"). Returns 0 or -1. */
-static int parse_preamble(const char *line, size_t len, char *ip, size_t ipcap, int *tls)
+int relay_format_preamble(char *out, size_t cap, const char *ip, int tls)
+{
+    size_t n = strlen(ip);
+    if (n == 0 || n >= RELAY_MAX_IP || strspn(ip, RELAY_IP_CHARS) != n)
+        return -1;
+    int len = snprintf(out, cap, "WHT-RELAY 1 %s %d\r\n", ip, tls ? 1 : 0);
+    return len > 0 && (size_t)len < cap ? len : -1;
+}
+
+int relay_parse_preamble(const char *line, size_t len, char ip[RELAY_MAX_IP], int *tls)
 {
     static const char magic[] = "WHT-RELAY 1 ";
     size_t m = sizeof magic - 1;
+    if (len >= 2 && line[len - 2] == '\r' && line[len - 1] == '\n')
+        len -= 2;
+    else if (len >= 1 && line[len - 1] == '\n')
+        len -= 1;
     if (len < m + 3 || memcmp(line, magic, m) != 0)
         return -1;
     const char *p = line + m, *end = line + len;
     const char *sp = memchr(p, ' ', (size_t)(end - p));
-    if (!sp || sp == p || (size_t)(sp - p) >= ipcap || end - sp != 2 || (sp[1] != '0' && sp[1] != '1'))
+    if (!sp || sp == p || (size_t)(sp - p) >= RELAY_MAX_IP || end - sp != 2 || (sp[1] != '0' && sp[1] != '1'))
         return -1;
     for (const char *q = p; q < sp; q++)
-        if (!strchr("0123456789abcdefABCDEF.:", *q))
+        if (!*q || !strchr(RELAY_IP_CHARS, *q))
             return -1;
     memcpy(ip, p, (size_t)(sp - p));
     ip[sp - p] = 0;
@@ -190,12 +202,9 @@ static int parse_preamble(const char *line, size_t len, char *ip, size_t ipcap, 
 /* The preamble is complete: start the viewer on the other end of a pair. */
 static int relay_start(struct relay *r)
 {
-    char ip[64];
+    char ip[RELAY_MAX_IP];
     int tls;
-    size_t len = r->line_len - 1; /* without the \n */
-    if (len > 0 && r->line[len - 1] == '\r')
-        len--;
-    if (parse_preamble(r->line, len, ip, sizeof ip, &tls) != 0) {
+    if (relay_parse_preamble(r->line, r->line_len, ip, &tls) != 0) {
         LOG_W("peer=%s relayed stream with a bad preamble", r->link->id);
         return -1;
     }

@@ -342,9 +342,11 @@ def test_takeover_closes_the_older_session_within_a_second(cprocs):
     wait_for(lambda: registry_owner(cl.redis, "mover") == "n1", 5, "first registration recorded")
     c = Client(cl.nodes[1].url, "mover", b.port)
     cprocs.append(c)
-    t0 = time.time()
+    t0 = time.time()  # the new session is registered (its URL was printed)
     assert old.eof.wait(3), "the older session on n1 was not closed"
-    assert time.time() - t0 < 1.5
+    took = time.time() - t0
+    print("\nolder session closed %.3f s after the newer registration" % took)
+    assert took < 1.0
     assert registry_owner(cl.redis, "mover") == "n2"
     for node in cl.nodes:
         r, _ = fetch(node, "GET", "/mover/status/204")
@@ -373,11 +375,12 @@ def test_sigkill_fails_fast_then_routes_to_new_place(cprocs):
     wait_for(lambda: status(n2)["peers_up"] == 1 and status(n3)["peers_up"] == 1, 5, "n1 gone from membership")
     c2 = Client(n3.url, "w1", cl.backends[0].port)
     cprocs.append(c2)
-    t0 = time.time()
-    wait_for(lambda: fetch(n2, "GET", "/w1/status/204")[0].status == 204, 5, "w1 via n2 after re-registration")
-    assert time.time() - t0 < 1.5
-    r, _ = fetch(n3, "GET", "/w1/status/204")
-    assert r.status == 204
+    t0 = time.time()  # registered on n3
+    wait_for(lambda: all(fetch(n, "GET", "/w1/status/204")[0].status == 204 for n in (n2, n3)), 5,
+             "w1 via every node after re-registration")
+    took = time.time() - t0
+    print("\nevery node routes to the new place %.3f s after the re-registration" % took)
+    assert took < 1.0
 
 
 def test_redis_restart_empty_reasserts_and_reconciles(cprocs):
