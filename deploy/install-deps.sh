@@ -2,7 +2,7 @@
 # Installs what webhooktunnel needs from Debian 12's packages, and nothing that
 # is already there. Idempotent. Run as root (or with sudo available).
 #   deploy/install-deps.sh            build and run: compiler, cmake, libraries
-#   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis, pytest, clang)
+#   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis, HAProxy, pytest, clang)
 #   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, python3, iproute2)
 #   deploy/install-deps.sh --cluster  also what deploy/local-cluster.sh runs (Redis, HAProxy, curl)
 set -euo pipefail
@@ -11,7 +11,7 @@ want=(gcc libc6-dev make cmake pkg-config ca-certificates
       libevent-dev libssl-dev libhiredis-dev libjwt-dev libwebsockets-dev)
 for arg in "$@"; do
     case "$arg" in
-    --test) want+=(libcmocka-dev redis-server openssl clang libclang-rt-14-dev
+    --test) want+=(libcmocka-dev redis-server haproxy curl openssl clang libclang-rt-14-dev
                    python3 python3-pytest python3-websockets python3-redis python3-requests) ;;
     --bench) want+=(nginx wrk curl python3 iproute2) ;;
     --cluster) want+=(redis-server haproxy curl openssl) ;;

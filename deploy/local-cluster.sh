@@ -12,9 +12,11 @@
 #   deploy/local-cluster.sh stop      stop everything (nodes leave the cluster cleanly)
 #
 # Ports (override with the environment): WHT_LB_PORT (8080) for viewers and
-# workers; nodes on WHT_NODE_BASE_PORT+1..3 (8080+1..3) with peer ports
-# 9080+1..3; Redis on WHT_REDIS_PORT (6399). State, logs and generated
-# secrets live in WHT_CLUSTER_DIR (/tmp/whtunnel-cluster).
+# workers; nodes on WHT_NODE_BASE_PORT+1..3 (8081..8083) with peer ports
+# WHT_PEER_BASE_PORT+1..3 (9081..9083); Redis on WHT_REDIS_PORT (6399).
+# State, logs and generated secrets live in WHT_CLUSTER_DIR
+# (/tmp/whtunnel-cluster). WHT_BIN_DIR runs the whtunnel and whclient found
+# there instead of building (the tests do).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${WHT_CLUSTER_DIR:-/tmp/whtunnel-cluster}
@@ -22,7 +24,9 @@ lb_port=${WHT_LB_PORT:-8080}
 base=${WHT_NODE_BASE_PORT:-8080}
 peer_base=${WHT_PEER_BASE_PORT:-9080}
 redis_port=${WHT_REDIS_PORT:-6399}
-bin=$root/build/node/whtunnel
+bin=${WHT_BIN_DIR:+$WHT_BIN_DIR/node/whtunnel}
+bin=${bin:-$root/build/node/whtunnel}
+client=$(dirname "$(dirname "$bin")")/client/whclient
 
 die() { echo "local-cluster.sh: $*" >&2; exit 1; }
 
@@ -68,8 +72,10 @@ start_node() { # N
 
 cmd_start() {
     "$root/deploy/install-deps.sh" --cluster
-    cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
-    cmake --build "$root/build" -j"$(nproc)" --target whtunnel whclient >/dev/null
+    if [ -z "${WHT_BIN_DIR:-}" ]; then
+        cmake -S "$root" -B "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBUILD_TESTING=OFF >/dev/null
+        cmake --build "$root/build" -j"$(nproc)" --target whtunnel whclient >/dev/null
+    fi
     secrets
     if ! running redis; then
         redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no \
@@ -116,7 +122,7 @@ EOF
   A whtunnel cluster runs: HAProxy on 127.0.0.1:$lb_port in front of node1..3
   (127.0.0.1:$((base + 1))..$((base + 3))), Redis on 127.0.0.1:$redis_port. Logs in $dir.
   Expose a local service on port 8000 as worker "demo" through the balancer:
-    $root/build/client/whclient ws://127.0.0.1:$lb_port demo 8000 --token $tok
+    $client ws://127.0.0.1:$lb_port demo 8000 --token $tok
   then browse http://127.0.0.1:$lb_port/demo/ (any node serves it; try each:
   http://127.0.0.1:$((base + 1))/demo/ ... and $0 kill 2).
   $0 status | token ID | kill N | restart N | stop

@@ -134,7 +134,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_TLS,
      CFG_STR(tls_key),
      .def = "",
-     .help = "PEM private key file, or the base64 of the PEM (as the original service took it). With TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
+     .help = "PEM private key file, or the base64 of the PEM (as the original service took it). With "
+             "TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
     {.name = "tls-certificate",
      .env = "TLS_CERTIFICATE",
      .flag = "--tls-certificate",
@@ -285,7 +286,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_CLUSTER,
      CFG_STR(node_id),
      .def = "",
-     .help = "This node's name in the cluster ([A-Za-z0-9_.-], at most 64). Empty: the host name and a random suffix."},
+     .help = "This node's name in the cluster ([A-Za-z0-9_.-], at most 64). Empty: the host name and a "
+             "random suffix."},
     {.name = "peer-addr",
      .env = "WHT_PEER_ADDR",
      .flag = "--peer-addr",
@@ -398,9 +400,7 @@ static void cfg_expected(const struct config__entry *e, char *out, size_t len)
 {
     char lo[32], hi[32];
     switch (e->type) {
-    case CFG_INT:
-        snprintf(out, len, "an integer from %" PRId64 " to %" PRId64, e->min, e->max);
-        break;
+    case CFG_INT: snprintf(out, len, "an integer from %" PRId64 " to %" PRId64, e->min, e->max); break;
     case CFG_SIZE:
         cfg_format_size((uint64_t)e->min, lo, sizeof(lo));
         cfg_format_size((uint64_t)e->max, hi, sizeof(hi));
@@ -411,18 +411,14 @@ static void cfg_expected(const struct config__entry *e, char *out, size_t len)
         cfg_format_duration(e->max, hi, sizeof(hi));
         snprintf(out, len, "a duration from %s to %s (with ms, s, m, h or d, as in 30s or 1h30m)", lo, hi);
         break;
-    case CFG_BOOL:
-        snprintf(out, len, "true or false (or 1/0, yes/no, on/off)");
-        break;
+    case CFG_BOOL: snprintf(out, len, "true or false (or 1/0, yes/no, on/off)"); break;
     case CFG_CHOICE: {
         size_t n = (size_t)snprintf(out, len, "one of");
         for (size_t i = 0; e->choices[i] && n < len; i++)
             n += (size_t)snprintf(out + n, len - n, "%s %s", i ? "," : "", e->choices[i]);
         break;
     }
-    case CFG_SECRET:
-        snprintf(out, len, "at most %d bytes", CONFIG_MAX_STRING);
-        break;
+    case CFG_SECRET: snprintf(out, len, "at most %d bytes", CONFIG_MAX_STRING); break;
     case CFG_STRING:
         snprintf(out, len, "text without control characters, at most %d bytes", CONFIG_MAX_STRING);
         break;
@@ -492,8 +488,7 @@ int config_parse_size(const char *s, uint64_t *out)
     if (!s || !out || cfg_digits(&s, &v) <= 0)
         return CONFIG_E_VALUE;
     switch (*s) {
-    case '\0':
-        break;
+    case '\0': break;
     case 'k':
     case 'K':
         mult = (uint64_t)K;
@@ -509,8 +504,7 @@ int config_parse_size(const char *s, uint64_t *out)
         mult = (uint64_t)G;
         s++;
         break;
-    default:
-        return CONFIG_E_VALUE;
+    default: return CONFIG_E_VALUE;
     }
     if (*s != '\0' || v > UINT64_MAX / mult)
         return CONFIG_E_VALUE;
@@ -558,7 +552,10 @@ static int cfg_printable(const char *s)
 
 /* ---- the setter every source goes through ----------------------------------------------- */
 
-static void *cfg_field(struct config *c, const struct config__entry *e) { return (char *)c + e->off; }
+static void *cfg_field(struct config *c, const struct config__entry *e)
+{
+    return (char *)c + e->off;
+}
 
 static const void *cfg_cfield(const struct config *c, const struct config__entry *e)
 {
@@ -1008,9 +1005,7 @@ void config_print_help(FILE *f, const char *progname)
                 cfg_format_duration(e->max, hi, sizeof(hi));
                 snprintf(bounds, sizeof(bounds), "%s..%s, default %s", lo, hi, e->def);
                 break;
-            case CFG_SECRET:
-                snprintf(bounds, sizeof(bounds), "secret");
-                break;
+            case CFG_SECRET: snprintf(bounds, sizeof(bounds), "secret"); break;
             default:
                 if (e->def[0])
                     snprintf(bounds, sizeof(bounds), "default %s", e->def);
@@ -1032,9 +1027,7 @@ void config_dump(const struct config *cfg, FILE *f)
         const void *p = cfg_cfield(cfg, e);
         char buf[40];
         switch (e->type) {
-        case CFG_INT:
-            fprintf(f, "%-28s = %d\n", e->env, *(const int *)p);
-            break;
+        case CFG_INT: fprintf(f, "%-28s = %d\n", e->env, *(const int *)p); break;
         case CFG_SIZE:
             cfg_format_size(*(const uint64_t *)p, buf, sizeof(buf));
             fprintf(f, "%-28s = %s\n", e->env, buf);
@@ -1043,9 +1036,7 @@ void config_dump(const struct config *cfg, FILE *f)
             cfg_format_duration(*(const int64_t *)p, buf, sizeof(buf));
             fprintf(f, "%-28s = %s\n", e->env, buf);
             break;
-        case CFG_BOOL:
-            fprintf(f, "%-28s = %s\n", e->env, *(const bool *)p ? "true" : "false");
-            break;
+        case CFG_BOOL: fprintf(f, "%-28s = %s\n", e->env, *(const bool *)p ? "true" : "false"); break;
         case CFG_SECRET: {
             const char *s = *(char *const *)p;
             fprintf(f, "%-28s = %s\n", e->env,
@@ -1068,23 +1059,14 @@ void config_dump(const struct config *cfg, FILE *f)
 const char *config_strerror(int err)
 {
     switch (err) {
-    case CONFIG_OK:
-        return "ok";
-    case CONFIG_HELP:
-        return "help requested";
-    case CONFIG_E_UNKNOWN:
-        return "unknown option";
-    case CONFIG_E_MISSING_VALUE:
-        return "option without a value";
-    case CONFIG_E_VALUE:
-        return "invalid value";
-    case CONFIG_E_ARGUMENT:
-        return "unexpected argument";
-    case CONFIG_E_INVALID:
-        return "inconsistent settings";
-    case CONFIG_E_NOMEM:
-        return "out of memory";
-    default:
-        return "unknown config error";
+    case CONFIG_OK: return "ok";
+    case CONFIG_HELP: return "help requested";
+    case CONFIG_E_UNKNOWN: return "unknown option";
+    case CONFIG_E_MISSING_VALUE: return "option without a value";
+    case CONFIG_E_VALUE: return "invalid value";
+    case CONFIG_E_ARGUMENT: return "unexpected argument";
+    case CONFIG_E_INVALID: return "inconsistent settings";
+    case CONFIG_E_NOMEM: return "out of memory";
+    default: return "unknown config error";
     }
 }

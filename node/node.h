@@ -158,7 +158,7 @@ struct node {
     struct cluster_registry *cluster;
     struct evdns_base *dns;
     struct evconnlistener *peer_listener;
-    struct worker_list peers; /* links to peer nodes, at most one per node in the list */
+    struct worker_list peers;          /* links to peer nodes, at most one per node in the list */
     struct peer_accept_list accepting; /* peer connections still in their handshake */
     struct relay_list relays;          /* streams relayed to this node */
     char node_id[65];

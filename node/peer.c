@@ -249,8 +249,8 @@ struct worker *peer_link_get(struct node *n, const char *node_id, const char *ad
     n->stats.peer_links++;
     ws_client_key(rnd, w->client_key);
     char extra[2048], req[3072];
-    snprintf(extra, sizeof extra, "Authorization: Bearer %s\r\nX-Whtunnel-Node: %s\r\nX-Whtunnel-Ext: 1\r\n", tok,
-             n->node_id);
+    snprintf(extra, sizeof extra, "Authorization: Bearer %s\r\nX-Whtunnel-Node: %s\r\nX-Whtunnel-Ext: 1\r\n",
+             tok, n->node_id);
     free(tok);
     int len = ws_format_request(req, sizeof req, addr, PEER_PATH, w->client_key, extra);
     if (len <= 0) {
@@ -487,8 +487,9 @@ int peer_start(struct node *n)
         ((struct sockaddr_in6 *)&ss)->sin6_port = htons((uint16_t)lport);
     else
         ((struct sockaddr_in *)&ss)->sin_port = htons((uint16_t)lport);
-    n->peer_listener = evconnlistener_new_bind(n->base, peer_accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE,
-                                               256, (struct sockaddr *)&ss, sslen);
+    n->peer_listener =
+        evconnlistener_new_bind(n->base, peer_accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 256,
+                                (struct sockaddr *)&ss, sslen);
     if (!n->peer_listener) {
         fprintf(stderr, "whtunnel: cannot listen for peers on %s (WHT_PEER_ADDR / --peer-addr): %s\n", listen,
                 strerror(errno));
@@ -536,8 +537,9 @@ int peer_start(struct node *n)
     };
     int rc = cluster_registry_new(n->base, &opts, &cbs, n, &n->cluster);
     if (rc != 0) {
-        fprintf(stderr, "whtunnel: cannot start the cluster registry: %s (REDIS_URL, WHT_NODE_ID, "
-                        "WHT_PEER_ADVERTISE, WHT_REDIS_PREFIX)\n",
+        fprintf(stderr,
+                "whtunnel: cannot start the cluster registry: %s (REDIS_URL, WHT_NODE_ID, "
+                "WHT_PEER_ADVERTISE, WHT_REDIS_PREFIX)\n",
                 cluster_strerror(rc));
         return -1;
     }

@@ -408,7 +408,8 @@ static void relay_route(struct viewer *v)
 {
     struct cluster_route rt;
     struct cluster_lookup *h = NULL;
-    int rc = cluster_registry_lookup(v->node->cluster, v->worker_id, strlen(v->worker_id), &rt, lookup_cb, v, &h);
+    int rc =
+        cluster_registry_lookup(v->node->cluster, v->worker_id, strlen(v->worker_id), &rt, lookup_cb, v, &h);
     if (rc == 1) {
         relay_attach(v, &rt);
     } else if (rc == 0) {
@@ -418,8 +419,9 @@ static void relay_route(struct viewer *v)
         LOG_D("conn=%llu worker=%s lookup failed: %s", (unsigned long long)v->serial, v->worker_id,
               cluster_strerror(rc));
         if (rc == CLUSTER_E_DOWN)
-            fail(v, 502, "Bad Gateway", "No client is connected with that id here, and the cluster registry "
-                                        "is unreachable\n");
+            fail(v, 502, "Bad Gateway",
+                 "No client is connected with that id here, and the cluster registry "
+                 "is unreachable\n");
         else
             fail(v, 502, "Bad Gateway", "the cluster registry cannot take the request\n");
     }

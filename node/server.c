@@ -255,7 +255,8 @@ static void left_cb(struct cluster_registry *reg, int result, void *ud)
     if (result == 0)
         LOG_I("cluster: left (the other nodes dropped this node's routes)");
     else
-        LOG_W("cluster: could not leave cleanly (%s): the member key expires by itself", cluster_strerror(result));
+        LOG_W("cluster: could not leave cleanly (%s): the member key expires by itself",
+              cluster_strerror(result));
     event_base_loopexit(n->base, NULL);
 }
 

@@ -20,7 +20,7 @@
 #define WORKER_OUT_LOW (64 * 1024)
 #define WORKER_READ_CHUNK 65536
 #define WORKER_MAX_MESSAGE (1024 * 1024 + 64)
-#define GO_SYN_LIMIT 190 /* Go clients abort the session past 200 unaccepted SYNs */
+#define GO_SYN_LIMIT 190       /* Go clients abort the session past 200 unaccepted SYNs */
 #define PEER_MAX_STREAMS 65536 /* streams one way on a link to a peer node */
 
 static uint8_t scratch[WORKER_READ_CHUNK];

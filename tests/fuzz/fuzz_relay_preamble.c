@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n == 0 || n >= RELAY_MAX_IP || strspn(ip, RELAY_IP_CHARS) != n || (tls != 0 && tls != 1))
         abort();
     int len = relay_format_preamble(out, sizeof out, ip, tls);
-    if (len < 0 || relay_parse_preamble(out, (size_t)len, ip2, &tls2) != 0 || strcmp(ip, ip2) != 0 || tls != tls2)
+    if (len < 0 || relay_parse_preamble(out, (size_t)len, ip2, &tls2) != 0 || strcmp(ip, ip2) != 0 ||
+        tls != tls2)
         abort();
     size_t body = (size_t)len - 2; /* without \r\n */
     if (size < body || memcmp(data, out, body) != 0)

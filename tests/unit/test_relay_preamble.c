@@ -34,18 +34,18 @@ static void test_bad_lines(void **state)
         "",
         "\r\n",
         "WHT-RELAY 1 \r\n",
-        "WHT-RELAY 1 1.2.3.4\r\n",          /* no tls */
-        "WHT-RELAY 1 1.2.3.4 2\r\n",        /* tls not 0/1 */
-        "WHT-RELAY 1 1.2.3.4 10\r\n",       /* tls too long */
-        "WHT-RELAY 1 1.2.3.4  1\r\n",       /* two spaces */
-        "WHT-RELAY 1  1.2.3.4 1\r\n",       /* empty ip */
-        "WHT-RELAY 2 1.2.3.4 1\r\n",        /* version */
-        "wht-relay 1 1.2.3.4 1\r\n",        /* case */
-        "WHT-RELAY 1 1.2.3.4 1\r\r\n",      /* CR inside */
-        "WHT-RELAY 1 host.example 1\r\n",   /* not an address */
-        "WHT-RELAY 1 1.2.3.4\t1\r\n",       /* tab */
-        "WHT-RELAY 1 unknown 0\r\n",        /* the node always knows the address */
-        "GET / HTTP/1.1\r\n",               /* a request without the preamble */
+        "WHT-RELAY 1 1.2.3.4\r\n",        /* no tls */
+        "WHT-RELAY 1 1.2.3.4 2\r\n",      /* tls not 0/1 */
+        "WHT-RELAY 1 1.2.3.4 10\r\n",     /* tls too long */
+        "WHT-RELAY 1 1.2.3.4  1\r\n",     /* two spaces */
+        "WHT-RELAY 1  1.2.3.4 1\r\n",     /* empty ip */
+        "WHT-RELAY 2 1.2.3.4 1\r\n",      /* version */
+        "wht-relay 1 1.2.3.4 1\r\n",      /* case */
+        "WHT-RELAY 1 1.2.3.4 1\r\r\n",    /* CR inside */
+        "WHT-RELAY 1 host.example 1\r\n", /* not an address */
+        "WHT-RELAY 1 1.2.3.4\t1\r\n",     /* tab */
+        "WHT-RELAY 1 unknown 0\r\n",      /* the node always knows the address */
+        "GET / HTTP/1.1\r\n",             /* a request without the preamble */
         "WHT-RELAY 1 1.2.3.4 1 extra\r\n",
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
