@@ -13,6 +13,8 @@
 #   memory      node RSS per idle connected worker (wsbench.py workers)
 #   ws          WebSocket echo round trip, direct vs tunnel
 #   slow        node RSS while a rate-limited viewer downloads 1 GiB
+#   cluster     two nodes sharing a redis-server: small requests and a 1 GiB download
+#               through the node that holds the worker vs through the other one (relayed)
 #
 # Options:
 #   --repeat N        runs of each measurement; the median is reported (default 3)
@@ -48,7 +50,7 @@ INSTALL=1
 NETNS=1
 ARGS=("$@")
 
-usage() { sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
@@ -63,9 +65,9 @@ while [ $# -gt 0 ]; do
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster)
 for p in "${PARTS[@]}"; do
-    case "$p" in http|throughput|memory|ws|slow) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
+    case "$p" in http|throughput|memory|ws|slow|cluster) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
 done
 num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
@@ -635,6 +637,64 @@ part_slow() {
     echo "   target: node RSS flat (bounded by the stream window and session buffer, not by the body)"
 }
 
+# ---- 6. cluster: relayed vs local ---------------------------------------------------------------
+
+part_cluster() {
+    start_backend
+    echo "== 6. cluster: redis-server + nodes A and B; whclient on A; wrk -t1 -c50 -d${DURATION}s and a 1 GiB download, via A (local) and via B (relayed A <- B)"
+    local rport csecret
+    rport=$(free_port)
+    csecret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+    start redis redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no
+    wait_port "$rport" "$LAST_PID" redis
+    local ports=() pids=() n
+    for n in a b; do
+        local port
+        port=$(free_port)
+        start "cluster-$n" env PORT="$port" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
+            WHT_LOG_LEVEL=warn REDIS_URL="redis://127.0.0.1:$rport" WHT_NODE_ID="bench-$n" \
+            WHT_PEER_ADDR=127.0.0.1:0 WHT_CLUSTER_SECRET="$csecret" "$WHTUNNEL"
+        wait_port "$port" "$LAST_PID" "cluster-$n"
+        ports+=("$port")
+        pids+=("$LAST_PID")
+    done
+    start_client cluster-client "${ports[0]}" cbench "$BACKEND_PORT"
+    local i code
+    for i in $(seq 100); do # B learns the route from Redis within moments
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${ports[1]}/cbench/small" || true)
+        [ "$code" = 200 ] && break
+        sleep 0.1
+    done
+    [ "$code" = 200 ] || { echo "bench.sh: the relayed path answered $code" >&2; exit 1; }
+    local names=(local relayed) r
+    for i in 0 1; do wrk -t1 -c50 -d1s "http://127.0.0.1:${ports[$i]}/cbench/small" >/dev/null 2>&1 || true; done
+    for r in $(seq "$REPEAT"); do
+        for i in 0 1; do
+            run_wrk "http://127.0.0.1:${ports[$i]}/cbench/small" >>"$DIR/cluster.${names[$i]}"
+            local t0 t1 bytes
+            t0=$(date +%s.%N)
+            bytes=$(curl -s -o /dev/null -w '%{size_download}' --max-time 120 "http://127.0.0.1:${ports[$i]}/cbench/files/1g" || echo 0)
+            t1=$(date +%s.%N)
+            awk -v b="$bytes" -v a="$t0" -v c="$t1" 'BEGIN {printf "%.1f\n", b / 1048576 / (c - a)}' >>"$DIR/cluster.${names[$i]}.mibs"
+            printf '   run %d %-8s %s, 1 GiB download %s MiB/s\n' "$r" "${names[$i]}" \
+                "$(tail -1 "$DIR/cluster.${names[$i]}" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
+                "$(tail -1 "$DIR/cluster.${names[$i]}.mibs")"
+        done
+    done
+    local lr rr lp rp lm rm
+    lr=$(col 1 "$DIR/cluster.local" | median)
+    rr=$(col 1 "$DIR/cluster.relayed" | median)
+    lp=$(col 3 "$DIR/cluster.local" | median)
+    rp=$(col 3 "$DIR/cluster.relayed" | median)
+    lm=$(median <"$DIR/cluster.local.mibs")
+    rm=$(median <"$DIR/cluster.relayed.mibs")
+    echo "   local:   $(printf %.0f "$lr") req/s, p99 $(printf %.0f "$lp") us, $lm MiB/s"
+    echo "   relayed: $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local, p99 $(printf %.0f "$rp") us ($(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%+.0f us", a - b}')), $rm MiB/s = $(ratio "$rm" "$lm") local"
+    echo "6. cluster: relayed $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local; p99 +$(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%.0f", a - b}') us; download $rm MiB/s = $(ratio "$rm" "$lm") local" >>"$DIR/summary"
+    stop "$CLIENT_PID"
+    for i in 0 1; do stop "${pids[$i]}"; done
+}
+
 # run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
 # users' processes; CPU time of processes that started and ended within the part is missed
 # unless a parent that is still there reaped them)
@@ -654,6 +714,7 @@ want throughput && run_part throughput
 want memory && run_part memory
 want ws && run_part ws
 want slow && run_part slow
+want cluster && run_part cluster
 echo "== summary (medians of $REPEAT runs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 sed 's/^/   /' "$DIR/summary" 2>/dev/null || true
 echo "done in $((SECONDS - T0)) s"
