@@ -62,7 +62,9 @@ def cluster_node(rds, name, extra=None):
 
 
 def status(node):
-    c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
+    ctx = getattr(node, "ssl_ctx", None)
+    c = (http.client.HTTPSConnection("127.0.0.1", node.port, timeout=5, context=ctx) if ctx
+         else http.client.HTTPConnection("127.0.0.1", node.port, timeout=5))
     c.request("GET", "/__cluster__")
     st = json.loads(c.getresponse().read())
     c.close()
@@ -103,13 +105,14 @@ def cprocs():
 
 
 class Cluster:
-    def __init__(self, started, n=3, workers=True, node_env=None):
+    def __init__(self, started, n=3, workers=True, node_env=None, ssl_ctx=None):
         self.started = started
         self.redis = Redis()
         started.append(self.redis)
         self.nodes = []
         for i in range(n):
             node = cluster_node(self.redis, "n%d" % (i + 1), node_env)
+            node.ssl_ctx = ssl_ctx
             started.append(node)
             self.nodes.append(node)
         wait_peers(self.nodes, n - 1)
@@ -500,3 +503,153 @@ def test_peer_port_refuses_without_the_cluster_secret(cprocs):
     assert r.status == 502
     assert "refused the link" in bad.output()
     assert "bad cluster token from node n9" in node.output()
+
+
+# ---- relays and the rest of the front: pipelining, HTTP/1.0, domain mode, TLS, drain -----------
+
+
+def raw_exchange(port, data, want_responses, timeout=10):
+    """Sends data on one connection and reads until want_responses complete
+    responses (each with Content-Length) arrived; returns their bodies."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.sendall(data)
+    buf, bodies = b"", []
+    while len(bodies) < want_responses:
+        while b"\r\n\r\n" not in buf:
+            d = s.recv(65536)
+            assert d, "connection closed after %d responses: %r" % (len(bodies), buf[:200])
+            buf += d
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        length = int([h.split(b":", 1)[1] for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")][0])
+        while len(buf) < length:
+            d = s.recv(65536)
+            assert d
+            buf += d
+        bodies.append(buf[:length])
+        buf = buf[length:]
+    s.close()
+    return bodies
+
+
+def test_pipelined_and_http10_requests_through_relay(cluster):
+    port = cluster.nodes[0].port
+    reqs = b"".join(b"GET /w2/echo/p%d HTTP/1.1\r\nHost: x\r\n\r\n" % i for i in range(5))
+    bodies = raw_exchange(port, reqs, 5)
+    assert [json.loads(b)["target"] for b in bodies] == ["/echo/p%d" % i for i in range(5)]
+    # a worker change in the middle of a pipeline: w2 (relayed), w1 (local), w3 (relayed)
+    reqs = b"".join(b"GET /%s/echo/q HTTP/1.1\r\nHost: x\r\n\r\n" % w for w in (b"w2", b"w1", b"w3", b"w2"))
+    assert len(raw_exchange(port, reqs, 4)) == 4
+    bodies = raw_exchange(port, b"GET /w3/bytes/5000 HTTP/1.0\r\n\r\n", 1)
+    assert bodies[0] == pattern(5000)
+
+
+def test_domain_mode_through_relay(cprocs):
+    cl = Cluster(cprocs, n=2, workers=False, node_env={"WHT_DOMAIN": "tun.test"})
+    b = Backend()
+    cprocs.append(b)
+    c = Client(cl.nodes[0].url, "dw", b.port)
+    cprocs.append(c)
+    wait_for(lambda: fetch(cl.nodes[1], "GET", "/echo/x", headers={"Host": "dw.tun.test"})[0].status == 200, 5,
+             "dw by domain through n2")
+    r, data = fetch(cl.nodes[1], "GET", "/echo/x?y=1", headers={"Host": "dw.tun.test:8080"})
+    info = json.loads(data)
+    assert info["target"] == "/echo/x?y=1"
+    hdrs = {k.lower(): v for k, v in info["headers"]}
+    assert hdrs["x-forwarded-host"] == "dw.tun.test:8080"
+    assert "x-websocktunnel-original-path" not in hdrs
+
+
+def test_tls_viewer_scheme_survives_the_relay(cprocs, tmp_path):
+    from test_tls import make_ca, make_cert
+    import ssl
+    d = str(tmp_path)
+    ca = make_ca(d)
+    key, cert = make_cert(d, "server", "IP:127.0.0.1,DNS:localhost")
+    ctx = ssl.create_default_context(cafile=ca)
+    cl = Cluster(cprocs, n=2, workers=False, node_env={"TLS_KEY": key, "TLS_CERTIFICATE": cert}, ssl_ctx=ctx)
+    b = Backend()
+    cprocs.append(b)
+    c = Client("https://127.0.0.1:%d" % cl.nodes[0].port, "tw", b.port, args=["--ca", ca])
+    cprocs.append(c)
+
+    def get():
+        h = http.client.HTTPSConnection("127.0.0.1", cl.nodes[1].port, timeout=10, context=ctx)
+        h.request("GET", "/tw/echo/s")
+        r = h.getresponse()
+        return r.status, r.read()
+    wait_for(lambda: get()[0] == 200, 5, "tw through n2 over https")
+    hdrs = {k.lower(): v for k, v in json.loads(get()[1])["headers"]}
+    assert hdrs["x-forwarded-proto"] == "https"
+
+
+def test_sigterm_leaves_at_once(cprocs):
+    """A node that stops cleanly leaves the membership at once: its peers drop
+    its routes without waiting for the member key to expire, so a request for
+    its worker is answered 404 at once, not 502 for seconds."""
+    cl = Cluster(cprocs)
+    n1, n2, n3 = cl.nodes
+    cl.clients[0].stop()
+    c = Client(n1.url, "w1", cl.backends[0].port)
+    cprocs.append(c)
+    cl.wait_routes(["w1"])
+    t0 = time.time()
+    assert n1.stop(sig=15) == 0
+    c.stop()
+    wait_for(lambda: status(n2)["peers_up"] == 1 and status(n3)["peers_up"] == 1, 3, "n1 gone from membership")
+    assert time.time() - t0 < 2
+    for node in (n2, n3):
+        r, data = fetch(node, "GET", "/w1/status/204")
+        assert r.status == 404, (r.status, data)
+    assert "cluster: left" in n1.output()
+
+
+GO_CLIENT = os.environ.get("WHT_GO_CLIENT")
+
+
+@pytest.mark.skipif(not GO_CLIENT or not os.path.exists(GO_CLIENT),
+                    reason="WHT_GO_CLIENT not set (the original Go wst-client, built by hand)")
+def test_go_client_through_relay(cprocs):
+    cl = Cluster(cprocs, workers=False)
+    b = Backend()
+    cprocs.append(b)
+    c = Proc([GO_CLIENT, cl.nodes[0].url, "gw", str(b.port), "--token", make_token("gw")], name="go-client")
+    cprocs.append(c)
+    wait_for(lambda: fetch(cl.nodes[2], "GET", "/gw/status/204")[0].status == 204, 10, "gw through n3")
+    for node in cl.nodes[1:]:
+        r, data = fetch(node, "GET", "/gw/bytes/%d" % (5 * 1024 * 1024))
+        assert hashlib.sha256(data).hexdigest() == r.getheader("X-Sha256")
+        body = os.urandom(3 * 1024 * 1024)
+        r, data = fetch(node, "PUT", "/gw/mirror", body=body)
+        assert data == body
+        check_ws_echo(node.port, "/gw/ws")
+
+
+def test_inflight_relayed_requests_end_when_the_owner_dies(cprocs):
+    """Requests in flight through a relay when the owner is killed: the one
+    still waiting for its answer gets 502, the streaming one is cut; neither
+    hangs."""
+    cl = Cluster(cprocs, n=2)
+    n1, n2 = cl.nodes
+    waiting = socket.create_connection(("127.0.0.1", n2.port), timeout=10)
+    waiting.sendall(b"GET /w1/hang HTTP/1.1\r\nHost: x\r\n\r\n")
+    streaming = socket.create_connection(("127.0.0.1", n2.port), timeout=10)
+    streaming.sendall(b"GET /w1/slow?lines=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    while b"line 1 " not in got:
+        d = streaming.recv(4096)
+        assert d
+        got += d
+    time.sleep(0.2)
+    t0 = time.time()
+    n1.stop(sig=9)
+    head = waiting.recv(4096)
+    assert head.startswith(b"HTTP/1.1 502 "), head
+    while True:
+        d = streaming.recv(4096)
+        if not d:
+            break
+        got += d
+    assert b"0\r\n\r\n" not in got  # cut, not completed
+    assert time.time() - t0 < 3
+    waiting.close()
+    streaming.close()
