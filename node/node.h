@@ -209,6 +209,21 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
                             struct relay *relay);
 /* The relay joined to v is gone: close v at once (relay.c). */
 void viewer_abort(struct viewer *v);
+/* For route.c: answer with a small error page and close; close once the
+ * output is out; let go of the stream and worker slot; send the current
+ * request on v->stream; read the next request head; free now. */
+void viewer_fail(struct viewer *v, int status, const char *reason, const char *body);
+void viewer_finish(struct viewer *v);
+void viewer_release_stream(struct viewer *v);
+void viewer_send_request(struct viewer *v);
+void viewer_next_head(struct viewer *v);
+void viewer_free(struct viewer *v);
+
+/* route.c */
+/* A request head was read into v->req: answer it, or route it to its worker. */
+void viewer_route(struct viewer *v);
+/* Finds the node holding v->worker_id (route cache, else Redis) and relays v there. */
+void viewer_relay_route(struct viewer *v);
 /* Closes every viewer connection (shutdown). */
 void viewer_close_all(struct node *n);
 /* The worker has opened a stream for v (or failed: st NULL, err set). */

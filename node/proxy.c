@@ -1,6 +1,6 @@
-/* Viewer connections: read a request head, route it (Dockerflow endpoints,
- * worker registration, path or domain mode), and relay it over a wsmux
- * stream to the worker, streaming bodies both ways with backpressure.
+/* Viewer connections: read a request head, have route.c decide what answers
+ * it, and carry it over a wsmux stream to the worker (or to the peer node
+ * that holds the worker), streaming bodies both ways with backpressure.
  *
  * Backpressure: viewer -> worker, the viewer is read only while the stream's
  * outbound queue has room; worker -> viewer, the bytes a stream delivers are
@@ -21,14 +21,11 @@
 #define VIEWER_IN_HIGH (64 * 1024)
 #define RESP_HEAD_MAX (64 * 1024)
 
-static void viewer_free(struct viewer *v);
-static void try_head(struct viewer *v);
 static void pump_up(struct viewer *v);
-static void relay_route(struct viewer *v);
 
 /* ---- small helpers ---------------------------------------------------- */
 
-static void finish_then_close(struct viewer *v)
+void viewer_finish(struct viewer *v)
 {
     v->state = V_CLOSING;
     v->keep_alive = 0;
@@ -38,18 +35,18 @@ static void finish_then_close(struct viewer *v)
 }
 
 /* Answers the current request with a small error page and closes. */
-static void fail(struct viewer *v, int status, const char *reason, const char *body)
+void viewer_fail(struct viewer *v, int status, const char *reason, const char *body)
 {
     if (status >= 500)
         v->node->stats.responses_5xx++;
     else
         v->node->stats.responses_4xx++;
     node_respond(v->bev, status, reason, "text/plain; charset=utf-8", body, 1);
-    finish_then_close(v);
+    viewer_finish(v);
 }
 
 /* Lets go of the stream (and the worker slot) without waiting for the worker. */
-static void release_stream(struct viewer *v)
+void viewer_release_stream(struct viewer *v)
 {
     if (v->lookup) {
         cluster_lookup_cancel(v->lookup);
@@ -91,7 +88,7 @@ static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
         return;
     }
     LOG_D("conn=%llu request head not complete in time", (unsigned long long)v->serial);
-    fail(v, 408, "Request Timeout", "request head not received in time\n");
+    viewer_fail(v, 408, "Request Timeout", "request head not received in time\n");
 }
 
 static void arm_head_deadline(struct viewer *v)
@@ -101,12 +98,12 @@ static void arm_head_deadline(struct viewer *v)
     evtimer_add(v->head_ev, &tv);
 }
 
-static void viewer_free(struct viewer *v)
+void viewer_free(struct viewer *v)
 {
     if (v->dead)
         return;
     v->dead = 1;
-    release_stream(v);
+    viewer_release_stream(v);
     if (v->relay) {
         /* what the viewer left unsent goes to the relay, which sends it and closes the stream */
         if (v->bev)
@@ -133,124 +130,12 @@ void viewer_abort(struct viewer *v)
     viewer_free(v);
 }
 
-static int path_is(const struct http1_request *r, const char *p)
-{
-    size_t n = strlen(p), len = r->path_len;
-    const char *q = memchr(r->path, '?', len);
-    if (q)
-        len = (size_t)(q - r->path);
-    return len == n && memcmp(r->path, p, n) == 0;
-}
+/* ---- the request going up --------------------------------------------- */
 
 static const struct http1_header *header(const struct viewer *v, const char *name)
 {
     return http1_find_header(&v->req.headers, name);
 }
-
-/* ---- registration ----------------------------------------------------- */
-
-static void client_url(struct viewer *v, const char *id, char *out, size_t cap)
-{
-    const struct config *cfg = v->node->cfg;
-    const char *scheme = v->tls ? "https" : "http";
-    if (cfg->domain && cfg->domain[0]) {
-        /* domain mode: <scheme>://<id>.<domain>, the scheme (and port) of the
-         * URL prefix when one is configured */
-        const char *port = "";
-        if (cfg->url_prefix && cfg->url_prefix[0]) {
-            scheme = strncmp(cfg->url_prefix, "https:", 6) == 0 ? "https" : "http";
-            const char *h = strstr(cfg->url_prefix, "://");
-            h = h ? h + 3 : cfg->url_prefix;
-            const char *c = strchr(h, ':');
-            if (c)
-                port = c;
-        }
-        size_t plen = strcspn(port, "/");
-        snprintf(out, cap, "%s://%s.%s%.*s", scheme, id, cfg->domain, (int)plen, port);
-        return;
-    }
-    if (cfg->url_prefix && cfg->url_prefix[0]) {
-        size_t n = strlen(cfg->url_prefix);
-        while (n > 0 && cfg->url_prefix[n - 1] == '/')
-            n--;
-        snprintf(out, cap, "%.*s/%s", (int)n, cfg->url_prefix, id);
-        return;
-    }
-    snprintf(out, cap, "%s://%.*s/%s", scheme, (int)v->req.host_len, v->req.host ? v->req.host : "", id);
-}
-
-static void register_worker(struct viewer *v, const struct http1_header *idh)
-{
-    struct node *n = v->node;
-    char id[NODE_MAX_ID + 1];
-    if (!token_valid_id(idh->value, idh->value_len)) {
-        fail(v, 400, "Bad Request", "invalid worker id\n");
-        return;
-    }
-    memcpy(id, idh->value, idh->value_len);
-    id[idh->value_len] = 0;
-    const struct http1_header *az = header(v, "authorization");
-    const char *tok;
-    size_t tok_len;
-    int brc = az ? token_parse_bearer(az->value, az->value_len, &tok, &tok_len) : TOKEN_E_BEARER;
-    if (brc == TOKEN_E_TOO_LONG) {
-        fail(v, 401, "Unauthorized", "invalid token\n");
-        return;
-    }
-    if (brc != 0) {
-        fail(v, 400, "Bad Request", "missing or malformed Authorization: Bearer token\n");
-        return;
-    }
-    struct ws_header hs[HTTP1_MAX_HEADERS];
-    node_ws_headers(&v->req.headers, hs);
-    const char *wskey;
-    size_t wskey_len;
-    int rc = ws_check_request(v->req.method, v->req.method_len, v->req.version_minor, hs,
-                              v->req.headers.count, &wskey, &wskey_len);
-    if (rc == WS_E_NOT_UPGRADE || rc == WS_E_BAD_METHOD) {
-        fail(v, 404, "Not Found", "registration needs a WebSocket upgrade\n");
-        return;
-    }
-    if (rc != 0) {
-        fail(v, 400, "Bad Request", ws_strerror(rc));
-        return;
-    }
-    struct token_claims claims;
-    rc = token_verify(&n->keys, tok, tok_len, id, strlen(id), (int64_t)time(NULL), &claims);
-    if (rc != 0) {
-        LOG_I("conn=%llu worker=%s registration refused: %s", (unsigned long long)v->serial, id,
-              token_strerror(rc));
-        fail(v, 401, "Unauthorized", "invalid token\n");
-        return;
-    }
-    char accept[29];
-    if (ws_accept_key(wskey, wskey_len, accept) != 0) {
-        fail(v, 400, "Bad Request", "bad Sec-WebSocket-Key\n");
-        return;
-    }
-    const struct http1_header *ext = header(v, "x-whtunnel-ext");
-    int use_ext = ext && ext->value_len == 1 && ext->value[0] == '1';
-    char url[600], extra[1400], resp[2048];
-    client_url(v, id, url, sizeof url);
-    snprintf(extra, sizeof extra, "X-Webhooktunnel-Client-Url: %s\r\nX-Websocktunnel-Client-Url: %s\r\n%s",
-             url, url, use_ext ? "X-Whtunnel-Ext: 1\r\n" : "");
-    int len = ws_format_response_101(resp, sizeof resp, accept, extra);
-    if (len <= 0) {
-        fail(v, 500, "Internal Server Error", "response too large\n");
-        return;
-    }
-    evbuffer_add(bufferevent_get_output(v->bev), resp, (size_t)len);
-    n->stats.registrations++;
-    LOG_I("conn=%llu worker=%s registered (%s, url %s)", (unsigned long long)v->serial, id,
-          use_ext ? "ext" : "compat", url);
-    struct bufferevent *bev = v->bev;
-    v->bev = NULL; /* the worker owns it now */
-    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
-    viewer_free(v);
-    worker_start(n, bev, id, strlen(id), use_ext);
-}
-
-/* ---- the request going up --------------------------------------------- */
 
 static void add_header(struct evbuffer *b, const char *name, const char *value, size_t len)
 {
@@ -343,7 +228,7 @@ static void write_request_head(struct viewer *v, const char *path, size_t path_l
     evbuffer_free(b);
 }
 
-static void send_request(struct viewer *v)
+void viewer_send_request(struct viewer *v)
 {
     v->state = V_PROXY;
     v->req_body = v->req.body;
@@ -363,238 +248,17 @@ void viewer_stream_ready(struct viewer *v, struct mux_stream *st, int err)
     if (!st) {
         v->worker = NULL;
         if (err == MUX_E_TIMEOUT)
-            fail(v, 503, "Service Unavailable", "the worker is busy: too many requests in flight\n");
+            viewer_fail(v, 503, "Service Unavailable", "the worker is busy: too many requests in flight\n");
         else
-            fail(v, 502, "Bad Gateway", "the worker could not take the request\n");
+            viewer_fail(v, 502, "Bad Gateway", "the worker could not take the request\n");
         return;
     }
     v->stream = st;
     v->stream_fresh = v->worker && v->worker->kind == SESSION_PEER;
-    send_request(v);
+    viewer_send_request(v);
 }
 
-/* ---- relaying to the node that holds the worker ----------------------- */
-
-static void relay_attach(struct viewer *v, const struct cluster_route *rt)
-{
-    struct worker *link = peer_link_get(v->node, rt->node, rt->addr);
-    if (!link) {
-        fail(v, 502, "Bad Gateway", "the node that holds this worker cannot be reached\n");
-        return;
-    }
-    v->node->stats.relayed_out++;
-    v->worker = link;
-    v->state = V_WAIT;
-    if (worker_attach(link, v) != 0) {
-        v->worker = NULL;
-        fail(v, 502, "Bad Gateway", "the node that holds this worker is going away\n");
-    }
-}
-
-static void lookup_cb(struct cluster_registry *reg, int result, const struct cluster_route *rt, void *ud)
-{
-    struct viewer *v = ud;
-    v->lookup = NULL;
-    if (result == 1)
-        relay_attach(v, rt);
-    else if (result == 0)
-        fail(v, 404, "Not Found", "No client is connected with that id\n");
-    else
-        fail(v, 502, "Bad Gateway", "the cluster registry did not answer\n");
-}
-
-/* Finds the node that holds v->worker_id (the route cache, else Redis) and relays to it. */
-static void relay_route(struct viewer *v)
-{
-    struct cluster_route rt;
-    struct cluster_lookup *h = NULL;
-    int rc =
-        cluster_registry_lookup(v->node->cluster, v->worker_id, strlen(v->worker_id), &rt, lookup_cb, v, &h);
-    if (rc == 1) {
-        relay_attach(v, &rt);
-    } else if (rc == 0) {
-        v->lookup = h;
-        v->state = V_WAIT; /* reading stays on: a viewer that leaves is noticed */
-    } else {
-        LOG_D("conn=%llu worker=%s lookup failed: %s", (unsigned long long)v->serial, v->worker_id,
-              cluster_strerror(rc));
-        if (rc == CLUSTER_E_DOWN)
-            fail(v, 502, "Bad Gateway",
-                 "No client is connected with that id here, and the cluster registry "
-                 "is unreachable\n");
-        else
-            fail(v, 502, "Bad Gateway", "the cluster registry cannot take the request\n");
-    }
-}
-
-/* A relayed request for a worker this node does not hold: the sender asks
- * the registry again (and retries once) when it sees the marker. */
-static void relay_miss(struct viewer *v)
-{
-    static const char body[] = "No client is connected with that id\n";
-    v->node->stats.responses_4xx++;
-    evbuffer_add_printf(bufferevent_get_output(v->bev),
-                        "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain; charset=utf-8\r\n"
-                        "Content-Length: %zu\r\nCache-Control: no-store\r\nX-Whtunnel-Relay: miss\r\n"
-                        "Connection: close\r\n\r\n%s",
-                        sizeof body - 1, body);
-    finish_then_close(v);
-}
-
-static void cluster_status(struct viewer *v)
-{
-    struct node *n = v->node;
-    char buf[1024];
-    if (!n->cluster) {
-        snprintf(buf, sizeof buf, "{\"cluster\":false}\n");
-    } else {
-        struct cluster_registry_stats st;
-        struct worker *w;
-        unsigned links = 0;
-        cluster_registry_stats(n->cluster, &st);
-        TAILQ_FOREACH(w, &n->peers, peer_link)
-        links++;
-        snprintf(buf, sizeof buf,
-                 "{\"cluster\":true,\"node\":\"%s\",\"redis_up\":%s,\"workers\":%u,\"held\":%zu,"
-                 "\"peers_up\":%zu,\"links\":%u,\"cache_routes\":%zu,\"cache_bytes\":%zu,"
-                 "\"cache_max_routes\":%zu,\"cache_max_bytes\":%zu,\"cache_hits\":%llu,"
-                 "\"cache_misses\":%llu,\"lookups_redis\":%llu,\"takeovers\":%llu,\"relayed_out\":%llu,"
-                 "\"relayed_in\":%llu,\"relay_misses\":%llu,\"relay_retries\":%llu}\n",
-                 n->node_id, st.redis_up ? "true" : "false", n->nworkers, st.held, st.peers_up, links,
-                 st.cache_routes, st.cache_bytes, st.cache_max_routes, st.cache_max_bytes,
-                 (unsigned long long)st.cache_hits, (unsigned long long)st.cache_misses,
-                 (unsigned long long)st.lookups_redis, (unsigned long long)st.takeovers,
-                 (unsigned long long)n->stats.relayed_out, (unsigned long long)n->stats.relayed_in,
-                 (unsigned long long)n->stats.relay_misses, (unsigned long long)n->stats.relay_retries);
-    }
-    node_respond(v->bev, 200, "OK", "application/json", buf, !v->keep_alive);
-}
-
-static void route(struct viewer *v)
-{
-    struct node *n = v->node;
-    const struct config *cfg = n->cfg;
-    const struct http1_request *r = &v->req;
-    if (path_is(r, "/__lbheartbeat__") || path_is(r, "/__heartbeat__")) {
-        node_respond(v->bev, 200, "OK", "application/json", "{\"status\":\"ok\"}\n", !v->keep_alive);
-        goto answered;
-    }
-    if (path_is(r, "/__version__")) {
-        node_respond(v->bev, 200, "OK", "application/json",
-                     "{\"source\":\"webhooktunnel-c\",\"version\":\"" NODE_VERSION "\",\"commit\":\"\","
-                     "\"build\":\"\"}\n",
-                     !v->keep_alive);
-        goto answered;
-    }
-    if (path_is(r, "/__cluster__")) {
-        cluster_status(v);
-        goto answered;
-    }
-    const struct http1_header *idh = header(v, "x-websocktunnel-id");
-    if (!idh)
-        idh = header(v, "x-webhooktunnel-id");
-    if (idh && path_is(r, "/")) {
-        release_stream(v);
-        register_worker(v, idh);
-        return;
-    }
-    /* which worker: <id>.<domain> in the Host, else the first path segment */
-    const char *id = NULL;
-    size_t id_len = 0;
-    v->path_mode = 0;
-    const char *path = r->path_len ? r->path : "/";
-    size_t path_len = r->path_len ? r->path_len : 1;
-    if (cfg->domain && cfg->domain[0] && r->host) {
-        size_t hl = r->host_len, dl = strlen(cfg->domain);
-        const char *colon = memchr(r->host, ':', hl);
-        if (colon)
-            hl = (size_t)(colon - r->host);
-        if (hl > dl + 1 && r->host[hl - dl - 1] == '.' &&
-            strncasecmp(r->host + hl - dl, cfg->domain, dl) == 0) {
-            id = r->host;
-            id_len = hl - dl - 1;
-        }
-    }
-    free(v->fwd_path);
-    v->fwd_path = malloc(path_len + 2);
-    char *route_path = v->fwd_path;
-    size_t route_path_len;
-    if (id) {
-        memcpy(route_path, path, path_len);
-        route_path_len = path_len;
-        if (route_path[0] == '?') { /* absolute-form with no path */
-            memmove(route_path + 1, route_path, route_path_len);
-            route_path[0] = '/';
-            route_path_len++;
-        }
-    } else {
-        v->path_mode = 1;
-        if (path[0] != '/') {
-            fail(v, 404, "Not Found", "not found\n");
-            return;
-        }
-        id = path + 1;
-        while (id_len < path_len - 1 && id[id_len] != '/' && id[id_len] != '?')
-            id_len++;
-        const char *rest = id + id_len;
-        size_t rest_len = path_len - 1 - id_len;
-        route_path_len = 0;
-        if (rest_len == 0 || rest[0] == '?')
-            route_path[route_path_len++] = '/';
-        memcpy(route_path + route_path_len, rest, rest_len);
-        route_path_len += rest_len;
-    }
-    v->fwd_path_len = route_path_len;
-    if (id_len == 0 || !token_valid_id(id, id_len)) {
-        fail(v, 404, "Not Found", "not found\n");
-        return;
-    }
-    struct worker *w = node_find_worker(n, id, id_len);
-    if (!w && v->relayed) {
-        release_stream(v);
-        v->node->stats.relay_misses++;
-        relay_miss(v); /* never relayed twice */
-        return;
-    }
-    if (!w && n->cluster) {
-        if (v->stream && v->stream_reusable && v->worker && v->worker->kind == SESSION_PEER &&
-            strlen(v->worker_id) == id_len && memcmp(v->worker_id, id, id_len) == 0) {
-            send_request(v); /* keep-alive through the same peer stream */
-            return;
-        }
-        release_stream(v);
-        memcpy(v->worker_id, id, id_len);
-        v->worker_id[id_len] = 0;
-        relay_route(v);
-        return;
-    }
-    if (!w) {
-        release_stream(v);
-        fail(v, 404, "Not Found", "No client is connected with that id\n");
-        return;
-    }
-    if (v->stream && v->stream_reusable && v->worker == w) {
-        send_request(v); /* keep-alive: same worker, same stream, same backend connection */
-        return;
-    }
-    release_stream(v);
-    memcpy(v->worker_id, id, id_len);
-    v->worker_id[id_len] = 0;
-    v->worker = w;
-    v->state = V_WAIT; /* reading stays on: a viewer that leaves is noticed (EOF) while it waits */
-    if (worker_attach(w, v) != 0) {
-        v->worker = NULL;
-        fail(v, 502, "Bad Gateway", "the worker is going away\n");
-    }
-    return;
-answered:
-    if (!v->keep_alive)
-        finish_then_close(v);
-    else
-        try_head(v);
-}
-
-static void try_head(struct viewer *v)
+void viewer_next_head(struct viewer *v)
 {
     struct evbuffer *in = bufferevent_get_input(v->bev);
     size_t max = (size_t)v->node->cfg->max_header_bytes;
@@ -614,12 +278,12 @@ static void try_head(struct viewer *v)
     if (rc < 0) {
         int status = http1_request_error_status(rc);
         LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
-        fail(v, status,
-             status == 431   ? "Request Header Fields Too Large"
-             : status == 505 ? "HTTP Version Not Supported"
-             : status == 501 ? "Not Implemented"
-                             : "Bad Request",
-             http1_strerror(rc));
+        viewer_fail(v, status,
+                    status == 431   ? "Request Header Fields Too Large"
+                    : status == 505 ? "HTTP Version Not Supported"
+                    : status == 501 ? "Not Implemented"
+                                    : "Bad Request",
+                    http1_strerror(rc));
         return;
     }
     evtimer_del(v->head_ev);
@@ -633,7 +297,7 @@ static void try_head(struct viewer *v)
     v->keep_alive = v->req.keep_alive;
     v->retried = 0;
     v->node->stats.requests++;
-    route(v);
+    viewer_route(v);
 }
 
 /* Moves viewer bytes into the stream, as far as the request framing and the
@@ -659,10 +323,10 @@ static void pump_up(struct viewer *v)
             ssize_t k = http1_chunked_scan(&v->req_chunked, vec.iov_base, n);
             if (k < 0) {
                 if (!v->resp_started) {
-                    release_stream(v);
-                    fail(v, 400, "Bad Request", http1_strerror((int)k));
+                    viewer_release_stream(v);
+                    viewer_fail(v, 400, "Bad Request", http1_strerror((int)k));
                 } else {
-                    finish_then_close(v);
+                    viewer_finish(v);
                 }
                 return;
             }
@@ -697,12 +361,12 @@ static void response_complete(struct viewer *v)
     v->stream_reusable =
         v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
     if (!v->stream_reusable)
-        release_stream(v);
+        viewer_release_stream(v);
     if (!v->keep_alive || !v->req_done) {
-        finish_then_close(v);
+        viewer_finish(v);
         return;
     }
-    try_head(v);
+    viewer_next_head(v);
 }
 
 static void write_response_head(struct viewer *v, const struct http1_response *r)
@@ -756,8 +420,8 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
                       v->worker_id, http1_strerror((int)k));
                 if (counted)
                     mux_stream_consume(v->stream, len);
-                release_stream(v);
-                finish_then_close(v);
+                viewer_release_stream(v);
+                viewer_finish(v);
                 return;
             }
             take = (size_t)k;
@@ -806,8 +470,8 @@ static void try_response_head(struct viewer *v)
         if (rc < 0) {
             LOG_I("conn=%llu worker=%s bad response head: %s", (unsigned long long)v->serial, v->worker_id,
                   http1_strerror(rc));
-            release_stream(v);
-            fail(v, 502, "Bad Gateway", "the worker sent a malformed response\n");
+            viewer_release_stream(v);
+            viewer_fail(v, 502, "Bad Gateway", "the worker sent a malformed response\n");
             return;
         }
         if (r.status == 404 && v->worker && v->worker->kind == SESSION_PEER &&
@@ -820,13 +484,14 @@ static void try_response_head(struct viewer *v)
                 v->retried = 1;
                 n->stats.relay_retries++;
                 evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
-                release_stream(v);
-                relay_route(v);
+                viewer_release_stream(v);
+                viewer_relay_route(v);
                 return;
             }
             if (v->req.body != HTTP1_BODY_NONE) {
-                release_stream(v);
-                fail(v, 502, "Bad Gateway", "the worker moved while the request was relayed; try again\n");
+                viewer_release_stream(v);
+                viewer_fail(v, 502, "Bad Gateway",
+                            "the worker moved while the request was relayed; try again\n");
                 return;
             }
         }
@@ -851,8 +516,8 @@ static void try_response_head(struct viewer *v)
         if (r.upgrade) {
             if (!v->req.upgrade) { /* a 101 nobody asked for */
                 free(tmp);
-                release_stream(v);
-                finish_then_close(v);
+                viewer_release_stream(v);
+                viewer_finish(v);
                 return;
             }
             v->state = V_TUNNEL;
@@ -885,8 +550,8 @@ void viewer_on_data(struct mux_stream *st, const uint8_t *data, size_t len, void
     if (v->state == V_PROXY && !v->resp_started) {
         if (evbuffer_get_length(v->resp_head) + len > RESP_HEAD_MAX + 1) {
             mux_stream_consume(st, len);
-            release_stream(v);
-            fail(v, 502, "Bad Gateway", "the worker's response head is too large\n");
+            viewer_release_stream(v);
+            viewer_fail(v, 502, "Bad Gateway", "the worker's response head is too large\n");
             return;
         }
         evbuffer_add(v->resp_head, data, len);
@@ -902,19 +567,19 @@ void viewer_on_eof(struct mux_stream *st, void *ud)
     struct viewer *v = ud;
     v->stream_reusable = 0;
     if (v->state == V_TUNNEL) {
-        finish_then_close(v);
+        viewer_finish(v);
     } else if (v->state == V_PROXY && !v->resp_done) {
         if (!v->resp_started) {
-            release_stream(v);
-            fail(v, 502, "Bad Gateway", "the worker closed the stream before answering\n");
+            viewer_release_stream(v);
+            viewer_fail(v, 502, "Bad Gateway", "the worker closed the stream before answering\n");
         } else if (v->resp_body == HTTP1_BODY_CLOSE) {
             v->keep_alive = 0;
             response_complete(v);
         } else {
-            finish_then_close(v); /* truncated: the viewer sees the connection close */
+            viewer_finish(v); /* truncated: the viewer sees the connection close */
         }
     } else if (v->state == V_HEAD) {
-        release_stream(v); /* the idle backend connection went away */
+        viewer_release_stream(v); /* the idle backend connection went away */
     }
 }
 
@@ -935,11 +600,11 @@ void viewer_on_closed(struct mux_stream *st, int err, void *ud)
         worker_stream_done(w);
     if (v->state == V_PROXY && !v->resp_done) {
         if (!v->resp_started)
-            fail(v, 502, "Bad Gateway", "the worker went away before answering\n");
+            viewer_fail(v, 502, "Bad Gateway", "the worker went away before answering\n");
         else
-            finish_then_close(v);
+            viewer_finish(v);
     } else if (v->state == V_TUNNEL) {
-        finish_then_close(v);
+        viewer_finish(v);
     }
 }
 
@@ -949,7 +614,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
 {
     struct viewer *v = ud;
     if (v->state == V_HEAD)
-        try_head(v);
+        viewer_next_head(v);
     else if (v->state == V_PROXY || v->state == V_TUNNEL)
         pump_up(v);
 }
@@ -972,7 +637,7 @@ static void event_cb(struct bufferevent *bev, short what, void *ud)
         return; /* TLS: the handshake is done; the request head follows */
     if ((what & BEV_EVENT_TIMEOUT) && v->state == V_HEAD) {
         if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
-            fail(v, 408, "Request Timeout", "request head not received in time\n");
+            viewer_fail(v, 408, "Request Timeout", "request head not received in time\n");
             return;
         }
     }
@@ -1030,7 +695,7 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
         bufferevent_enable(bev, EV_READ);
         return v; /* nothing arrived yet: the relay writes, the read callback follows */
     }
-    try_head(v);
+    viewer_next_head(v);
     return v;
 }
 
