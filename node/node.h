@@ -65,6 +65,7 @@ struct worker {
     int64_t last_pong_ms, last_ping_ms;
     uint32_t streams;           /* streams open towards this worker */
     uint32_t max_streams;       /* ... at most */
+    uint64_t buffer_limit;      /* reading pauses while the session holds more unconsumed bytes */
     struct viewer_list waiting; /* viewers waiting for a stream slot */
     unsigned closing : 1, in_table : 1, read_paused : 1, ext : 1;
     unsigned is_client : 1;  /* we dialed: client role, masked frames */

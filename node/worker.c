@@ -76,7 +76,7 @@ static void worker_flush(struct worker *w)
         evbuffer_add(out, hdr, h);
         evbuffer_add(out, m, n);
     }
-    if (w->read_paused && mux_session_buffered(w->mux) <= (uint64_t)w->node->cfg->session_buffer) {
+    if (w->read_paused && mux_session_buffered(w->mux) <= w->buffer_limit) {
         w->read_paused = 0;
         bufferevent_enable(w->bev, EV_READ);
     }
@@ -261,7 +261,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
                 break;
             handle_message(w, &ev);
         }
-        if (!w->closing && mux_session_buffered(w->mux) > (uint64_t)w->node->cfg->session_buffer) {
+        if (!w->closing && mux_session_buffered(w->mux) > w->buffer_limit) {
             w->read_paused = 1; /* resumed by worker_flush once viewers have drained */
             bufferevent_disable(bev, EV_READ);
         }
@@ -339,11 +339,15 @@ static struct worker *session_new(struct node *n, struct bufferevent *bev, enum 
     mc.window = (uint32_t)n->cfg->stream_window;
     mc.send_buffer = (uint32_t)n->cfg->stream_window;
     if (kind == SESSION_PEER) {
-        /* a link carries many viewers at once: only the session buffer bounds it */
+        /* A link carries the relayed viewers of a pair of nodes: pausing it
+         * for a few slow viewers would stall all the others. Our peers keep
+         * to each stream's window, which bounds what a slow viewer holds. */
+        w->buffer_limit = UINT64_MAX;
         w->max_streams = PEER_MAX_STREAMS;
         mc.max_pending_syn = PEER_MAX_STREAMS;
         mc.max_incoming = PEER_MAX_STREAMS;
     } else {
+        w->buffer_limit = n->cfg->session_buffer;
         w->max_streams = (uint32_t)n->cfg->max_streams_per_worker;
         mc.max_pending_syn = w->max_streams < GO_SYN_LIMIT ? w->max_streams : GO_SYN_LIMIT;
     }

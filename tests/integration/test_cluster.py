@@ -653,3 +653,33 @@ def test_inflight_relayed_requests_end_when_the_owner_dies(cprocs):
     assert time.time() - t0 < 3
     waiting.close()
     streaming.close()
+
+
+def test_slow_relayed_viewers_do_not_stall_the_link(cprocs):
+    """Forty viewers relayed from n2 to n1 that stop reading hold a full
+    stream window each on the link (10 MiB in all, more than a worker
+    session may buffer): the link must keep carrying everybody else."""
+    cl = Cluster(cprocs, n=2, workers=False)
+    n1, n2 = cl.nodes
+    clients = []
+    for wid in ("s1", "s2", "s3"):
+        b = Backend()
+        cprocs.append(b)
+        c = Client(n1.url, wid, b.port)
+        cprocs.append(c)
+        clients.append(c)
+    cl.wait_routes(["s1", "s2", "s3"])
+    stuck = []
+    for i in range(40):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", n2.port))
+        s.sendall(b"GET /s%d/bytes/%d HTTP/1.1\r\nHost: x\r\n\r\n" % (i % 2 + 1, 3 * 1024 * 1024))
+        stuck.append(s)
+    time.sleep(2)  # the windows fill up
+    t0 = time.time()
+    r, data = fetch(n2, "GET", "/s3/bytes/100000", timeout=10)
+    assert r.status == 200 and len(data) == 100000
+    assert time.time() - t0 < 2
+    for s in stuck:
+        s.close()
