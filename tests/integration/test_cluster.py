@@ -22,6 +22,7 @@ import redis
 from backend import pattern
 from conftest import (Backend, Client, Node, Proc, check_streamed_lines, check_ws_echo, free_port, make_token, port_open,
                       sanitizer_reports, wait_for)
+from test_proxy import MALFORMED
 from test_worker_protocol import FakeWorker
 
 CLUSTER_SECRET = "cluster-secret-for-tests-0123456789"
@@ -683,3 +684,33 @@ def test_slow_relayed_viewers_do_not_stall_the_link(cprocs):
     assert time.time() - t0 < 2
     for s in stuck:
         s.close()
+
+
+def test_worker_fails_before_answering_through_relay(cluster):
+    r, data = fetch(cluster.nodes[1], "GET", "/w1/die")
+    assert r.status == 502, (r.status, data)
+    r, _ = fetch(cluster.nodes[1], "GET", "/w1/status/204")  # the link and the worker are fine
+    assert r.status == 204
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_requests_400_through_relay(cluster, case):
+    s = socket.create_connection(("127.0.0.1", cluster.nodes[2].port), timeout=10)
+    s.sendall(MALFORMED[case].replace(b"/w1/", b"/w2/"))
+    head = s.recv(4096)
+    s.close()
+    assert head.startswith(b"HTTP/1.1 400 "), head
+
+
+def test_worker_disconnects_mid_response_through_relay(cprocs):
+    cl = Cluster(cprocs, n=2)
+    s = socket.create_connection(("127.0.0.1", cl.nodes[1].port), timeout=10)
+    s.sendall(b"GET /w1/slow?lines=100 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert b"200" in s.recv(4096)
+    cl.clients[0].stop(sig=9)
+    t0 = time.time()
+    while s.recv(4096):  # the viewer sees the connection end, promptly
+        pass
+    assert time.time() - t0 < 3
+    s.close()
+    wait_for(lambda: fetch(cl.nodes[1], "GET", "/w1/echo")[0].status == 404, 5, "w1 gone everywhere")
