@@ -161,6 +161,7 @@ struct node {
     struct evconnlistener *peer_listener;
     struct worker_list peers;          /* links to peer nodes, at most one per node in the list */
     struct peer_accept_list accepting; /* peer connections still in their handshake */
+    unsigned handshakes;               /* ... how many */
     struct relay_list relays;          /* streams relayed to this node */
     char node_id[65];
     char advertise[300];

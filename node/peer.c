@@ -38,6 +38,7 @@
 #define PEER_HANDSHAKE_MS 3000 /* connect + 101, either side */
 #define PEER_HEAD_MAX 8192
 #define PEER_STATS_MS 60000
+#define PEER_MAX_HANDSHAKES 256 /* connections on the peer port not yet through their handshake */
 
 /* A connection on the peer port that has not finished its handshake. */
 struct peer_accept {
@@ -275,6 +276,7 @@ struct worker *peer_link_get(struct node *n, const char *node_id, const char *ad
 static void accept_free(struct peer_accept *pa)
 {
     LIST_REMOVE(pa, link);
+    pa->node->handshakes--;
     if (pa->bev)
         bufferevent_free(pa->bev);
     free(pa);
@@ -378,6 +380,11 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
                            void *ud)
 {
     struct node *n = ud;
+    if (n->handshakes >= PEER_MAX_HANDSHAKES) {
+        LOG_W("peer port: %u handshakes in progress, connection refused", n->handshakes);
+        evutil_closesocket(fd);
+        return;
+    }
     struct peer_accept *pa = calloc(1, sizeof *pa);
     if (!pa) {
         evutil_closesocket(fd);
@@ -398,6 +405,7 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
         return;
     }
     LIST_INSERT_HEAD(&n->accepting, pa, link);
+    n->handshakes++;
     struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (PEER_HANDSHAKE_MS % 1000) * 1000};
     bufferevent_set_timeouts(pa->bev, &tv, &tv);
     bufferevent_setwatermark(pa->bev, EV_READ, 0, PEER_HEAD_MAX + 2);
