@@ -259,7 +259,7 @@ struct worker *peer_link_get(struct node *n, const char *node_id, const char *ad
         return NULL;
     }
     evbuffer_add(bufferevent_get_output(bev), req, (size_t)len);
-    struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (PEER_HANDSHAKE_MS % 1000) * 1000};
+    struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (suseconds_t)(PEER_HANDSHAKE_MS % 1000) * 1000};
     bufferevent_set_timeouts(bev, &tv, &tv);
     bufferevent_setcb(bev, dial_read_cb, NULL, dial_event_cb, w);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
@@ -406,7 +406,7 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     }
     LIST_INSERT_HEAD(&n->accepting, pa, link);
     n->handshakes++;
-    struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (PEER_HANDSHAKE_MS % 1000) * 1000};
+    struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (suseconds_t)(PEER_HANDSHAKE_MS % 1000) * 1000};
     bufferevent_set_timeouts(pa->bev, &tv, &tv);
     bufferevent_setwatermark(pa->bev, EV_READ, 0, PEER_HEAD_MAX + 2);
     bufferevent_setcb(pa->bev, accept_read_cb, accept_write_cb, accept_event_cb, pa);

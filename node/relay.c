@@ -21,8 +21,8 @@
 #include "node/log.h"
 #include "node/node.h"
 
-#define RELAY_LOW (64 * 1024)  /* consume stream bytes once our pair output is below this */
-#define RELAY_HIGH (64 * 1024) /* the viewer's output we hold before the stream takes it */
+#define RELAY_LOW ((size_t)64 * 1024) /* consume stream bytes once our pair output is below this */
+#define RELAY_HIGH ((size_t)64 * 1024) /* the viewer's output we hold before the stream takes it */
 
 struct relay {
     enum stream_user tag; /* SU_RELAY */
