@@ -8,6 +8,7 @@
 #   deploy/local-cluster.sh status    what runs, and each node's /__cluster__ figures
 #   deploy/local-cluster.sh token ID  a worker token for ID
 #   deploy/local-cluster.sh kill N    SIGKILL node N (1..3), to watch the cluster cope
+#   deploy/local-cluster.sh drain N   SIGTERM node N: its workers move to the others, it exits
 #   deploy/local-cluster.sh restart N start node N again
 #   deploy/local-cluster.sh stop      stop everything (nodes leave the cluster cleanly)
 #
@@ -97,8 +98,9 @@ defaults
     timeout client 1h
     timeout server 1h
     timeout tunnel 1h
+    option http-server-close
     option redispatch
-    retries 2
+    retries 3
 frontend viewers_and_workers
     bind 127.0.0.1:$lb_port
     default_backend nodes
@@ -125,7 +127,7 @@ EOF
     $client ws://127.0.0.1:$lb_port demo 8000 --token $tok
   then browse http://127.0.0.1:$lb_port/demo/ (any node serves it; try each:
   http://127.0.0.1:$((base + 1))/demo/ ... and $0 kill 2).
-  $0 status | token ID | kill N | restart N | stop
+  $0 status | token ID | kill N | drain N | restart N | stop
 
 EOF
 }
@@ -156,7 +158,16 @@ stop_pid() { # name, signal
 cmd_stop() {
     [ -d "$dir" ] || { echo "nothing runs (no $dir)"; return 0; }
     stop_pid haproxy TERM
-    for i in 1 2 3; do stop_pid "node$i" TERM; done # each leaves the cluster
+    # the whole cluster goes: no drain (there is nowhere to move to), but each
+    # node leaves the cluster cleanly (a second SIGTERM ends a drain)
+    for i in 1 2 3; do
+        if running "node$i"; then
+            kill -TERM "$(cat "$dir/node$i.pid")" 2>/dev/null || true
+            sleep 0.1
+            kill -TERM "$(cat "$dir/node$i.pid")" 2>/dev/null || true
+        fi
+    done
+    for i in 1 2 3; do stop_pid "node$i" TERM; done
     stop_pid redis TERM
     echo "stopped (logs and secrets kept in $dir)"
 }
@@ -175,12 +186,25 @@ kill)
     stop_pid "node$2" KILL
     echo "node$2 killed (SIGKILL)"
     ;;
+drain)
+    [[ "${2:-}" =~ ^[123]$ ]] || die "usage: $0 drain 1|2|3"
+    secrets
+    if running "node$2"; then
+        pid=$(cat "$dir/node$2.pid")
+        kill -TERM "$pid"
+        for _ in $(seq 400); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        rm -f "$dir/node$2.pid"
+        echo "node$2 drained and stopped: $(grep -c 'drain: done' "$dir/node$2.log") clean drain(s) in its log"
+    else
+        echo "node$2 is not running"
+    fi
+    ;;
 restart)
     [[ "${2:-}" =~ ^[123]$ ]] || die "usage: $0 restart 1|2|3"
     secrets
     start_node "$2"
     echo "node$2 started"
     ;;
--h | --help | "") sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//' ;;
+-h | --help | "") sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' ;;
 *) die "unknown command '$1' (try --help)" ;;
 esac

@@ -85,6 +85,7 @@ struct config {
     char *peer_advertise; /* WHT_PEER_ADVERTISE, --peer-advertise: host:port peers dial; "" computed */
     char *cluster_secret; /* WHT_CLUSTER_SECRET, --cluster-secret (secret): needed with REDIS_URL */
     char *redis_prefix;   /* WHT_REDIS_PREFIX, --redis-prefix: key prefix, default "wht:" */
+    int64_t drain_timeout_ms; /* WHT_DRAIN_TIMEOUT, --drain-timeout: 0..10m, default 30s */
     /* logging */
     char *log_level; /* WHT_LOG_LEVEL, --log-level: error, warn, info or debug; default info */
 };

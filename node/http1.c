@@ -703,80 +703,46 @@ int http1_request_error_status(int err)
 {
     switch (err) {
     case HTTP1_E_HEAD_TOO_LARGE:
-    case HTTP1_E_TOO_MANY_HEADERS:
-        return 431;
-    case HTTP1_E_UNSUPPORTED_TRANSFER_CODING:
-        return 501;
-    case HTTP1_E_VERSION_NOT_SUPPORTED:
-        return 505;
-    default:
-        return 400;
+    case HTTP1_E_TOO_MANY_HEADERS: return 431;
+    case HTTP1_E_UNSUPPORTED_TRANSFER_CODING: return 501;
+    case HTTP1_E_VERSION_NOT_SUPPORTED: return 505;
+    default: return 400;
     }
 }
 
 const char *http1_strerror(int err)
 {
     switch (err) {
-    case 0:
-        return "success";
-    case HTTP1_INCOMPLETE:
-        return "incomplete message";
-    case HTTP1_E_HEAD_TOO_LARGE:
-        return "message head too large";
-    case HTTP1_E_TOO_MANY_HEADERS:
-        return "too many header fields";
-    case HTTP1_E_BARE_LF:
-        return "LF without CR";
-    case HTTP1_E_BARE_CR:
-        return "CR without LF";
-    case HTTP1_E_BAD_REQUEST_LINE:
-        return "malformed request line";
-    case HTTP1_E_BAD_METHOD:
-        return "invalid method";
-    case HTTP1_E_BAD_TARGET:
-        return "invalid request target";
-    case HTTP1_E_BAD_VERSION:
-        return "malformed HTTP version";
-    case HTTP1_E_VERSION_NOT_SUPPORTED:
-        return "HTTP version not supported";
-    case HTTP1_E_BAD_STATUS_LINE:
-        return "malformed status line";
-    case HTTP1_E_OBS_FOLD:
-        return "obsolete header line folding";
-    case HTTP1_E_BAD_HEADER_NAME:
-        return "invalid header field name";
-    case HTTP1_E_SPACE_BEFORE_COLON:
-        return "whitespace before colon in header field";
-    case HTTP1_E_BAD_HEADER_VALUE:
-        return "invalid character in header field value";
-    case HTTP1_E_BAD_CONTENT_LENGTH:
-        return "invalid Content-Length";
-    case HTTP1_E_CONFLICTING_CONTENT_LENGTH:
-        return "conflicting Content-Length values";
-    case HTTP1_E_CL_AND_TE:
-        return "both Content-Length and Transfer-Encoding";
-    case HTTP1_E_BAD_TRANSFER_ENCODING:
-        return "invalid Transfer-Encoding";
-    case HTTP1_E_UNSUPPORTED_TRANSFER_CODING:
-        return "unsupported transfer coding";
-    case HTTP1_E_MISSING_HOST:
-        return "missing Host header";
-    case HTTP1_E_BAD_HOST:
-        return "invalid or repeated Host header";
-    case HTTP1_E_BAD_CHUNK_SIZE:
-        return "invalid chunk size";
-    case HTTP1_E_CHUNK_LINE_TOO_LONG:
-        return "chunk size line too long";
-    case HTTP1_E_BAD_CHUNK_EXT:
-        return "invalid chunk extension";
-    case HTTP1_E_BAD_CHUNK_END:
-        return "chunk data not followed by CRLF";
-    case HTTP1_E_BAD_TRAILER:
-        return "invalid trailer field";
-    case HTTP1_E_TRAILER_TOO_LARGE:
-        return "trailer section too large";
-    default:
-        return "unknown error";
+    case 0: return "success";
+    case HTTP1_INCOMPLETE: return "incomplete message";
+    case HTTP1_E_HEAD_TOO_LARGE: return "message head too large";
+    case HTTP1_E_TOO_MANY_HEADERS: return "too many header fields";
+    case HTTP1_E_BARE_LF: return "LF without CR";
+    case HTTP1_E_BARE_CR: return "CR without LF";
+    case HTTP1_E_BAD_REQUEST_LINE: return "malformed request line";
+    case HTTP1_E_BAD_METHOD: return "invalid method";
+    case HTTP1_E_BAD_TARGET: return "invalid request target";
+    case HTTP1_E_BAD_VERSION: return "malformed HTTP version";
+    case HTTP1_E_VERSION_NOT_SUPPORTED: return "HTTP version not supported";
+    case HTTP1_E_BAD_STATUS_LINE: return "malformed status line";
+    case HTTP1_E_OBS_FOLD: return "obsolete header line folding";
+    case HTTP1_E_BAD_HEADER_NAME: return "invalid header field name";
+    case HTTP1_E_SPACE_BEFORE_COLON: return "whitespace before colon in header field";
+    case HTTP1_E_BAD_HEADER_VALUE: return "invalid character in header field value";
+    case HTTP1_E_BAD_CONTENT_LENGTH: return "invalid Content-Length";
+    case HTTP1_E_CONFLICTING_CONTENT_LENGTH: return "conflicting Content-Length values";
+    case HTTP1_E_CL_AND_TE: return "both Content-Length and Transfer-Encoding";
+    case HTTP1_E_BAD_TRANSFER_ENCODING: return "invalid Transfer-Encoding";
+    case HTTP1_E_UNSUPPORTED_TRANSFER_CODING: return "unsupported transfer coding";
+    case HTTP1_E_MISSING_HOST: return "missing Host header";
+    case HTTP1_E_BAD_HOST: return "invalid or repeated Host header";
+    case HTTP1_E_BAD_CHUNK_SIZE: return "invalid chunk size";
+    case HTTP1_E_CHUNK_LINE_TOO_LONG: return "chunk size line too long";
+    case HTTP1_E_BAD_CHUNK_EXT: return "invalid chunk extension";
+    case HTTP1_E_BAD_CHUNK_END: return "chunk data not followed by CRLF";
+    case HTTP1_E_BAD_TRAILER: return "invalid trailer field";
+    case HTTP1_E_TRAILER_TOO_LARGE: return "trailer section too large";
+    default: return "unknown error";
     }
 }
 
@@ -1009,10 +975,8 @@ static int http1__ch_byte(struct http1_chunked *c, unsigned char ch)
     case CH_TRAILER_NAME:
     case CH_TRAILER_VALUE:
     case CH_TRAILER_LF:
-    case CH_FINAL_LF:
-        return http1__ch_trailer_byte(c, ch);
-    default:
-        return http1__ch_size_byte(c, ch);
+    case CH_FINAL_LF: return http1__ch_trailer_byte(c, ch);
+    default: return http1__ch_size_byte(c, ch);
     }
 }
 

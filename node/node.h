@@ -34,9 +34,11 @@ struct cluster_lookup;
 struct cluster_route;
 struct evdns_base;
 struct peer_accept;
+struct moving;
 
 LIST_HEAD(relay_list, relay);
 LIST_HEAD(peer_accept_list, peer_accept);
+LIST_HEAD(moving_list, moving);
 
 /* What a mux stream's user data points at: each such struct starts with
  * this tag, so the session callbacks know whom to call. */
@@ -71,6 +73,7 @@ struct worker {
     unsigned is_client : 1;  /* we dialed: client role, masked frames */
     unsigned connecting : 1; /* peer link: the handshake is not done yet */
     unsigned replaced : 1;   /* closed for a newer local registration: the registry keeps it */
+    unsigned draining : 1;   /* the node drains: no new streams; requests wait for the worker's next home */
     char client_key[25];     /* peer link being dialed: our Sec-WebSocket-Key */
     struct worker *hnext;
     TAILQ_ENTRY(worker) peer_link; /* the node's peer links */
@@ -125,6 +128,7 @@ struct viewer {
     TAILQ_ENTRY(viewer) all_link; /* the node's list of viewer connections */
     struct event *head_ev;        /* absolute deadline for the request head being read */
     int keep_alive;               /* the viewer may send another request */
+    uint32_t nreq;                /* request heads read on this connection */
     unsigned in_cb : 1, dead : 1;
     /* cluster */
     unsigned relayed : 1;          /* arrived over a peer link: never relayed again */
@@ -132,6 +136,7 @@ struct viewer {
     unsigned retried : 1;          /* relaying: this request was sent again after a miss */
     struct relay *relay;           /* relayed: the stream this connection is joined to */
     struct cluster_lookup *lookup; /* asking Redis where worker_id lives */
+    struct moving *parked;         /* waiting for its worker to re-register on another node */
 };
 
 struct node_stats {
@@ -167,7 +172,12 @@ struct node {
     char advertise[300];
     struct token_keys peer_keys; /* WHT_CLUSTER_SECRET */
     struct event *stats_ev;      /* periodic cluster figures in the log */
-    int leaving;                 /* SIGTERM: leaving the cluster before exit */
+    int leaving;                 /* leaving the cluster before exit */
+    int draining;                /* SIGTERM in a cluster: workers move elsewhere, then exit */
+    int64_t drain_deadline_ms;
+    struct event *drain_ev; /* drain progress checks */
+    struct moving_list
+        moving; /* workers that left this node while it drains, with requests waiting for them */
 };
 
 /* server.c */
@@ -200,6 +210,9 @@ void worker_detach_waiting(struct worker *w, struct viewer *v);
 void worker_stream_done(struct worker *w);
 /* Schedules a flush of the session's output on the loop (coalesced): output queued, or credit returned. */
 void worker_kick(struct worker *w);
+/* The node drains: no new streams on w; an ext worker gets GOAWAY (it reconnects elsewhere once its
+ * streams are done), another is closed once idle. */
+void worker_drain(struct worker *w);
 
 /* proxy.c: stream events for the viewer that owns the stream (ud) */
 void viewer_on_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud);
@@ -243,6 +256,17 @@ void peer_worker_registered(struct node *n, struct worker *w);
 void peer_worker_closed(struct node *n, struct worker *w);
 /* A peer link closed: it leaves the list. */
 void peer_link_closed(struct node *n, struct worker *w);
+/* SIGTERM: starts draining (cluster mode; returns -1 when standalone). */
+int peer_drain_start(struct node *n);
+/* Ends a drain now: leaves the cluster (bounded by the registry's command timeout), then the loop exits. */
+void peer_drain_end(struct node *n);
+/* While draining: a worker's session ended; its waiting viewers wait on for its next home. */
+void peer_worker_moving(struct node *n, struct worker *w);
+/* While draining: parks v until worker v->worker_id is registered elsewhere. Returns 0 (parked),
+ * 1 (it is registered elsewhere already: relay v there), or -1 (no such worker left this node). */
+int peer_park(struct node *n, struct viewer *v);
+/* v leaves the waiting list it is parked on. */
+void peer_unpark(struct viewer *v);
 
 /* relay.c: a stream a peer relays to this node: preamble, then the viewer's bytes */
 void relay_incoming(struct worker *link, struct mux_stream *st);

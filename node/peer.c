@@ -40,6 +40,21 @@
 #define PEER_STATS_MS 60000
 #define PEER_MAX_HANDSHAKES 256 /* connections on the peer port not yet through their handshake */
 
+/* A worker whose session ended on this node while it drains: the requests
+ * for it wait here until it registers on another node (takeover), then go
+ * there; or until the drain ends (502). */
+struct moving {
+    char id[NODE_MAX_ID + 1];
+    struct viewer_list parked;
+    int moved; /* registered elsewhere: a forwarding address until `until` */
+    int64_t until;
+    LIST_ENTRY(moving) link;
+};
+
+/* How long a drained worker's new home is remembered, for the requests that
+ * peers still send here before they learn of the move. */
+#define MOVED_FORWARD_MS 5000
+
 /* A connection on the peer port that has not finished its handshake. */
 struct peer_accept {
     struct node *node;
@@ -51,13 +66,109 @@ struct peer_accept {
 
 /* ---- registry callbacks ------------------------------------------------ */
 
+/* ---- drain: workers move, the requests for them follow -------------- */
+
+static struct moving *moving_find(struct node *n, const char *id, size_t len)
+{
+    struct moving *m;
+    LIST_FOREACH(m, &n->moving, link)
+    {
+        if (strlen(m->id) == len && memcmp(m->id, id, len) == 0)
+            return m;
+    }
+    return NULL;
+}
+
+int peer_park(struct node *n, struct viewer *v)
+{
+    struct moving *m = moving_find(n, v->worker_id, strlen(v->worker_id));
+    if (!m)
+        return -1;
+    if (m->moved)
+        return 1;
+    v->parked = m;
+    v->worker = NULL;
+    v->state = V_WAIT; /* reading stays on: a viewer that leaves is noticed */
+    TAILQ_INSERT_TAIL(&m->parked, v, wait_link);
+    return 0;
+}
+
+void peer_unpark(struct viewer *v)
+{
+    if (v->parked) {
+        TAILQ_REMOVE(&v->parked->parked, v, wait_link);
+        v->parked = NULL;
+    }
+}
+
+void peer_worker_moving(struct node *n, struct worker *w)
+{
+    struct moving *m = moving_find(n, w->id, strlen(w->id));
+    if (!m) {
+        m = calloc(1, sizeof *m);
+        if (!m)
+            return; /* its waiting viewers get their 502 from worker_close() */
+        snprintf(m->id, sizeof m->id, "%s", w->id);
+        TAILQ_INIT(&m->parked);
+        LIST_INSERT_HEAD(&n->moving, m, link);
+    }
+    struct viewer *v;
+    while ((v = TAILQ_FIRST(&w->waiting))) {
+        TAILQ_REMOVE(&w->waiting, v, wait_link);
+        v->worker = NULL;
+        v->parked = m;
+        TAILQ_INSERT_TAIL(&m->parked, v, wait_link);
+    }
+    LOG_I("worker=%s left while the node drains: requests for it wait for its next node", w->id);
+}
+
+/* Sends the viewers waiting for a worker to the node that now holds it
+ * (relay), or fails them (the drain is over). A viewer that arrived over a
+ * relay makes a second hop here: its request reached no worker, and the new
+ * owner never relays it further. */
+static void release_waiting(struct viewer_list *list, int relay)
+{
+    struct viewer *v;
+    while ((v = TAILQ_FIRST(list))) {
+        TAILQ_REMOVE(list, v, wait_link);
+        v->parked = NULL;
+        v->worker = NULL;
+        if (relay)
+            viewer_relay_route(v);
+        else
+            viewer_fail(v, 502, "Bad Gateway", "the worker left this node and did not come back in time\n");
+    }
+}
+
+static void moving_free(struct moving *m, int relay)
+{
+    LIST_REMOVE(m, link);
+    release_waiting(&m->parked, relay);
+    free(m);
+}
+
 static void on_takeover(struct cluster_registry *reg, const char *id, size_t id_len, void *ud)
 {
     struct node *n = ud;
     struct worker *w = node_find_worker(n, id, id_len);
-    if (w) {
+    if (w && w->draining) {
+        /* it moved before its session here ended: what is in flight finishes, the rest follows it */
+        LOG_I("worker=%s registered on another node: requests for it go there", w->id);
+        w->replaced = 1;
+        node_table_remove(n, w);
+        release_waiting(&w->waiting, 1);
+        if (w->streams == 0)
+            worker_close(w, "moved to another node");
+    } else if (w) {
         w->replaced = 1; /* the registry has forgotten it already */
         worker_close(w, "a newer registration lives on another node");
+    }
+    struct moving *m = moving_find(n, id, id_len);
+    if (m && !m->moved) {
+        LOG_I("worker=%s registered on another node: %s", m->id, "the requests waiting for it go there");
+        m->moved = 1;
+        m->until = node_now_ms() + MOVED_FORWARD_MS;
+        release_waiting(&m->parked, 1);
     }
 }
 
@@ -413,6 +524,99 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     bufferevent_enable(pa->bev, EV_READ | EV_WRITE);
 }
 
+static void left_cb(struct cluster_registry *reg, int result, void *ud)
+{
+    struct node *n = ud;
+    if (result == 0)
+        LOG_I("cluster: left (the other nodes dropped this node's routes)");
+    else
+        LOG_W("cluster: could not leave cleanly (%s): the member key expires by itself",
+              cluster_strerror(result));
+    event_base_loopexit(n->base, NULL);
+}
+
+/* Leaves the cluster (bounded by the registry's command timeout), then exits the loop. */
+static void leave_and_exit(struct node *n)
+{
+    if (n->drain_ev)
+        event_del(n->drain_ev);
+    if (n->leaving)
+        return;
+    n->leaving = 1;
+    if (cluster_registry_leave(n->cluster, left_cb, n) != 0)
+        event_base_loopexit(n->base, NULL);
+}
+
+void peer_drain_end(struct node *n)
+{
+    leave_and_exit(n);
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct node *n = ud;
+    int64_t now = node_now_ms();
+    if (now >= n->drain_deadline_ms) {
+        LOG_W("drain: not idle after %lld ms (%u worker sessions, %u connections): stopping",
+              (long long)n->cfg->drain_timeout_ms, (unsigned)n->stats.workers, n->nconns);
+        while (!LIST_EMPTY(&n->moving))
+            moving_free(LIST_FIRST(&n->moving), 0);
+        leave_and_exit(n);
+        return;
+    }
+    struct moving *m, *mnext;
+    int waiting_moves = 0;
+    for (m = LIST_FIRST(&n->moving); m; m = mnext) {
+        mnext = LIST_NEXT(m, link);
+        if (m->moved && now >= m->until)
+            moving_free(m, 0);
+        else if (!m->moved)
+            waiting_moves++;
+    }
+    if (n->stats.workers == 0 && waiting_moves == 0 && n->nconns == 0 && LIST_EMPTY(&n->relays)) {
+        LOG_I("drain: done, every worker moved and every request finished");
+        leave_and_exit(n);
+    }
+}
+
+int peer_drain_start(struct node *n)
+{
+    if (!n->cluster || n->draining)
+        return -1;
+    n->draining = 1;
+    n->drain_deadline_ms = node_now_ms() + n->cfg->drain_timeout_ms;
+    LOG_I("drain: asking %u workers to reconnect elsewhere; exiting once idle, at most in %lld ms",
+          n->nworkers, (long long)n->cfg->drain_timeout_ms);
+    /* workers: no new streams; ext clients get GOAWAY and reconnect once
+     * their streams are done, the others are closed once idle */
+    struct worker **all = calloc(n->nworkers + 1, sizeof *all);
+    uint32_t k = 0;
+    for (uint32_t i = 0; all && i < n->nbuckets; i++)
+        for (struct worker *w = n->buckets[i]; w && k < n->nworkers; w = w->hnext)
+            all[k++] = w;
+    for (uint32_t i = 0; i < k; i++)
+        worker_drain(all[i]);
+    free(all);
+    /* viewers: no more keep-alive; connections idle between two requests
+     * close now (a new one keeps its chance to send its first request, which
+     * may be on its way) */
+    struct viewer *v, *next;
+    for (v = TAILQ_FIRST(&n->viewers); v; v = next) {
+        next = TAILQ_NEXT(v, all_link);
+        v->keep_alive = 0;
+        if (v->state == V_HEAD && v->nreq > 0 && evbuffer_get_length(bufferevent_get_input(v->bev)) == 0)
+            viewer_free(v);
+    }
+    n->drain_ev = event_new(n->base, -1, EV_PERSIST, drain_cb, n);
+    struct timeval tv = {0, 100 * 1000};
+    if (!n->drain_ev || event_add(n->drain_ev, &tv) != 0) {
+        leave_and_exit(n);
+        return 0;
+    }
+    drain_cb(-1, 0, n);
+    return 0;
+}
+
 /* ---- start and stop ---------------------------------------------------- */
 
 static void stats_cb(evutil_socket_t fd, short what, void *ud)
@@ -470,6 +674,7 @@ int peer_start(struct node *n)
     TAILQ_INIT(&n->peers);
     LIST_INIT(&n->accepting);
     LIST_INIT(&n->relays);
+    LIST_INIT(&n->moving);
     if (!cfg->redis_url[0])
         return 0;
     char listen[320];
@@ -568,6 +773,10 @@ void peer_stop(struct node *n)
     while (!LIST_EMPTY(&n->accepting))
         accept_free(LIST_FIRST(&n->accepting));
     relay_close_all(n);
+    while (!LIST_EMPTY(&n->moving))
+        moving_free(LIST_FIRST(&n->moving), 0);
+    if (n->drain_ev)
+        event_free(n->drain_ev);
     if (n->stats_ev)
         event_free(n->stats_ev);
     if (n->peer_listener)

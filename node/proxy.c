@@ -52,6 +52,7 @@ void viewer_release_stream(struct viewer *v)
         cluster_lookup_cancel(v->lookup);
         v->lookup = NULL;
     }
+    peer_unpark(v);
     if (v->stream) {
         struct mux_stream *st = v->stream;
         v->stream = NULL;
@@ -294,9 +295,10 @@ void viewer_next_head(struct viewer *v)
     evbuffer_drain(in, (size_t)rc);
     memset(&v->req, 0, sizeof v->req);
     http1_parse_request(v->head, v->head_len, &v->req, v->head_len); /* pointers into our copy */
-    v->keep_alive = v->req.keep_alive;
+    v->keep_alive = v->req.keep_alive && !v->node->draining;
     v->retried = 0;
     v->node->stats.requests++;
+    v->nreq++;
     viewer_route(v);
 }
 

@@ -21,7 +21,7 @@
 #include "node/log.h"
 #include "node/node.h"
 
-#define RELAY_LOW ((size_t)64 * 1024) /* consume stream bytes once our pair output is below this */
+#define RELAY_LOW ((size_t)64 * 1024)  /* consume stream bytes once our pair output is below this */
 #define RELAY_HIGH ((size_t)64 * 1024) /* the viewer's output we hold before the stream takes it */
 
 struct relay {

@@ -231,6 +231,12 @@ void viewer_route(struct viewer *v)
     struct node *n = v->node;
     const struct config *cfg = n->cfg;
     const struct http1_request *r = &v->req;
+    if (n->draining && path_is(r, "/__lbheartbeat__")) { /* load balancers: send nothing new here */
+        node_respond(v->bev, 503, "Service Unavailable", "application/json", "{\"status\":\"draining\"}\n",
+                     1);
+        v->keep_alive = 0;
+        goto answered;
+    }
     if (path_is(r, "/__lbheartbeat__") || path_is(r, "/__heartbeat__")) {
         node_respond(v->bev, 200, "OK", "application/json", "{\"status\":\"ok\"}\n", !v->keep_alive);
         goto answered;
@@ -253,6 +259,10 @@ void viewer_route(struct viewer *v)
         viewer_release_stream(v);
         if (v->relayed) { /* a worker registers with the node it dialed, never through a peer */
             viewer_fail(v, 400, "Bad Request", "registration cannot be relayed\n");
+            return;
+        }
+        if (n->draining) {
+            viewer_fail(v, 503, "Service Unavailable", "this node is draining: register with another one\n");
             return;
         }
         register_worker(v, idh);
@@ -310,6 +320,18 @@ void viewer_route(struct viewer *v)
         return;
     }
     struct worker *w = node_find_worker(n, id, id_len);
+    if (!w && n->draining) {
+        viewer_release_stream(v);
+        memcpy(v->worker_id, id, id_len);
+        v->worker_id[id_len] = 0;
+        int rc = peer_park(n, v);
+        if (rc == 0)
+            return; /* the worker left this node moments ago: wait for its next one */
+        if (rc == 1) {
+            viewer_relay_route(v); /* it has a new home: follow it (even from a relayed request) */
+            return;
+        }
+    }
     if (!w && v->relayed) {
         viewer_release_stream(v);
         v->node->stats.relay_misses++;

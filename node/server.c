@@ -249,29 +249,22 @@ fail:
     return NULL;
 }
 
-static void left_cb(struct cluster_registry *reg, int result, void *ud)
-{
-    struct node *n = ud;
-    if (result == 0)
-        LOG_I("cluster: left (the other nodes dropped this node's routes)");
-    else
-        LOG_W("cluster: could not leave cleanly (%s): the member key expires by itself",
-              cluster_strerror(result));
-    event_base_loopexit(n->base, NULL);
-}
-
 static void signal_cb(evutil_socket_t sig, short what, void *ud)
 {
     struct node *n = ud;
-    LOG_I("signal %d: stopping", (int)sig);
-    /* in a cluster, say goodbye first (bounded by the registry's command
-     * timeout) so that peers stop routing here at once; a second signal
-     * does not wait */
-    if (n->cluster && !n->leaving) {
-        n->leaving = 1;
-        if (cluster_registry_leave(n->cluster, left_cb, n) == 0)
-            return;
+    /* in a cluster the first signal drains (docs/cluster.md), a second
+     * leaves the cluster and stops; any other, or any in a standalone node,
+     * stops at once */
+    if (!n->draining && peer_drain_start(n) == 0) {
+        LOG_I("signal %d: draining (a second signal ends the drain, a third stops at once)", (int)sig);
+        return;
     }
+    if (n->draining && !n->leaving) {
+        LOG_I("signal %d: ending the drain: leaving the cluster, then stopping", (int)sig);
+        peer_drain_end(n);
+        return;
+    }
+    LOG_I("signal %d: stopping", (int)sig);
     event_base_loopexit(n->base, NULL);
 }
 

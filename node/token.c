@@ -204,24 +204,12 @@ static int tkjson_string(struct tkjson *j, char *out, size_t cap, size_t *len)
         switch (c) {
         case '"':
         case '\\':
-        case '/':
-            tkjson_put(out, cap, &n, c);
-            break;
-        case 'b':
-            tkjson_put(out, cap, &n, '\b');
-            break;
-        case 'f':
-            tkjson_put(out, cap, &n, '\f');
-            break;
-        case 'n':
-            tkjson_put(out, cap, &n, '\n');
-            break;
-        case 'r':
-            tkjson_put(out, cap, &n, '\r');
-            break;
-        case 't':
-            tkjson_put(out, cap, &n, '\t');
-            break;
+        case '/': tkjson_put(out, cap, &n, c); break;
+        case 'b': tkjson_put(out, cap, &n, '\b'); break;
+        case 'f': tkjson_put(out, cap, &n, '\f'); break;
+        case 'n': tkjson_put(out, cap, &n, '\n'); break;
+        case 'r': tkjson_put(out, cap, &n, '\r'); break;
+        case 't': tkjson_put(out, cap, &n, '\t'); break;
         case 'u': {
             uint32_t cp, lo;
             if (tkjson_hex4(j, &cp) != 0)
@@ -239,8 +227,7 @@ static int tkjson_string(struct tkjson *j, char *out, size_t cap, size_t *len)
             tkjson_put_cp(out, cap, &n, cp);
             break;
         }
-        default:
-            return -1;
+        default: return -1;
         }
     }
     *len = n;
@@ -392,20 +379,13 @@ static int tkjson_value(struct tkjson *j, int depth)
     if (depth > TOKEN_JSON_MAX_DEPTH || j->p >= j->end)
         return -1;
     switch (*j->p) {
-    case '{':
-        return tkjson_object(j, depth, NULL, NULL);
-    case '[':
-        return tkjson_array(j, depth, NULL, NULL);
-    case '"':
-        return tkjson_string(j, NULL, 0, &len);
-    case 't':
-        return tkjson_literal(j, "true");
-    case 'f':
-        return tkjson_literal(j, "false");
-    case 'n':
-        return tkjson_literal(j, "null");
-    default:
-        return tkjson_number(j, &v) < 0 ? -1 : 0;
+    case '{': return tkjson_object(j, depth, NULL, NULL);
+    case '[': return tkjson_array(j, depth, NULL, NULL);
+    case '"': return tkjson_string(j, NULL, 0, &len);
+    case 't': return tkjson_literal(j, "true");
+    case 'f': return tkjson_literal(j, "false");
+    case 'n': return tkjson_literal(j, "null");
+    default: return tkjson_number(j, &v) < 0 ? -1 : 0;
     }
 }
 
@@ -855,39 +835,22 @@ int token_valid_id(const char *id, size_t len)
 const char *token_strerror(int err)
 {
     switch (err) {
-    case TOKEN_OK:
-        return "ok";
-    case TOKEN_E_MALFORMED:
-        return "token is malformed";
-    case TOKEN_E_TOO_LONG:
-        return "token is too long";
-    case TOKEN_E_ALG:
-        return "token alg is not HS256";
-    case TOKEN_E_SIGNATURE:
-        return "token signature is invalid";
-    case TOKEN_E_MISSING_CLAIM:
-        return "token lacks tid, exp or nbf";
-    case TOKEN_E_CLAIM_TYPE:
-        return "token claim has the wrong type";
-    case TOKEN_E_TID:
-        return "token tid does not match the id";
-    case TOKEN_E_AUDIENCE:
-        return "token audience is missing or wrong";
-    case TOKEN_E_WINDOW:
-        return "token validity window is empty or over 31 days";
-    case TOKEN_E_NOT_YET_VALID:
-        return "token is not valid yet";
-    case TOKEN_E_EXPIRED:
-        return "token has expired";
-    case TOKEN_E_NO_KEY:
-        return "no usable token secret";
-    case TOKEN_E_BEARER:
-        return "authorization is not a bearer token";
-    case TOKEN_E_INVAL:
-        return "invalid argument";
-    case TOKEN_E_NOMEM:
-        return "out of memory";
-    default:
-        return "unknown token error";
+    case TOKEN_OK: return "ok";
+    case TOKEN_E_MALFORMED: return "token is malformed";
+    case TOKEN_E_TOO_LONG: return "token is too long";
+    case TOKEN_E_ALG: return "token alg is not HS256";
+    case TOKEN_E_SIGNATURE: return "token signature is invalid";
+    case TOKEN_E_MISSING_CLAIM: return "token lacks tid, exp or nbf";
+    case TOKEN_E_CLAIM_TYPE: return "token claim has the wrong type";
+    case TOKEN_E_TID: return "token tid does not match the id";
+    case TOKEN_E_AUDIENCE: return "token audience is missing or wrong";
+    case TOKEN_E_WINDOW: return "token validity window is empty or over 31 days";
+    case TOKEN_E_NOT_YET_VALID: return "token is not valid yet";
+    case TOKEN_E_EXPIRED: return "token has expired";
+    case TOKEN_E_NO_KEY: return "no usable token secret";
+    case TOKEN_E_BEARER: return "authorization is not a bearer token";
+    case TOKEN_E_INVAL: return "invalid argument";
+    case TOKEN_E_NOMEM: return "out of memory";
+    default: return "unknown token error";
     }
 }

@@ -196,7 +196,9 @@ void worker_close(struct worker *w, const char *why)
     } else {
         node_table_remove(w->node, w);
         w->node->stats.workers--;
-        if (!w->replaced)
+        if (w->node->draining && !w->replaced && !w->node->stopping)
+            peer_worker_moving(w->node, w); /* still ours in the registry until it re-registers elsewhere */
+        else if (!w->replaced)
             peer_worker_closed(w->node, w);
     }
     bufferevent_disable(w->bev, EV_READ | EV_WRITE);
@@ -424,6 +426,12 @@ int worker_attach(struct worker *w, struct viewer *v)
 {
     if (w->closing || mux_session_remote_goaway(w->mux))
         return -1;
+    if (w->draining) { /* wait for the worker's next node (peer.c) */
+        v->wait_deadline_ms = w->node->drain_deadline_ms;
+        TAILQ_INSERT_TAIL(&w->waiting, v, wait_link);
+        arm_timer(w);
+        return 0;
+    }
     if (w->streams < w->max_streams && TAILQ_EMPTY(&w->waiting)) {
         int err;
         struct mux_stream *st = mux_stream_open(w->mux, v, node_now_ms(), &err);
@@ -455,6 +463,13 @@ void worker_stream_done(struct worker *w)
         w->streams--;
     if (w->closing)
         return;
+    if (w->draining) {
+        /* a worker that got GOAWAY closes by itself once its streams are done; one that cannot (the
+         * original protocol), or that moved already, is closed here */
+        if (w->streams == 0 && (!w->ext || w->replaced))
+            worker_close(w, w->replaced ? "moved to another node" : "drained: reconnect elsewhere");
+        return;
+    }
     while ((v = TAILQ_FIRST(&w->waiting)) && w->streams < w->max_streams) {
         int err;
         struct mux_stream *st = mux_stream_open(w->mux, v, node_now_ms(), &err);
@@ -464,6 +479,19 @@ void worker_stream_done(struct worker *w)
         w->streams++;
         viewer_stream_ready(v, st, 0);
     }
+}
+
+void worker_drain(struct worker *w)
+{
+    if (w->closing || w->kind != SESSION_WORKER || w->draining)
+        return;
+    w->draining = 1;
+    if (w->ext) {
+        mux_session_goaway(w->mux, MUX_REASON_DRAIN);
+        worker_kick(w);
+    }
+    if (w->streams == 0 && !w->ext)
+        worker_close(w, "drained: reconnect elsewhere");
 }
 
 /* Viewers that waited too long for a slot get 503. Called from the timer. */

@@ -593,9 +593,10 @@ def test_sigterm_leaves_at_once(cprocs):
     c = Client(n1.url, "w1", cl.backends[0].port)
     cprocs.append(c)
     cl.wait_routes(["w1"])
+    c.stop()  # (with its worker still attached, SIGTERM would drain: test_drain.py)
+    wait_for(lambda: status(n1)["workers"] == 0, 5, "w1 gone from n1")
     t0 = time.time()
     assert n1.stop(sig=15) == 0
-    c.stop()
     wait_for(lambda: status(n2)["peers_up"] == 1 and status(n3)["peers_up"] == 1, 3, "n1 gone from membership")
     assert time.time() - t0 < 2
     for node in (n2, n3):

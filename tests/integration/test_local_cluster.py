@@ -75,17 +75,20 @@ def test_local_cluster_script(procs):
         st = run("status").stdout
         assert st.count(": running") == 5, st
         # kill one node at a time: the worker re-registers through the balancer, every request still answers
-        for n in (1, 2):
-            run("kill", str(n))
+        for n, how in ((1, "kill"), (2, "drain")):
+            r = run(how, str(n))
+            assert r.returncode == 0, r.stderr
+            if how == "drain":
+                assert "1 clean drain(s)" in r.stdout, r.stdout
             answers = []
             deadline = time.time() + 3
             while time.time() < deadline:
                 answers.append(get(lb, "/demo/status/204", timeout=10))
                 time.sleep(0.05)
-            print("\nnode%d killed: %d of %d requests through the balancer answered 204 (others: %s)"
-                  % (n, answers.count(204), len(answers), sorted(set(answers) - {204})))
+            print("\nnode%d %s: %d of %d requests through the balancer answered 204 (others: %s)"
+                  % (n, how, answers.count(204), len(answers), sorted(set(answers) - {204})))
             assert answers[-1] == 204 and answers.count(204) >= len(answers) // 2, answers
-            wait_for(lambda: get(lb, "/demo/status/204") == 204, 10, "demo after node%d was killed" % n)
+            wait_for(lambda: get(lb, "/demo/status/204") == 204, 10, "demo after node%d: %s" % (n, how))
             r = run("restart", str(n))
             assert r.returncode == 0, r.stderr
         for port in nodes:
