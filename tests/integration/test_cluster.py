@@ -715,3 +715,40 @@ def test_worker_disconnects_mid_response_through_relay(cprocs):
     assert time.time() - t0 < 3
     s.close()
     wait_for(lambda: fetch(cl.nodes[1], "GET", "/w1/echo")[0].status == 404, 5, "w1 gone everywhere")
+
+
+def test_drain_parks_requests_until_the_worker_moves(cprocs):
+    """SIGTERM drains n1: its worker leaves (GOAWAY); a request for it that
+    arrives at n3 meanwhile is relayed to n1, waits there, and follows the
+    worker when it registers on n2 (a second hop). n1 then leaves and exits."""
+    cl = Cluster(cprocs, workers=False)
+    n1, n2, n3 = cl.nodes
+    b = Backend()
+    cprocs.append(b)
+    c1 = Client(n1.url, "mv", b.port)
+    cprocs.append(c1)
+    cl.wait_routes(["mv"])
+    n1.p.send_signal(15)
+    wait_for(lambda: "worker=mv left while the node drains" in n1.output(), 5, "mv to leave n1")
+    c1.stop()  # it would only retry n1 (503 while draining); a load balancer would send it elsewhere
+    result = {}
+
+    def viewer():
+        t0 = time.time()
+        result["r"] = fetch(n3, "GET", "/mv/echo/parked", timeout=20)
+        result["t"] = time.time() - t0
+    t = threading.Thread(target=viewer)
+    t.start()
+    time.sleep(0.5)
+    assert t.is_alive(), result  # waiting for mv's next home, not failed
+    c2 = Client(n2.url, "mv", b.port)
+    cprocs.append(c2)
+    t.join(10)
+    r, data = result["r"]
+    assert r.status == 200, (r.status, data)
+    assert json.loads(data)["target"] == "/echo/parked"
+    assert "the requests waiting for it go there" in n1.output()
+    assert n1.p.wait(10) == 0
+    assert "drain: done" in n1.output()
+    r, _ = fetch(n3, "GET", "/mv/status/204")
+    assert r.status == 204
