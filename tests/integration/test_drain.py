@@ -69,7 +69,13 @@ def get(port, path, body=None, timeout=20):
     return r.status, data
 
 
-def test_rolling_restart_loses_no_request(procs):
+GO_CLIENT = os.environ.get("WHT_GO_CLIENT")
+
+
+@pytest.mark.parametrize("client", ["whclient", "go"])
+def test_rolling_restart_loses_no_request(procs, client):
+    if client == "go" and not (GO_CLIENT and os.path.exists(GO_CLIENT)):
+        pytest.skip("WHT_GO_CLIENT not set (the original Go wst-client, built by hand)")
     rds = Redis()
     procs.append(rds)
     ports = [free_port() for _ in range(3)]
@@ -86,7 +92,11 @@ def test_rolling_restart_loses_no_request(procs):
     for wid in wids:
         b = Backend()
         procs.append(b)
-        c = Client("http://127.0.0.1:%d" % lb.port, wid, b.port)
+        if client == "go":  # the original protocol: no GOAWAY; the node closes it once idle
+            c = Proc([GO_CLIENT, "http://127.0.0.1:%d" % lb.port, wid, str(b.port), "--token", make_token(wid)],
+                     name="go-client")
+        else:
+            c = Client("http://127.0.0.1:%d" % lb.port, wid, b.port)
         procs.append(c)
     for wid in wids:
         wait_for(lambda: get(lb.port, "/%s/status/204" % wid)[0] == 204, 10, wid + " through haproxy")
