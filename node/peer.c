@@ -64,8 +64,6 @@ struct peer_accept {
     LIST_ENTRY(peer_accept) link;
 };
 
-/* ---- registry callbacks ------------------------------------------------ */
-
 /* ---- drain: workers move, the requests for them follow -------------- */
 
 static struct moving *moving_find(struct node *n, const char *id, size_t len)
@@ -112,6 +110,7 @@ void peer_worker_moving(struct node *n, struct worker *w)
         TAILQ_INIT(&m->parked);
         LIST_INSERT_HEAD(&n->moving, m, link);
     }
+    m->moved = 0; /* this session is the newest news of it */
     struct viewer *v;
     while ((v = TAILQ_FIRST(&w->waiting))) {
         TAILQ_REMOVE(&w->waiting, v, wait_link);
@@ -146,6 +145,8 @@ static void moving_free(struct moving *m, int relay)
     release_waiting(&m->parked, relay);
     free(m);
 }
+
+/* ---- registry callbacks ------------------------------------------------ */
 
 static void on_takeover(struct cluster_registry *reg, const char *id, size_t id_len, void *ud)
 {
@@ -523,6 +524,8 @@ static void peer_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct 
     bufferevent_setcb(pa->bev, accept_read_cb, accept_write_cb, accept_event_cb, pa);
     bufferevent_enable(pa->bev, EV_READ | EV_WRITE);
 }
+
+/* ---- drain: start, progress, end -------------------------------------- */
 
 static void left_cb(struct cluster_registry *reg, int result, void *ud)
 {
