@@ -122,7 +122,8 @@ struct viewer {
     uint64_t resp_left;
     struct http1_chunked resp_chunked;
     int resp_started, resp_done, resp_keep_alive;
-    uint64_t owed; /* stream bytes delivered, not yet consumed */
+    int resp_dechunk; /* an HTTP/1.0 viewer: the chunked body goes as its bare payload */
+    uint64_t owed;    /* stream bytes delivered, not yet consumed */
     int64_t wait_deadline_ms;
     TAILQ_ENTRY(viewer) wait_link;
     TAILQ_ENTRY(viewer) all_link; /* the node's list of viewer connections */

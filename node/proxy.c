@@ -394,15 +394,36 @@ static void write_response_head(struct viewer *v, const struct http1_response *r
     } else {
         if (r->body == HTTP1_BODY_LENGTH)
             evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
-        else if (r->body == HTTP1_BODY_CHUNKED)
+        else if (r->body == HTTP1_BODY_CHUNKED && !v->resp_dechunk)
             evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
 
-        if (r->body == HTTP1_BODY_CLOSE)
-            v->keep_alive = 0;
+        if (r->body == HTTP1_BODY_CLOSE || v->resp_dechunk)
+            v->keep_alive = 0; /* the body ends when the connection does */
         if (!v->keep_alive)
             evbuffer_add(out, "Connection: close\r\n", 19);
     }
     evbuffer_add(out, "\r\n", 2);
+}
+
+/* An HTTP/1.0 viewer cannot read chunked coding: the payload of the chunked
+ * body in data goes to it as is (the connection's end will end the body).
+ * Returns the bytes of data that belong to the body, or an http1_err. */
+static ssize_t dechunk(struct viewer *v, const uint8_t *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(v->bev);
+    size_t off = 0;
+    while (off < len && !http1_chunked_done(&v->resp_chunked)) {
+        size_t doff, dlen;
+        ssize_t k = http1_chunked_decode(&v->resp_chunked, (const char *)data + off, len - off, &doff, &dlen);
+        if (k < 0)
+            return k;
+        if (dlen)
+            evbuffer_add(out, data + off + doff, dlen);
+        if (k == 0)
+            break;
+        off += (size_t)k;
+    }
+    return (ssize_t)off;
 }
 
 /* Body bytes from the worker; counted is whether they are owed (consumed
@@ -416,7 +437,8 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
             if (take > v->resp_left)
                 take = (size_t)v->resp_left;
         } else if (v->resp_body == HTTP1_BODY_CHUNKED) {
-            ssize_t k = http1_chunked_scan(&v->resp_chunked, (const char *)data, len);
+            ssize_t k = v->resp_dechunk ? dechunk(v, data, len)
+                                        : http1_chunked_scan(&v->resp_chunked, (const char *)data, len);
             if (k < 0) {
                 LOG_I("conn=%llu worker=%s bad chunked response: %s", (unsigned long long)v->serial,
                       v->worker_id, http1_strerror((int)k));
@@ -433,8 +455,8 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
     } else if (v->state != V_TUNNEL) {
         take = 0; /* bytes after the end of a response: the backend broke framing */
     }
-    if (take)
-        evbuffer_add(out, data, take);
+    if (take && !(v->resp_dechunk && v->state == V_PROXY))
+        evbuffer_add(out, data, take); /* (dechunk() wrote the payload itself) */
     if (counted) {
         v->owed += take;
         if (len > take && v->stream)
@@ -505,6 +527,7 @@ static void try_response_head(struct viewer *v)
         v->resp_started = 1;
         v->resp_keep_alive = r.keep_alive;
         v->resp_body = r.body;
+        v->resp_dechunk = r.body == HTTP1_BODY_CHUNKED && v->req.version_minor == 0;
         v->resp_left = r.content_length;
         http1_chunked_init(&v->resp_chunked, HTTP1_CHUNK_TRAILER_MAX);
         write_response_head(v, &r);

@@ -752,3 +752,10 @@ def test_drain_parks_requests_until_the_worker_moves(cprocs):
     assert "drain: done" in n1.output()
     r, _ = fetch(n3, "GET", "/mv/status/204")
     assert r.status == 204
+
+
+def test_chunked_response_to_http10_viewer_through_relay(cluster):
+    from test_proxy import read_until_close
+    head, body = read_until_close(cluster.nodes[0].port, b"GET /w2/chunked/300000 HTTP/1.0\r\n\r\n")
+    assert "transfer-encoding" not in head.lower(), head
+    assert body == pattern(300000)

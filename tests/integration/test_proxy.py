@@ -273,3 +273,34 @@ def test_slow_header_timed_out(procs, backend):
     data = s.recv(4096)
     assert time.time() - start < 5
     assert data == b"" or data.startswith(b"HTTP/1.1 408 ")
+
+
+def read_until_close(port, request):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(request)
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    return head.decode(errors="replace"), body
+
+
+def test_chunked_response_to_http10_viewer_is_dechunked(tunnel):
+    """An HTTP/1.0 viewer cannot read chunked coding: it gets the payload,
+    delimited by the connection's close."""
+    n, _, _ = tunnel
+    head, body = read_until_close(n.port, b"GET /w1/chunked/300000 HTTP/1.0\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200 "), head
+    assert "transfer-encoding" not in head.lower(), head
+    assert "connection: close" in head.lower(), head
+    assert body == pattern(300000)
+    # an HTTP/1.1 viewer still gets it chunked
+    c = conn(n)
+    c.request("GET", "/w1/chunked/1000")
+    r = c.getresponse()
+    assert r.getheader("Transfer-Encoding") == "chunked" and r.read() == pattern(1000)
+    c.close()
