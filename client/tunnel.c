@@ -568,7 +568,7 @@ static int on_receive(struct client *c, struct lws *wsi, const uint8_t *in, size
  * made it whclient's bottleneck) and handed to libwebsockets as raw bytes.
  * The mask key is random per frame, as RFC 6455 wants, from OpenSSL's
  * user-space generator. payload has LWS_PRE bytes of room before it. */
-static int write_frame(struct client *c, struct lws *wsi, uint8_t *payload, size_t n)
+static int write_frame(struct lws *wsi, uint8_t *payload, size_t n)
 {
     uint8_t key[4], hdr[WS_MAX_HEADER];
     if (RAND_bytes(key, sizeof key) != 1)
@@ -576,7 +576,6 @@ static int write_frame(struct client *c, struct lws *wsi, uint8_t *payload, size
     size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, key);
     ws_mask(payload, n, key, 0);
     memcpy(payload - h, hdr, h);
-    (void)c;
     return lws_write(wsi, payload - h, n + h, LWS_WRITE_RAW) < 0 ? -1 : 0;
 }
 
@@ -594,7 +593,7 @@ static int on_writeable(struct client *c, struct lws *wsi)
     if (!c->mux)
         return 0;
     n = mux_session_next(c->mux, frame, TX_CAP);
-    if (n > 0 && write_frame(c, wsi, frame, n) < 0) {
+    if (n > 0 && write_frame(wsi, frame, n) < 0) {
         CLIENT_ERROR("writing to the node failed");
         return -1;
     }
