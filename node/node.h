@@ -24,6 +24,7 @@
 
 #define NODE_VERSION "0.1.0"
 #define NODE_MAX_ID 255
+#define NODE_MAX_SINGLE_IO (256 * 1024) /* bytes one read or write system call may move */
 
 struct node;
 struct worker;

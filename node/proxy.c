@@ -701,6 +701,8 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
     n->stats.connections++;
     TAILQ_INSERT_TAIL(&n->viewers, v, all_link);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, v);
+    bufferevent_set_max_single_read(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, NODE_MAX_SINGLE_IO);
     bufferevent_setwatermark(bev, EV_READ, 0, VIEWER_IN_HIGH + (size_t)n->cfg->max_header_bytes);
     bufferevent_setwatermark(bev, EV_WRITE, VIEWER_OUT_LOW, 0);
     /* the read timeout closes idle keep-alive connections; exchanges in

@@ -374,6 +374,9 @@ static void session_begin(struct worker *w)
     bufferevent_setwatermark(bev, EV_WRITE, WORKER_OUT_LOW, 0);
     bufferevent_setwatermark(bev, EV_READ, 0, 0);
     bufferevent_setcb(bev, read_cb, write_cb, event_cb, w);
+    /* bulk data in few system calls (libevent's default is 16 KiB a call) */
+    bufferevent_set_max_single_read(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, NODE_MAX_SINGLE_IO);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     /* as the Go peers do: a ping as soon as the session starts; its pong is
      * due within one interval like any other */
