@@ -381,7 +381,7 @@ int main(int argc, char **argv)
     info.protocols = protocols;
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.client_ssl_ca_filepath = cfg.ca_file;
-    info.pt_serv_buf_size = 32 * 1024;
+    info.pt_serv_buf_size = 256 * 1024; /* bytes per read from a socket */
     info.timeout_secs = 20;         /* TLS and WebSocket handshakes */
     info.connect_timeout_secs = 20; /* TCP connect */
     info.gid = -1;
