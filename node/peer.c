@@ -166,7 +166,7 @@ static void on_takeover(struct cluster_registry *reg, const char *id, size_t id_
     }
     struct moving *m = moving_find(n, id, id_len);
     if (m && !m->moved) {
-        LOG_I("worker=%s registered on another node: %s", m->id, "the requests waiting for it go there");
+        LOG_I("worker=%s registered on another node: the requests waiting for it go there", m->id);
         m->moved = 1;
         m->until = node_now_ms() + MOVED_FORWARD_MS;
         release_waiting(&m->parked, 1);
@@ -539,7 +539,7 @@ static void left_cb(struct cluster_registry *reg, int result, void *ud)
 }
 
 /* Leaves the cluster (bounded by the registry's command timeout), then exits the loop. */
-static void leave_and_exit(struct node *n)
+void peer_drain_end(struct node *n)
 {
     if (n->drain_ev)
         event_del(n->drain_ev);
@@ -548,11 +548,6 @@ static void leave_and_exit(struct node *n)
     n->leaving = 1;
     if (cluster_registry_leave(n->cluster, left_cb, n) != 0)
         event_base_loopexit(n->base, NULL);
-}
-
-void peer_drain_end(struct node *n)
-{
-    leave_and_exit(n);
 }
 
 static void drain_cb(evutil_socket_t fd, short what, void *ud)
@@ -564,7 +559,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *ud)
               (long long)n->cfg->drain_timeout_ms, (unsigned)n->stats.workers, n->nconns);
         while (!LIST_EMPTY(&n->moving))
             moving_free(LIST_FIRST(&n->moving), 0);
-        leave_and_exit(n);
+        peer_drain_end(n);
         return;
     }
     struct moving *m, *mnext;
@@ -578,7 +573,7 @@ static void drain_cb(evutil_socket_t fd, short what, void *ud)
     }
     if (n->stats.workers == 0 && waiting_moves == 0 && n->nconns == 0 && LIST_EMPTY(&n->relays)) {
         LOG_I("drain: done, every worker moved and every request finished");
-        leave_and_exit(n);
+        peer_drain_end(n);
     }
 }
 
@@ -613,7 +608,7 @@ int peer_drain_start(struct node *n)
     n->drain_ev = event_new(n->base, -1, EV_PERSIST, drain_cb, n);
     struct timeval tv = {0, 100 * 1000};
     if (!n->drain_ev || event_add(n->drain_ev, &tv) != 0) {
-        leave_and_exit(n);
+        peer_drain_end(n);
         return 0;
     }
     drain_cb(-1, 0, n);
@@ -635,17 +630,13 @@ static void stats_cb(evutil_socket_t fd, short what, void *ud)
           (unsigned long long)n->stats.relayed_in);
 }
 
-/* Fills in the settings left empty: node id (host name and a random
- * suffix), the peer address (PORT + 1 on the listen address) and the
- * advertised address (the peer address, with the host name for a wildcard
- * host, and the port actually bound). */
-static int peer_addresses(struct node *n, char *listen, size_t cap)
+/* Fills in two settings left empty: the node id (the host name, "" if
+ * unknown, and a random suffix) and the peer address to listen on (PORT + 1
+ * on the listen address). */
+static void peer_addresses(struct node *n, const char *hostname, char *listen, size_t cap)
 {
     const struct config *cfg = n->cfg;
-    char host[256] = "localhost";
-    if (gethostname(host, sizeof host - 1) != 0)
-        snprintf(host, sizeof host, "localhost");
-    host[sizeof host - 1] = 0;
+    const char *host = hostname[0] ? hostname : "localhost";
     if (cfg->node_id[0]) {
         snprintf(n->node_id, sizeof n->node_id, "%s", cfg->node_id);
     } else {
@@ -668,7 +659,6 @@ static int peer_addresses(struct node *n, char *listen, size_t cap)
         else
             snprintf(listen, cap, "%s:%d", la, port);
     }
-    return 0;
 }
 
 int peer_start(struct node *n)
@@ -680,8 +670,11 @@ int peer_start(struct node *n)
     LIST_INIT(&n->moving);
     if (!cfg->redis_url[0])
         return 0;
-    char listen[320];
-    peer_addresses(n, listen, sizeof listen);
+    char listen[320], hostname[256] = "";
+    if (gethostname(hostname, sizeof hostname - 1) != 0)
+        hostname[0] = 0;
+    hostname[sizeof hostname - 1] = 0;
+    peer_addresses(n, hostname, listen, sizeof listen);
     n->peer_keys.secret_a = cfg->cluster_secret;
     n->peer_keys.secret_a_len = strlen(cfg->cluster_secret);
     n->peer_keys.audience = PEER_AUDIENCE;
@@ -721,13 +714,11 @@ int peer_start(struct node *n)
     if (cfg->peer_advertise[0]) {
         snprintf(n->advertise, sizeof n->advertise, "%s", cfg->peer_advertise);
     } else {
-        char host[256];
-        snprintf(host, sizeof host, "%s", lhost);
-        if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0) {
-            if (gethostname(host, 256) != 0)
-                snprintf(host, sizeof host, "127.0.0.1");
-            host[255] = 0;
-        }
+        /* the advertised address: the peer address, with the host name for a
+         * wildcard host, and the port actually bound */
+        const char *host = lhost;
+        if (!host[0] || strcmp(host, "0.0.0.0") == 0 || strcmp(host, "::") == 0)
+            host = hostname[0] ? hostname : "127.0.0.1";
         if (strchr(host, ':'))
             snprintf(n->advertise, sizeof n->advertise, "[%s]:%d", host, bport);
         else

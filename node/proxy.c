@@ -133,11 +133,6 @@ void viewer_abort(struct viewer *v)
 
 /* ---- the request going up --------------------------------------------- */
 
-static const struct http1_header *header(const struct viewer *v, const char *name)
-{
-    return http1_find_header(&v->req.headers, name);
-}
-
 static void add_header(struct evbuffer *b, const char *name, const char *value, size_t len)
 {
     evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
@@ -215,7 +210,7 @@ static void write_request_head(struct viewer *v, const char *path, size_t path_l
     else if (r->body == HTTP1_BODY_CHUNKED)
         evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
     if (r->upgrade) {
-        const struct http1_header *u = header(v, "upgrade");
+        const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
         evbuffer_add(b, "Connection: Upgrade\r\n", 21);
         add_header(b, "Upgrade", u->value, u->value_len);
     } else if (!v->keep_alive) {
