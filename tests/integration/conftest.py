@@ -188,6 +188,49 @@ def check_streamed_lines(port, path, lines=10):
     assert sum(1 for g in gaps if g > 0.05) >= lines - 3, gaps
 
 
+def read_until_close(port, request):
+    """Sends request on a new connection and reads until the node closes it:
+    (head as text, body bytes)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(request)
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    s.close()
+    head, _, body = buf.partition(b"\r\n\r\n")
+    return head.decode(errors="replace"), body
+
+
+def check_concurrent_downloads(viewers, port_of, path_of):
+    """viewers threads at once; viewer i makes 3 GETs on one keep-alive
+    connection to port_of(i), of path_of(i, j) (a backend /bytes/N path).
+    Every body must match its X-Sha256."""
+    import http.client
+    import threading
+    errors = []
+
+    def viewer(i):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port_of(i), timeout=30)
+            for j in range(3):
+                c.request("GET", path_of(i, j))
+                r = c.getresponse()
+                data = r.read()
+                assert hashlib.sha256(data).hexdigest() == r.getheader("X-Sha256")
+            c.close()
+        except Exception as e:  # noqa: BLE001
+            errors.append(repr(e))
+    threads = [threading.Thread(target=viewer, args=(i,)) for i in range(viewers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors[:5]
+
+
 SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 
 

@@ -20,8 +20,8 @@ import pytest
 import redis
 
 from backend import pattern
-from conftest import (Backend, Client, Node, Proc, check_streamed_lines, check_ws_echo, free_port, make_token, port_open,
-                      sanitizer_reports, wait_for)
+from conftest import (Backend, Client, Node, Proc, check_concurrent_downloads, check_streamed_lines, check_ws_echo,
+                      free_port, make_token, port_open, read_until_close, sanitizer_reports, wait_for)
 from test_proxy import MALFORMED
 from test_worker_protocol import FakeWorker
 
@@ -120,13 +120,18 @@ class Cluster:
         self.backends, self.clients = [], []
         if workers:  # worker wI on node I, each with its own backend
             for i, node in enumerate(self.nodes):
-                b = Backend()
-                started.append(b)
-                c = Client(node.url, "w%d" % (i + 1), b.port)
-                started.append(c)
+                b, c = self.add_worker(node.url, "w%d" % (i + 1))
                 self.backends.append(b)
                 self.clients.append(c)
             self.wait_routes()
+
+    def add_worker(self, url, wid, args=()):
+        """A backend and a whclient registering it as wid at url; both stopped with the test."""
+        b = Backend()
+        self.started.append(b)
+        c = Client(url, wid, b.port, args=args)
+        self.started.append(c)
+        return b, c
 
     def wait_routes(self, ids=None, timeout=10):
         ids = ids or ["w%d" % (i + 1) for i in range(len(self.nodes))]
@@ -237,26 +242,9 @@ def test_keep_alive_through_relay_keeps_one_backend_connection(cluster):
 
 
 def test_concurrent_viewers_across_nodes(cluster):
-    errors = []
-
-    def viewer(i):
-        try:
-            node = cluster.nodes[i % 3]
-            c = http.client.HTTPConnection("127.0.0.1", node.port, timeout=30)
-            for j in range(3):
-                c.request("GET", "/w%d/bytes/%d" % ((i + j) % 3 + 1, 1000 + i * 37 + j))
-                r = c.getresponse()
-                data = r.read()
-                assert hashlib.sha256(data).hexdigest() == r.getheader("X-Sha256")
-            c.close()
-        except Exception as e:  # noqa: BLE001
-            errors.append(repr(e))
-    threads = [threading.Thread(target=viewer, args=(i,)) for i in range(90)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors[:5]
+    ports = [n.port for n in cluster.nodes]
+    check_concurrent_downloads(90, lambda i: ports[i % 3],
+                               lambda i, j: "/w%d/bytes/%d" % ((i + j) % 3 + 1, 1000 + i * 37 + j))
 
 
 def test_unknown_worker_404_on_every_node(cluster):
@@ -398,10 +386,7 @@ def test_redis_restart_empty_reasserts_and_reconciles(cprocs):
             r, _ = fetch(node, "GET", "/w%d/status/204" % (i + 1))
             assert r.status == 204
     # a new registration is accepted locally
-    b = Backend()
-    cprocs.append(b)
-    c9 = Client(cl.nodes[0].url, "w9", b.port)
-    cprocs.append(c9)
+    cl.add_worker(cl.nodes[0].url, "w9")
     r, _ = fetch(cl.nodes[0], "GET", "/w9/status/204")
     assert r.status == 204
     # the same id on two nodes while Redis is away: the later one must win
@@ -433,10 +418,7 @@ def test_stale_route_is_retried(cprocs):
     says so, and the sender retries once after asking Redis again."""
     cl = Cluster(cprocs, workers=False)
     n1, n2, n3 = cl.nodes
-    b = Backend()
-    cprocs.append(b)
-    c = Client(n1.url, "roam", b.port)
-    cprocs.append(c)
+    b, c = cl.add_worker(n1.url, "roam")
     cl.wait_routes(["roam"])
     cl.redis.p.send_signal(19)  # SIGSTOP: nothing is published or answered
     try:
@@ -495,10 +477,7 @@ def test_peer_port_refuses_without_the_cluster_secret(cprocs):
     bad = cluster_node(cl.redis, "n9", {"WHT_CLUSTER_SECRET": "not-the-cluster-secret-000"})
     cprocs.append(bad)
     wait_peers([bad], 2)
-    b = Backend()
-    cprocs.append(b)
-    c = Client(node.url, "w1", b.port)
-    cprocs.append(c)
+    cl.add_worker(node.url, "w1")
     wait_for(lambda: fetch(cl.nodes[1], "GET", "/w1/status/204")[0].status == 204, 5, "w1 via n2")
     r, _ = fetch(bad, "GET", "/w1/status/204")
     assert r.status == 502
@@ -546,10 +525,7 @@ def test_pipelined_and_http10_requests_through_relay(cluster):
 
 def test_domain_mode_through_relay(cprocs):
     cl = Cluster(cprocs, n=2, workers=False, node_env={"WHT_DOMAIN": "tun.test"})
-    b = Backend()
-    cprocs.append(b)
-    c = Client(cl.nodes[0].url, "dw", b.port)
-    cprocs.append(c)
+    cl.add_worker(cl.nodes[0].url, "dw")
     wait_for(lambda: fetch(cl.nodes[1], "GET", "/echo/x", headers={"Host": "dw.tun.test"})[0].status == 200, 5,
              "dw by domain through n2")
     r, data = fetch(cl.nodes[1], "GET", "/echo/x?y=1", headers={"Host": "dw.tun.test:8080"})
@@ -568,10 +544,7 @@ def test_tls_viewer_scheme_survives_the_relay(cprocs, tmp_path):
     key, cert = make_cert(d, "server", "IP:127.0.0.1,DNS:localhost")
     ctx = ssl.create_default_context(cafile=ca)
     cl = Cluster(cprocs, n=2, workers=False, node_env={"TLS_KEY": key, "TLS_CERTIFICATE": cert}, ssl_ctx=ctx)
-    b = Backend()
-    cprocs.append(b)
-    c = Client("https://127.0.0.1:%d" % cl.nodes[0].port, "tw", b.port, args=["--ca", ca])
-    cprocs.append(c)
+    cl.add_worker("https://127.0.0.1:%d" % cl.nodes[0].port, "tw", args=["--ca", ca])
 
     def get():
         h = http.client.HTTPSConnection("127.0.0.1", cl.nodes[1].port, timeout=10, context=ctx)
@@ -663,13 +636,8 @@ def test_slow_relayed_viewers_do_not_stall_the_link(cprocs):
     session may buffer): the link must keep carrying everybody else."""
     cl = Cluster(cprocs, n=2, workers=False)
     n1, n2 = cl.nodes
-    clients = []
     for wid in ("s1", "s2", "s3"):
-        b = Backend()
-        cprocs.append(b)
-        c = Client(n1.url, wid, b.port)
-        cprocs.append(c)
-        clients.append(c)
+        cl.add_worker(n1.url, wid)
     cl.wait_routes(["s1", "s2", "s3"])
     stuck = []
     for i in range(40):
@@ -723,10 +691,7 @@ def test_drain_parks_requests_until_the_worker_moves(cprocs):
     worker when it registers on n2 (a second hop). n1 then leaves and exits."""
     cl = Cluster(cprocs, workers=False)
     n1, n2, n3 = cl.nodes
-    b = Backend()
-    cprocs.append(b)
-    c1 = Client(n1.url, "mv", b.port)
-    cprocs.append(c1)
+    b, c1 = cl.add_worker(n1.url, "mv")
     cl.wait_routes(["mv"])
     n1.p.send_signal(15)
     wait_for(lambda: "worker=mv left while the node drains" in n1.output(), 5, "mv to leave n1")
@@ -755,7 +720,6 @@ def test_drain_parks_requests_until_the_worker_moves(cprocs):
 
 
 def test_chunked_response_to_http10_viewer_through_relay(cluster):
-    from test_proxy import read_until_close
     head, body = read_until_close(cluster.nodes[0].port, b"GET /w2/chunked/300000 HTTP/1.0\r\n\r\n")
     assert "transfer-encoding" not in head.lower(), head
     assert body == pattern(300000)

@@ -7,7 +7,6 @@ may fail."""
 import http.client
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 import time

@@ -8,7 +8,7 @@ import time
 import pytest
 import websockets
 
-from conftest import Client, Node, rss_kb, wait_for
+from conftest import Client, Node, read_until_close, rss_kb, wait_for
 
 from backend import pattern
 
@@ -234,16 +234,8 @@ def test_slow_viewer_backpressure(procs, backend):
     assert peak_client < 64 * 1024, "client RSS grew by %d KiB" % peak_client
     s.close()
     # the node and the tunnel still serve
-    s = socket.create_connection(("127.0.0.1", n.port), timeout=10)
-    s.sendall(b"GET /w1/bytes/1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    buf = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    assert buf.startswith(b"HTTP/1.1 200 ") and buf.endswith(pattern(1000))
-    s.close()
+    head, body = read_until_close(n.port, b"GET /w1/bytes/1000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert head.startswith("HTTP/1.1 200 ") and body.endswith(pattern(1000))
 
 
 def test_sigterm_with_viewers_and_workers_connected(procs, backend):

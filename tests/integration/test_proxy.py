@@ -5,12 +5,11 @@ import http.client
 import json
 import os
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import Client, Node, check_streamed_lines, check_ws_echo
+from conftest import Client, Node, check_concurrent_downloads, check_streamed_lines, check_ws_echo, read_until_close
 
 from backend import pattern
 
@@ -184,25 +183,7 @@ def test_websocket_echo(tunnel):
 
 def test_100_concurrent_viewers(tunnel):
     n, _, _ = tunnel
-    errors = []
-
-    def worker(i):
-        try:
-            c = conn(n)
-            for j in range(3):
-                c.request("GET", "/w1/bytes/%d" % (1000 + i * 37 + j))
-                r = c.getresponse()
-                data = r.read()
-                assert hashlib.sha256(data).hexdigest() == r.getheader("X-Sha256")
-            c.close()
-        except Exception as e:  # noqa: BLE001
-            errors.append(repr(e))
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(100)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-    assert not errors, errors[:5]
+    check_concurrent_downloads(100, lambda i: n.port, lambda i, j: "/w1/bytes/%d" % (1000 + i * 37 + j))
 
 
 def test_reregistration_replaces_session(procs, backend):
@@ -273,20 +254,6 @@ def test_slow_header_timed_out(procs, backend):
     data = s.recv(4096)
     assert time.time() - start < 5
     assert data == b"" or data.startswith(b"HTTP/1.1 408 ")
-
-
-def read_until_close(port, request):
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(request)
-    buf = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    s.close()
-    head, _, body = buf.partition(b"\r\n\r\n")
-    return head.decode(errors="replace"), body
 
 
 def test_chunked_response_to_http10_viewer_is_dechunked(tunnel):
