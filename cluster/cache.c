@@ -3,14 +3,14 @@
 #include <string.h>
 
 #include "cluster/cache.h"
-#include "cluster/hash.h"
+#include "util/htab.h"
 
 struct cache__route {
     struct cache__route *lru_prev, *lru_next;   /* most recent at c->lru_head */
     struct cache__route *node_prev, *node_next; /* the routes of one member */
     uint64_t gen;
     uint16_t node; /* member slot index */
-    struct cluster__hnode h;
+    struct util_hnode h;
     char id[]; /* klen bytes and a NUL */
 };
 
@@ -27,7 +27,7 @@ struct cache__node {
 };
 
 struct cluster_cache {
-    struct cluster__htab tab;
+    struct util_htab tab;
     struct cache__route *lru_head, *lru_tail;
     size_t max_routes, max_bytes, max_nodes;
     size_t entry_bytes; /* routes' estimated allocation sizes */
@@ -53,7 +53,7 @@ static size_t cache__route_bytes(size_t id_len)
 
 static size_t cache__bytes(const struct cluster_cache *c)
 {
-    return c->entry_bytes + cluster__htab_bytes(&c->tab) +
+    return c->entry_bytes + util_htab_bytes(&c->tab) +
            c->nodes_used * cache__alloc_size(sizeof(struct cache__node)) + sizeof(*c);
 }
 
@@ -79,19 +79,19 @@ int cluster_cache_new(const struct cluster_cache_limits *lim, uint64_t seed, str
     c->max_bytes = l.max_bytes;
     c->max_nodes = l.max_nodes;
     /* one bucket per route at most: beyond, chains get longer instead of the array */
-    cluster__htab_init(&c->tab, CACHE_KEY_OFF, seed, l.max_routes);
+    util_htab_init(&c->tab, CACHE_KEY_OFF, seed, l.max_routes);
     *out = c;
     return 0;
 }
 
-static struct cache__route *cache__from_h(struct cluster__hnode *h)
+static struct cache__route *cache__from_h(struct util_hnode *h)
 {
     return h ? (struct cache__route *)((char *)h - offsetof(struct cache__route, h)) : NULL;
 }
 
 static struct cache__route *cache__find(const struct cluster_cache *c, const char *id, size_t len)
 {
-    return cache__from_h(cluster__htab_find(&c->tab, id, len, cluster__htab_hash(&c->tab, id, len)));
+    return cache__from_h(util_htab_find(&c->tab, id, len, util_htab_hash(&c->tab, id, len)));
 }
 
 static void cache__lru_unlink(struct cluster_cache *c, struct cache__route *r)
@@ -145,7 +145,7 @@ static void cache__node_link(struct cluster_cache *c, struct cache__route *r, ui
 
 static void cache__remove(struct cluster_cache *c, struct cache__route *r)
 {
-    cluster__htab_remove(&c->tab, &r->h);
+    util_htab_remove(&c->tab, &r->h);
     cache__lru_unlink(c, r);
     cache__node_unlink(c, r);
     c->entry_bytes -= cache__route_bytes(r->h.klen);
@@ -164,7 +164,7 @@ void cluster_cache_free(struct cluster_cache *c)
     }
     for (size_t i = 0; i < CLUSTER_MAX_NODES; i++)
         free(c->nodes[i]);
-    cluster__htab_free(&c->tab);
+    util_htab_free(&c->tab);
     free(c);
 }
 
@@ -385,8 +385,8 @@ int cluster_cache_put(struct cluster_cache *c, const char *id, size_t id_len, ui
     r->id[id_len] = '\0';
     r->gen = gen;
     r->h.klen = (uint16_t)id_len;
-    r->h.hash = cluster__htab_hash(&c->tab, id, id_len);
-    if (cluster__htab_insert(&c->tab, &r->h) != 0) {
+    r->h.hash = util_htab_hash(&c->tab, id, id_len);
+    if (util_htab_insert(&c->tab, &r->h) != 0) {
         free(r);
         return CLUSTER_E_NOMEM;
     }

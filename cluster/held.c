@@ -60,15 +60,15 @@ void reg__list_push(struct cluster_registry *reg, struct cluster__held *e, enum 
 
 struct cluster__held *reg__held_find(const struct cluster_registry *reg, const char *id, size_t len)
 {
-    struct cluster__hnode *h =
-        cluster__htab_find(&reg->held, id, len, cluster__htab_hash(&reg->held, id, len));
+    struct util_hnode *h =
+        util_htab_find(&reg->held, id, len, util_htab_hash(&reg->held, id, len));
     return h ? (struct cluster__held *)((char *)h - offsetof(struct cluster__held, h)) : NULL;
 }
 
 /* Takes e out of the table and its list. It is freed now, or by its assert's reply. */
 void reg__held_detach(struct cluster_registry *reg, struct cluster__held *e, int release)
 {
-    cluster__htab_remove(&reg->held, &e->h);
+    util_htab_remove(&reg->held, &e->h);
     reg__list_remove(reg, e);
     reg->held_n--;
     e->detached = 1;
@@ -210,7 +210,7 @@ void reg__pump(struct cluster_registry *reg)
 void reg__reassert_all(struct cluster_registry *reg)
 {
     for (size_t i = 0; i < reg->held.nb; i++)
-        for (struct cluster__hnode *h = reg->held.b[i]; h; h = h->next) {
+        for (struct util_hnode *h = reg->held.b[i]; h; h = h->next) {
             struct cluster__held *e = (struct cluster__held *)((char *)h - offsetof(struct cluster__held, h));
             if (e->inflight)
                 e->again = 1;

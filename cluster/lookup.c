@@ -13,7 +13,7 @@ void reg__group_unlink(struct cluster_registry *reg, struct reg__group *g)
 {
     if (!g->in_table)
         return;
-    cluster__htab_remove(&reg->groups, &g->h);
+    util_htab_remove(&reg->groups, &g->h);
     if (g->prev)
         g->prev->next = g->next;
     else
@@ -117,8 +117,8 @@ int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t
         return CLUSTER_E_DOWN;
     if (reg->waiters_n >= reg->max_lookup_waiters)
         return CLUSTER_E_LIMIT;
-    uint32_t hash = cluster__htab_hash(&reg->groups, id, id_len);
-    struct cluster__hnode *h = cluster__htab_find(&reg->groups, id, id_len, hash);
+    uint32_t hash = util_htab_hash(&reg->groups, id, id_len);
+    struct util_hnode *h = util_htab_find(&reg->groups, id, id_len, hash);
     g = h ? (struct reg__group *)((char *)h - offsetof(struct reg__group, h)) : NULL;
     if (!g) {
         char key[REG_ROUTE_KEY_MAX];
@@ -132,7 +132,7 @@ int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t
         g->h.klen = (uint16_t)id_len;
         g->h.hash = hash;
         rq = reg__req_new(&reg->cmd, REQ_GET);
-        if (!rq || cluster__htab_insert(&reg->groups, &g->h) != 0) {
+        if (!rq || util_htab_insert(&reg->groups, &g->h) != 0) {
             free(rq);
             free(g);
             return CLUSTER_E_NOMEM;
@@ -142,7 +142,7 @@ int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t
         const char *argv[2] = {"GET", key};
         size_t lens[2] = {3, kl};
         if (reg__send(&reg->cmd, rq, 2, argv, lens) != 0) {
-            cluster__htab_remove(&reg->groups, &g->h);
+            util_htab_remove(&reg->groups, &g->h);
             free(g);
             return CLUSTER_E_DOWN;
         }

@@ -187,7 +187,7 @@ void reg__cmd_down(struct cluster_registry *reg, int err)
 {
     reg->beat_inflight = 0;
     for (size_t i = 0; i < reg->held.nb; i++)
-        for (struct cluster__hnode *h = reg->held.b[i]; h; h = h->next)
+        for (struct util_hnode *h = reg->held.b[i]; h; h = h->next)
             ((struct cluster__held *)((char *)h - offsetof(struct cluster__held, h)))->confirmed = 0;
     /* registrations not yet asserted get their generation from their registration time */
     for (struct cluster__held *e = reg->dirty.head; e; e = e->next)

@@ -223,8 +223,8 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
     snprintf(reg->addr, sizeof(reg->addr), "%s", o->advertise);
     reg->prefix_len = strlen(prefix);
     memcpy(reg->prefix, prefix, reg->prefix_len + 1);
-    reg->rng = cluster__random_seed() | 1;
-    reg->boot = cluster__random_seed();
+    reg->rng = util_random_seed() | 1;
+    reg->boot = util_random_seed();
     rc = cluster_member_value_format(reg->member_value, sizeof(reg->member_value), reg->node_id,
                                      reg->node_len, reg->addr, strlen(reg->addr), reg->boot);
     if (rc < 0)
@@ -239,12 +239,12 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
              reg->node_boot + reg->node_len + 1);
 
     struct cluster_cache_limits lim = {o->cache_max_routes, o->cache_max_bytes, 0};
-    if ((rc = cluster_cache_new(&lim, cluster__random_seed(), &reg->cache)) != 0)
+    if ((rc = cluster_cache_new(&lim, util_random_seed(), &reg->cache)) != 0)
         goto fail;
-    cluster__htab_init(&reg->held, offsetof(struct cluster__held, id) - offsetof(struct cluster__held, h),
-                       cluster__random_seed(), reg->max_held);
-    cluster__htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
-                       cluster__random_seed(), reg->max_pending_lookups);
+    util_htab_init(&reg->held, offsetof(struct cluster__held, id) - offsetof(struct cluster__held, h),
+                       util_random_seed(), reg->max_held);
+    util_htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
+                       util_random_seed(), reg->max_pending_lookups);
     rc = CLUSTER_E_NOMEM;
     if (reg__conn_init(reg, &reg->cmd, REG_CONN_CMD) != 0 ||
         reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0)
@@ -298,13 +298,13 @@ static void reg__really_free(struct cluster_registry *reg)
     reg__conn_close(&reg->cmd);
     reg__conn_close(&reg->sub);
     for (size_t i = 0; i < reg->held.nb; i++) {
-        struct cluster__hnode *h = reg->held.b[i], *next;
+        struct util_hnode *h = reg->held.b[i], *next;
         for (; h; h = next) {
             next = h->next;
             free((char *)h - offsetof(struct cluster__held, h));
         }
     }
-    cluster__htab_free(&reg->held);
+    util_htab_free(&reg->held);
     /* groups: all had a GET in flight, answered NULL above; any left are freed here */
     while (reg->grp_head) {
         struct reg__group *g = reg->grp_head;
@@ -316,7 +316,7 @@ static void reg__really_free(struct cluster_registry *reg)
         }
         free(g);
     }
-    cluster__htab_free(&reg->groups);
+    util_htab_free(&reg->groups);
     while (reg->rel_head) {
         struct reg__release *r = reg->rel_head;
         reg->rel_head = r->next;
@@ -346,8 +346,8 @@ int cluster_registry_register(struct cluster_registry *reg, const char *id, size
             return CLUSTER_E_NOMEM;
         memcpy(e->id, id, id_len);
         e->h.klen = (uint16_t)id_len;
-        e->h.hash = cluster__htab_hash(&reg->held, id, id_len);
-        if (cluster__htab_insert(&reg->held, &e->h) != 0) {
+        e->h.hash = util_htab_hash(&reg->held, id, id_len);
+        if (util_htab_insert(&reg->held, &e->h) != 0) {
             free(e);
             return CLUSTER_E_NOMEM;
         }
@@ -417,7 +417,7 @@ int cluster_registry_leave(struct cluster_registry *reg, cluster_done_cb *cb, vo
     reg->leave_deadline_ms = reg__now_ms() + reg->command_timeout_ms;
     /* release every held worker, ahead of the leave script and regardless of the in-flight limit */
     for (size_t i = 0; i < reg->held.nb; i++) {
-        struct cluster__hnode *h;
+        struct util_hnode *h;
         while ((h = reg->held.b[i]) != NULL) {
             struct cluster__held *e = (struct cluster__held *)((char *)h - offsetof(struct cluster__held, h));
             reg__held_detach(reg, e, 1);
@@ -470,7 +470,7 @@ void cluster_registry_stats(const struct cluster_registry *reg, struct cluster_r
     st->held = reg->held_n;
     st->held_unconfirmed = 0;
     for (size_t i = 0; i < reg->held.nb; i++)
-        for (struct cluster__hnode *h = reg->held.b[i]; h; h = h->next)
+        for (struct util_hnode *h = reg->held.b[i]; h; h = h->next)
             if (!((struct cluster__held *)((char *)h - offsetof(struct cluster__held, h)))->confirmed)
                 st->held_unconfirmed++;
     st->peers_up = cs.nodes_up;

@@ -13,7 +13,7 @@
 
 #include "cluster/cache.h"
 #include "cluster/cluster.h"
-#include "cluster/hash.h"
+#include "util/htab.h"
 #include "cluster/registry.h"
 
 #define REG_TICK_MS 100   /* housekeeping period: timeouts, heartbeat, refreshes */
@@ -93,7 +93,7 @@ struct cluster__held {
     unsigned release : 1;   /* detached by unregister: release the record once its gen is known */
     unsigned confirmed : 1; /* Redis confirmed gen since the last (re)connection */
     unsigned again : 1;     /* assert once more after the one in flight (messages may have been missed) */
-    struct cluster__hnode h;
+    struct util_hnode h;
     char id[];
 };
 
@@ -116,7 +116,7 @@ struct reg__group {
     struct cluster_lookup *head, *tail;
     int64_t deadline_ms;
     unsigned in_table : 1;
-    struct cluster__hnode h;
+    struct util_hnode h;
     char id[];
 };
 
@@ -164,7 +164,7 @@ struct cluster_registry {
 
     struct cluster_cache *cache;
 
-    struct cluster__htab held;
+    struct util_htab held;
     struct reg__list dirty, retry, refresh;
     size_t held_n, inflight;
     uint64_t last_gen; /* highest generation seen anywhere */
@@ -172,7 +172,7 @@ struct cluster_registry {
     struct reg__release *rel_head, *rel_tail;
     size_t rel_n;
 
-    struct cluster__htab groups;
+    struct util_htab groups;
     struct reg__group *grp_head, *grp_tail; /* by deadline */
     size_t groups_n, waiters_n;
 

@@ -13,6 +13,7 @@
 #include "node/log.h"
 #include "node/node.h"
 #include "node/token.h"
+#include "util/util.h"
 
 extern char **environ;
 
@@ -67,7 +68,7 @@ static int cmd_token(int argc, char **argv)
         return 2;
     }
     int64_t ttl_ms;
-    if (!id || !token_valid_id(id, strlen(id))) {
+    if (!id || !util_valid_worker_id(id, strlen(id))) {
         fprintf(stderr, "whtunnel token: --id must match [a-zA-Z0-9_~.%%-]+\n");
         config_free(&cfg);
         return 2;

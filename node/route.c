@@ -11,6 +11,7 @@
 #include "cluster/registry.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "util/util.h"
 
 static int path_is(const struct http1_request *r, const char *p)
 {
@@ -62,7 +63,7 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
 {
     struct node *n = v->node;
     char id[NODE_MAX_ID + 1];
-    if (!token_valid_id(idh->value, idh->value_len)) {
+    if (!util_valid_worker_id(idh->value, idh->value_len)) {
         viewer_fail(v, 400, "Bad Request", "invalid worker id\n");
         return;
     }
@@ -315,7 +316,7 @@ void viewer_route(struct viewer *v)
         route_path_len += rest_len;
     }
     v->fwd_path_len = route_path_len;
-    if (id_len == 0 || !token_valid_id(id, id_len)) {
+    if (id_len == 0 || !util_valid_worker_id(id, id_len)) {
         viewer_fail(v, 404, "Not Found", "not found\n");
         return;
     }

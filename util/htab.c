@@ -1,13 +1,12 @@
-/* The intrusive hash table used across cluster/ (see hash.h). */
+/* The intrusive hash table of the project (see htab.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 #include <time.h>
 
-#include "cluster/cluster.h"
-#include "cluster/hash.h"
+#include "util/htab.h"
 
-void cluster__htab_init(struct cluster__htab *t, size_t key_off, uint64_t seed, size_t max_buckets)
+void util_htab_init(struct util_htab *t, size_t key_off, uint64_t seed, size_t max_buckets)
 {
     size_t m = 16;
     while (m * 2 <= max_buckets && m * 2 != 0)
@@ -18,14 +17,14 @@ void cluster__htab_init(struct cluster__htab *t, size_t key_off, uint64_t seed, 
     t->max_buckets = m;
 }
 
-void cluster__htab_free(struct cluster__htab *t)
+void util_htab_free(struct util_htab *t)
 {
     free(t->b);
     t->b = NULL;
     t->nb = t->n = 0;
 }
 
-static uint64_t htab__mix(uint64_t h)
+static uint64_t util__htab_mix(uint64_t h)
 {
     h ^= h >> 33;
     h *= UINT64_C(0xff51afd7ed558ccd);
@@ -35,45 +34,45 @@ static uint64_t htab__mix(uint64_t h)
     return h;
 }
 
-uint32_t cluster__htab_hash(const struct cluster__htab *t, const char *key, size_t len)
+uint32_t util_htab_hash(const struct util_htab *t, const char *key, size_t len)
 {
-    uint64_t h = htab__mix(t->seed ^ (len * UINT64_C(0x9e3779b97f4a7c15)));
+    uint64_t h = util__htab_mix(t->seed ^ (len * UINT64_C(0x9e3779b97f4a7c15)));
     size_t i = 0;
     for (; i + 8 <= len; i += 8) {
         uint64_t w;
         memcpy(&w, key + i, 8);
-        h = htab__mix(h ^ w) + UINT64_C(0x9e3779b97f4a7c15);
+        h = util__htab_mix(h ^ w) + UINT64_C(0x9e3779b97f4a7c15);
     }
     uint64_t w = 0;
     memcpy(&w, key + i, len - i);
-    h = htab__mix(h ^ w ^ t->seed);
+    h = util__htab_mix(h ^ w ^ t->seed);
     return (uint32_t)(h >> 32);
 }
 
-static const char *htab__key(const struct cluster__htab *t, const struct cluster__hnode *n)
+static const char *util__htab_key(const struct util_htab *t, const struct util_hnode *n)
 {
     return (const char *)n + t->key_off;
 }
 
-struct cluster__hnode *cluster__htab_find(const struct cluster__htab *t, const char *key, size_t len,
+struct util_hnode *util_htab_find(const struct util_htab *t, const char *key, size_t len,
                                           uint32_t hash)
 {
     if (!t->nb)
         return NULL;
-    for (struct cluster__hnode *n = t->b[hash & (t->nb - 1)]; n; n = n->next)
-        if (n->hash == hash && n->klen == len && memcmp(htab__key(t, n), key, len) == 0)
+    for (struct util_hnode *n = t->b[hash & (t->nb - 1)]; n; n = n->next)
+        if (n->hash == hash && n->klen == len && memcmp(util__htab_key(t, n), key, len) == 0)
             return n;
     return NULL;
 }
 
-static void htab__grow(struct cluster__htab *t)
+static void util__htab_grow(struct util_htab *t)
 {
     size_t nb = t->nb * 2;
-    struct cluster__hnode **b = calloc(nb, sizeof(*b));
+    struct util_hnode **b = calloc(nb, sizeof(*b));
     if (!b)
         return;
     for (size_t i = 0; i < t->nb; i++) {
-        struct cluster__hnode *n = t->b[i], *next;
+        struct util_hnode *n = t->b[i], *next;
         for (; n; n = next) {
             next = n->next;
             n->next = b[n->hash & (nb - 1)];
@@ -85,26 +84,26 @@ static void htab__grow(struct cluster__htab *t)
     t->nb = nb;
 }
 
-int cluster__htab_insert(struct cluster__htab *t, struct cluster__hnode *n)
+int util_htab_insert(struct util_htab *t, struct util_hnode *n)
 {
     if (!t->nb) {
         t->b = calloc(16, sizeof(*t->b));
         if (!t->b)
-            return CLUSTER_E_NOMEM;
+            return -1;
         t->nb = 16;
     }
     if (t->n >= t->nb && t->nb < t->max_buckets)
-        htab__grow(t);
-    struct cluster__hnode **head = &t->b[n->hash & (t->nb - 1)];
+        util__htab_grow(t);
+    struct util_hnode **head = &t->b[n->hash & (t->nb - 1)];
     n->next = *head;
     *head = n;
     t->n++;
     return 0;
 }
 
-void cluster__htab_remove(struct cluster__htab *t, struct cluster__hnode *n)
+void util_htab_remove(struct util_htab *t, struct util_hnode *n)
 {
-    struct cluster__hnode **pp = &t->b[n->hash & (t->nb - 1)];
+    struct util_hnode **pp = &t->b[n->hash & (t->nb - 1)];
     while (*pp && *pp != n)
         pp = &(*pp)->next;
     if (*pp) {
@@ -114,12 +113,12 @@ void cluster__htab_remove(struct cluster__htab *t, struct cluster__hnode *n)
     }
 }
 
-size_t cluster__htab_bytes(const struct cluster__htab *t)
+size_t util_htab_bytes(const struct util_htab *t)
 {
     return t->nb * sizeof(*t->b);
 }
 
-uint64_t cluster__random_seed(void)
+uint64_t util_random_seed(void)
 {
     uint64_t s = 0;
     if (getrandom(&s, sizeof(s), GRND_NONBLOCK) != (ssize_t)sizeof(s)) {

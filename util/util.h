@@ -1,0 +1,56 @@
+/* util: small pieces of logic that mux/, cluster/, node/ and client/ all
+ * need and must agree on: the clock, the worker-id rule, host:port parsing.
+ * libc only; no I/O, no logging. (The hash table is util/htab.h.) */
+#ifndef WHT_UTIL_UTIL_H
+#define WHT_UTIL_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Milliseconds of the monotonic clock (CLOCK_MONOTONIC): for timeouts and
+ * deadlines, never for dates. */
+int64_t util_now_ms(void);
+
+/* Milliseconds since the Unix epoch (CLOCK_REALTIME): for dates and the
+ * cluster's generation floor. */
+int64_t util_wall_ms(void);
+
+/* A worker id, the original service's rule: 1..UTIL_MAX_ID_LEN bytes of
+ * [A-Za-z0-9_~.%-]. */
+#define UTIL_MAX_ID_LEN 255
+#define UTIL_ID_CHARS "_~.%-" /* besides letters and digits */
+
+/* 1 if id (len bytes) is a valid worker id, else 0 (NULL is not valid). */
+int util_valid_worker_id(const char *id, size_t len);
+
+/* 1 if each of the len bytes of s is a letter, a digit or one of extra
+ * (a NUL-terminated set; NUL itself never matches). 1 for len 0. */
+int util_chars_only(const char *s, size_t len, const char *extra);
+
+/* host:port, parsed by util_hostport_parse(). */
+struct util_hostport {
+    const char *host; /* into the parsed text; brackets of an IPv6 literal removed */
+    size_t host_len;
+    int port;         /* 0..65535; the caller's default when the text has none */
+    int ipv6;         /* the host was a bracketed IPv6 literal */
+};
+
+enum util_hostport_flags {
+    UTIL_HP_PORT_OPTIONAL = 1, /* "host" and "[v6]" alone are fine: port stays as *out had it */
+    UTIL_HP_PORT_ZERO = 2,     /* port 0 is allowed (the kernel picks one) */
+};
+
+/* Parses "host:port" or "[ipv6]:port" (len bytes of s; no NUL needed).
+ * host: a DNS name or IPv4 address (letters, digits, '-', '.', '_'; 1..253
+ * bytes), or an IPv6 literal in brackets (hex digits, ':' and '.', at least
+ * two ':', at most 45 bytes). port: 1..5 decimal digits, no sign, 1..65535
+ * (0 too with UTIL_HP_PORT_ZERO). out->port is read as the default when the
+ * port is optional and missing. Returns 0 with *out filled, or -1 (out is
+ * then unchanged). */
+int util_hostport_parse(const char *s, size_t len, unsigned flags, struct util_hostport *out);
+
+/* Formats host and port as "host:port", or "[host]:port" when host holds a
+ * ':'. Returns the length written (NUL-terminated), or -1 if cap is too small. */
+int util_hostport_format(char *out, size_t cap, const char *host, int port);
+
+#endif
