@@ -636,3 +636,131 @@ def test_viewer_gone_while_queued(procs, fakes):
     assert read_response(s3)[1] == b"third"
     s3.close()
     assert len(fw.syns) == 2
+
+
+def ws_client_frame(opcode, payload=b"", fin=True):
+    """One masked client WebSocket frame, as bytes (to be sent with others in one sendall)."""
+    n = len(payload)
+    b0 = (0x80 if fin else 0) | opcode
+    if n < 126:
+        hdr = struct.pack("!BB", b0, 0x80 | n)
+    elif n < 65536:
+        hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
+    else:
+        hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
+    mask = os.urandom(4)
+    return hdr + mask + _mask(payload, mask)
+
+
+def read_server_frames(s, buf, until, timeout=5.0):
+    """Reads unmasked server frames from s (buf: bytes already received) until
+    until(frames) is true; returns (frames as (opcode, payload), rest of buf)."""
+    frames = []
+    deadline = time.time() + timeout
+    while not until(frames):
+        if len(buf) >= 2:
+            b1 = buf[1]
+            assert not b1 & 0x80, "a masked frame from the node"
+            n, h = b1 & 0x7F, 2
+            if n == 126 and len(buf) >= 4:
+                n, h = struct.unpack("!H", buf[2:4])[0], 4
+            elif n == 127 and len(buf) >= 10:
+                n, h = struct.unpack("!Q", buf[2:10])[0], 10
+            if n < 126 and len(buf) >= h + n:
+                frames.append((buf[0] & 0x0F, buf[h:h + n]))
+                buf = buf[h + n:]
+                continue
+        left = deadline - time.time()
+        assert left > 0, "timed out: frames so far %r, pending %r" % (frames, buf[:60])
+        s.settimeout(left)
+        d = s.recv(65536)
+        assert d, "the node closed the connection: frames so far %r" % frames
+        buf += d
+    return frames, buf
+
+
+def test_pipelined_registration_does_not_corrupt_worker_reads(procs, fakes):
+    """A worker's message completes a viewer's keep-alive response; that viewer
+    connection has a worker registration (with the new worker's first
+    WebSocket frames) pipelined behind the request. The registration starts
+    the new session inside the first worker's read callback, and the new
+    session reads its pending frames at once: that must not disturb the rest
+    of the first worker's bytes, read in the same chunk.
+
+    The byte layout makes a shared read buffer show: worker B's pipelined
+    frames are a ping exactly as long as A's completing frame, then pings of
+    the same size as A's later pings, and more of them. Were B's bytes to
+    overwrite A's chunk, A's session would parse B's pings in place of its own
+    and answer A with B's payloads."""
+    n, fa = start(procs, fakes, env={"WHT_PING_INTERVAL": "60s"}, wid="wa")  # no periodic ping in between
+    resp = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    first_len = len(ws_client_frame(0x2, mux_frame(DAT, 0, resp)))  # the same for any stream id
+    p = first_len - 6  # payload of a ping with the same frame length (2-byte header + mask)
+    assert p <= 125
+    a_pings = [(b"A-ping-%d " % i).ljust(100, b"a") for i in range(3)]
+    b_pings = [b"B-filler ".ljust(p, b"f")] + [(b"B-ping-%d " % i).ljust(100, b"b") for i in range(5)]
+    b_list = [ws_client_frame(0x9, x) for x in b_pings]
+    b_frames = b"".join(b_list)
+    a_rest = b"".join(ws_client_frame(0x9, x) for x in a_pings)
+    assert len(b_frames) > first_len + len(a_rest)  # B's bytes cover the whole of A's chunk
+    key = base64.b64encode(os.urandom(16)).decode()
+    registration = ("GET / HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUser-Agent: Go-http-client/1.1\r\n"
+                    "Authorization: Bearer %s\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                    "Sec-WebSocket-Version: 13\r\nUpgrade: websocket\r\nX-Websocktunnel-Id: wb\r\n\r\n"
+                    % (n.port, make_token("wb"), key)).encode()
+    # one sendall: a keep-alive GET for wa, wb's registration, wb's first frames
+    sv = viewer(n, b"GET /wa/first HTTP/1.1\r\nHost: v\r\n\r\n" + registration + b_frames)
+    try:
+        sid, _ = fa.expect(SYN, timeout=5)
+        fa.ack(sid, 1024)
+        req = b""
+        while b"\r\n\r\n" not in req:
+            t, s2, d = fa.next_frame()
+            if s2 == sid and t == DAT:
+                req += d
+        assert req.startswith(b"GET /first HTTP/1.1\r\n"), req[:40]
+        time.sleep(0.1)  # the node has long read the viewer's bytes (one segment on loopback)
+        # one sendall from A: the frame that completes the response, then three pings
+        first = ws_client_frame(0x2, mux_frame(DAT, sid, resp))
+        assert len(first) == first_len
+        with fa.send_lock:
+            fa.sock.sendall(first + a_rest)
+
+        # the viewer connection: the response, then wb's 101, then wb's session
+        buf = b""
+        sv.settimeout(5)
+        deadline = time.time() + 5
+        while buf.count(b"\r\n\r\n") < 2:
+            assert time.time() < deadline, buf
+            d = sv.recv(65536)
+            assert d, "the node closed the viewer connection: %r" % buf
+            buf += d
+        head1, rest = buf.split(b"\r\n\r\n", 1)
+        assert head1.startswith(b"HTTP/1.1 200 "), buf
+        assert rest.startswith(b"ok"), rest[:60]
+        head2, buf = rest[2:].split(b"\r\n\r\n", 1)
+        assert head2.startswith(b"HTTP/1.1 101 "), head2
+        want = base64.b64encode(hashlib.sha1((key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode())
+                                .digest()).decode()
+        assert ("sec-websocket-accept: " + want.lower()).encode() in head2.lower()
+        frames, buf = read_server_frames(sv, buf, lambda f: sum(1 for o, _ in f if o == 0xA) >= len(b_pings))
+        assert (0x9, b"") in frames  # the node's ping at the start of wb's session
+        assert [d for o, d in frames if o == 0xA] == b_pings  # every one of wb's pings answered, exactly
+
+        # A's session went on with A's own bytes: its three pings answered with their payloads
+        wait_for(lambda: len(fa.pongs) >= len(a_pings) or fa.eof.is_set(), 5, "wa's pongs")
+        assert not fa.eof.is_set(), "the node dropped wa's session"
+        time.sleep(0.2)  # no extra pong either
+
+        def whose(pong):  # wb's ping payloads, as sent or unmasked in place once and masked again
+            for i, (f, x) in enumerate(zip(b_list, b_pings)):
+                if pong in (x, _mask(x, f[2:6])):
+                    return "wb's ping %d (%r)" % (i, x[:9])
+            return "its own" if pong in a_pings else "unknown"
+        assert fa.pongs == a_pings, "wa's pings were answered with the payloads of %s" % [whose(x) for x in fa.pongs]
+        head, body, req = request_through(n, fa, "/after", b"after")
+        assert head.startswith("HTTP/1.1 200 ") and body == b"after"
+        assert req.startswith(b"GET /after HTTP/1.1\r\n")
+        assert not fa.eof.is_set() and n.alive()
+    finally:
+        sv.close()
