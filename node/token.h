@@ -3,30 +3,37 @@
  * A worker proves it may register an id with a JWT, HS256 only, signed with
  * one of two shared secrets (A and B, so a secret can be rotated without
  * downtime). token_verify() checks one; token_mint() makes one (the
- * `whtunnel token` subcommand and the tests). libjwt 1.10 decodes and signs;
- * the checks libjwt does not make are made here, before libjwt sees anything:
+ * `whtunnel token` subcommand and the tests). libjwt 1.10 checks the
+ * signature and signs, jansson reads the JSON; what libjwt 1.10 gets wrong or
+ * does not check is checked here:
  *
  *   - shape: 1..TOKEN_MAX_LEN bytes of [A-Za-z0-9_.-], exactly three
  *     dot-separated parts, header and payload non-empty base64url;
  *   - header: a JSON object whose "alg" is the string "HS256" (libjwt 1.10
- *     also accepts HS384/HS512 with the same key, and "none"), "alg" given
- *     once; a "typ", if present, is "JWT" in any case (libjwt's own rule);
- *   - signature: exactly 32 bytes of canonical base64url, HMAC-SHA256 of
- *     "header.payload" under secret A, else secret B, compared in constant
- *     time; then libjwt decodes the token with the secret that matched.
- *   - claims (as libjwt parsed them): "tid" a string equal to the id byte for
- *     byte; "exp" and "nbf" integers (NumericDate, seconds; a real such as
- *     1795549652.0 is refused); 0 < exp - nbf <= TOKEN_MAX_WINDOW_S (31 days,
- *     in seconds: the originals compared seconds with nanoseconds); "aud"
- *     checked only when an audience is configured, and then required and
- *     equal to it (a string, or an array with it among its strings); with no
- *     audience configured, any "aud" is accepted; "iat" informational;
+ *     also accepts "hs256", HS384/HS512 with the same key, and "none"); no
+ *     member given twice ("alg" twice is TOKEN_E_ALG; libjwt takes the last);
+ *     a "typ", if present, is "JWT" in any case (libjwt's own rule);
+ *   - payload: a JSON object (libjwt also takes an array), the whole decoded
+ *     part (libjwt reads up to a NUL byte); of duplicate members the last
+ *     counts (RFC 7519 section 4, as libjwt);
+ *   - signature: libjwt's jwt_decode with secret A, else secret B: the
+ *     canonical base64url of HMAC-SHA256 of "header.payload", compared in
+ *     constant time (Debian's libjwt 1.10.2-1+deb12u1, CVE-2024-25189);
+ *   - claims (as libjwt parsed them, which must equal the payload above):
+ *     "tid" a string equal to the id byte for byte; "exp" and "nbf" integers
+ *     (NumericDate, seconds; a real such as 1795549652.0 or 1.7e9 is
+ *     refused); 0 < exp - nbf <= TOKEN_MAX_WINDOW_S (31 days, in seconds: the
+ *     originals compared seconds with nanoseconds); "aud" checked only when
+ *     an audience is configured, and then required and equal to it (a string,
+ *     or an array with it among its strings); with no audience configured,
+ *     any "aud" is accepted; "iat" informational;
  *   - time: nbf - leeway <= now < exp + leeway, leeway (clock skew allowance)
  *     0 by default: minted tokens already start 5 minutes in the past.
  *
  * Checks run in this order, so a token with several faults reports the
- * first: shape, header (alg, typ), payload is a JSON object, signature,
- * libjwt's decoding, claim presence and types, tid, aud, window, time.
+ * first: shape, header (JSON, alg, typ), payload is a JSON object, signature,
+ * libjwt's view of the payload, claim presence and types, tid, aud, window,
+ * time.
  *
  * No logging here, and nothing returned contains the token or a secret:
  * token_strerror() gives a short reason fit for a log line and a 401 body.
@@ -39,7 +46,7 @@
 #include <stdint.h>
 
 #define TOKEN_MAX_LEN 8192                     /* bytes of a token (the part after "Bearer ") */
-#define TOKEN_MAX_ID_LEN 255                   /* bytes of a worker id (token_valid_id) */
+#define TOKEN_MAX_ID_LEN 255                   /* bytes of a worker id (util_valid_worker_id) */
 #define TOKEN_MAX_SECRET_LEN 4096              /* bytes of a secret */
 #define TOKEN_MAX_AUDIENCE_LEN 1024            /* bytes of the configured audience and of minted aud */
 #define TOKEN_MAX_WINDOW_S (31 * 86400)        /* largest exp - nbf, seconds */
@@ -104,7 +111,7 @@ int token_verify(const struct token_keys *keys, const char *token, size_t token_
 int token_inspect(const char *token, size_t token_len, struct token_claims *out);
 
 /* Mints an HS256 token for worker `id` (NUL-terminated, must pass
- * token_valid_id) with claims tid, iat = now_s, nbf = now_s - 300,
+ * util_valid_worker_id) with claims tid, iat = now_s, nbf = now_s - 300,
  * exp = now_s + ttl_s, and aud = `aud` unless aud is NULL or "". secret is
  * secret_len raw bytes, 1..TOKEN_MAX_SECRET_LEN. ttl_s must be > 0 and keep
  * exp - nbf within 31 days (ttl_s <= TOKEN_MAX_WINDOW_S - 300); now_s must be
@@ -123,10 +130,6 @@ int token_mint(const char *secret, size_t secret_len, const char *id, int64_t no
  * matches but is longer than TOKEN_MAX_LEN (the node answers 401, as
  * token_verify would); else TOKEN_E_BEARER (the node answers 400). */
 int token_parse_bearer(const char *authz_value, size_t len, const char **tok, size_t *tok_len);
-
-/* Returns 1 if id (len bytes) is a valid worker id, ^[a-zA-Z0-9_~.%-]+$ with
- * 1..TOKEN_MAX_ID_LEN bytes, else 0. */
-int token_valid_id(const char *id, size_t len);
 
 /* A short static description of a token_verify/token_mint/... result, for
  * logs and 401 bodies; never NULL. */
