@@ -7,9 +7,10 @@
  * token feed on stdin. docs/client.md describes the behaviour.
  *
  * Files: main.c (command line, config table, event loop, signals), log.c (the
- * log sink), util.c (pure helpers: URL, id and token checks, backoff),
- * tunnel.c (the WebSocket to the node, the mux session, reconnects, stdin),
- * backend.c (one raw TCP connection to the local port per stream).
+ * log sink), util.c (pure helpers: URL, token and port checks, backoff; the
+ * clock and the worker-id rule are util/util.h's), tunnel.c (the WebSocket to
+ * the node, the mux session, reconnects, stdin), backend.c (one raw TCP
+ * connection to the local port per stream).
  *
  * Everything runs on lws's own event loop, in one thread. The config and the
  * log sink are the only globals.
@@ -21,13 +22,13 @@
 #include <stdint.h>
 
 #include "mux/mux.h"
+#include "util/util.h"
 
 #include <libwebsockets.h>
 #include <sys/queue.h>
 
 /* Limits. Every buffer and queue has one. */
 #define CLIENT_MAX_URL 2048      /* server URL, and the client URL the node returns */
-#define CLIENT_MAX_ID 255        /* worker id */
 #define CLIENT_MAX_TOKEN 8192    /* JWT */
 #define CLIENT_MAX_BACKENDS 1024 /* concurrent streams forwarded to the local port */
 #define CLIENT_MAX_MESSAGE (1024 * 1024 + MUX_MAX_CONTROL_LEN) /* reassembled WebSocket message */
@@ -97,27 +98,22 @@ void client_log_setup_lws(enum client_log_level level);
 /* ---- pure helpers (util.c) ----------------------------------------------- */
 
 /* Parses a server URL (ws, wss, http, https; no user info, no fragment) into
- * *out. Returns 0, or -1 with a static message in *why. */
+ * *out; its host[:port] is read by util_hostport_parse(). Returns 0, or -1
+ * with a static message in *why. */
 int client_url_parse(const char *text, struct client_url *out, const char **why);
-
-/* Whether id is a valid worker id: 1..CLIENT_MAX_ID characters of
- * [A-Za-z0-9_~.%-] (what the 2019 server accepts). */
-int client_id_valid(const char *id);
 
 /* Whether tok can be sent as "Authorization: Bearer <tok>": 1..CLIENT_MAX_TOKEN
  * characters of [A-Za-z0-9_.-] (the servers' own pattern). */
 int client_token_valid(const char *tok, size_t len);
 
-/* Parses a TCP port: decimal digits only, 1..65535. Returns it or -1. */
+/* Parses a TCP port (NUL-terminated) as util_port_parse() does: 1..65535 in
+ * decimal, no sign, no leading zero. Returns it or -1. */
 int client_port_parse(const char *s);
 
 /* The reconnect delay before attempt n (0-based): full jitter,
  * random(0, min(cap, base * 1.5^n)) with base 500 ms and cap 60 s. r is a
  * uniform random number in [0, 1]. Returns milliseconds. */
 int64_t client_backoff_ms(unsigned n, double r);
-
-/* Monotonic clock in milliseconds. */
-int64_t client_now_ms(void);
 
 /* A uniform random number in [0, 1] (OpenSSL's generator). */
 double client_random01(void);

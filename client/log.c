@@ -6,7 +6,6 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 #include <time.h>
 
 static const char *const level_names[] = {"ERROR", "WARN ", "INFO ", "DEBUG"};
@@ -20,13 +19,13 @@ int client_log_enabled(enum client_log_level level)
 static void emit(const char *level_name, const char *msg)
 {
     char stamp[32];
-    struct timeval tv;
+    int64_t ms = util_wall_ms();
+    time_t sec = (time_t)(ms / 1000);
     struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
+    gmtime_r(&sec, &tm);
     strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%S", &tm);
     /* one fprintf per line: lines from one process never interleave */
-    fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(tv.tv_usec / 1000), level_name, msg);
+    fprintf(stderr, "%s.%03dZ %s %s\n", stamp, (int)(ms % 1000), level_name, msg);
 }
 
 void client_log(enum client_log_level level, const char *fmt, ...)

@@ -269,7 +269,7 @@ static int parse_args(int argc, char **argv, struct client_config *cfg)
     if (client_url_parse(pos[0], &cfg->server, &why) != 0)
         return usage_error("<server-url> '%s': %s", pos[0], why);
     snprintf(cfg->server_text, sizeof cfg->server_text, "%s", pos[0]);
-    if (!client_id_valid(pos[1]))
+    if (!util_valid_worker_id(pos[1], strlen(pos[1])))
         return usage_error("<id> '%s': expected 1-255 characters of A-Z a-z 0-9 _ ~ . %% -", pos[1]);
     cfg->id = pos[1];
     cfg->target_port = client_port_parse(pos[2]);

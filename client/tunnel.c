@@ -71,7 +71,7 @@ static void mux_timer_cb(lws_sorted_usec_list_t *sul)
 {
     struct client *c = lws_container_of(sul, struct client, sul_mux);
     if (c->mux)
-        mux_session_tick(c->mux, client_now_ms());
+        mux_session_tick(c->mux, util_now_ms());
     client_timer_update(c);
 }
 
@@ -87,7 +87,7 @@ void client_timer_update(struct client *c)
         lws_sul_cancel(&c->sul_mux);
         return;
     }
-    delay = deadline - client_now_ms();
+    delay = deadline - util_now_ms();
     if (delay < 0)
         delay = 0;
     lws_sul_schedule(c->ctx, 0, &c->sul_mux, mux_timer_cb, (lws_usec_t)delay * LWS_US_PER_MS);
@@ -131,7 +131,7 @@ static void drain_cb(lws_sorted_usec_list_t *sul)
     if (!c->mux || !c->draining)
         return;
     n = mux_session_stream_count(c->mux);
-    if (n == 0 || client_now_ms() >= c->drain_deadline_ms) {
+    if (n == 0 || util_now_ms() >= c->drain_deadline_ms) {
         if (n)
             CLIENT_WARN("drain: %u stream(s) still open after %d s: closing them", n, DRAIN_MAX_MS / 1000);
         close_ws(c);
@@ -274,7 +274,7 @@ static void goaway_cb(struct mux_session *s, uint32_t reason, void *ud)
     if (c->draining)
         return;
     c->draining = 1;
-    c->drain_deadline_ms = client_now_ms() + DRAIN_MAX_MS;
+    c->drain_deadline_ms = util_now_ms() + DRAIN_MAX_MS;
     CLIENT_INFO("the node is going away (GOAWAY, reason %u): finishing %u stream(s), then reconnecting",
                 reason, mux_session_stream_count(s));
     lws_sul_schedule(c->ctx, 0, &c->sul_drain, drain_cb, 0);
@@ -335,7 +335,7 @@ static int session_up(struct client *c, struct lws *wsi)
         return -1;
     }
     c->ws = wsi;
-    c->up_since_ms = client_now_ms();
+    c->up_since_ms = util_now_ms();
     c->rx_in_msg = 0;
     c->rx_len = 0;
     c->rx_paused = 0;
@@ -375,7 +375,7 @@ static void ws_lost(struct client *c, const char *why)
     if (c->state == CLIENT_STOPPING)
         return;
     if (was == CLIENT_UP) {
-        int64_t up = client_now_ms() - c->up_since_ms;
+        int64_t up = util_now_ms() - c->up_since_ms;
         if (up >= UP_RESETS_BACKOFF_MS)
             c->attempt = 0;
         if (drained) {
@@ -547,7 +547,7 @@ static int on_receive(struct client *c, struct lws *wsi, const uint8_t *in, size
         CLIENT_DEBUG("ignoring a text message from the node");
         return 0;
     }
-    rc = mux_session_feed(c->mux, msg, mlen, client_now_ms());
+    rc = mux_session_feed(c->mux, msg, mlen, util_now_ms());
     if (rc < 0) {
         CLIENT_ERROR("protocol error from the node (%s): closing the connection", mux_strerror(rc));
         lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);

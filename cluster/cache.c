@@ -356,7 +356,7 @@ static void cache__evict(struct cluster_cache *c, const struct cache__route *kee
 int cluster_cache_put(struct cluster_cache *c, const char *id, size_t id_len, uint64_t gen, const char *node,
                       size_t node_len)
 {
-    if (!cluster_valid_id(id, id_len) || !cluster_valid_node(node, node_len) || gen == 0 ||
+    if (!util_valid_worker_id(id, id_len) || !cluster_valid_node(node, node_len) || gen == 0 ||
         gen > CLUSTER_GEN_MAX)
         return CLUSTER_E_INVAL;
     struct cache__route *r = cache__find(c, id, id_len);

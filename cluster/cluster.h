@@ -21,13 +21,15 @@
 
 #include <hiredis/hiredis.h>
 
+#include "util/util.h"
+
 /* Limits. Every length in this module is checked against one of these. */
-#define CLUSTER_MAX_ID_LEN 255        /* worker id: ^[A-Za-z0-9_~.%-]{1,255}$ (as token_valid_id) */
+#define CLUSTER_MAX_ID_LEN UTIL_MAX_ID_LEN /* worker id: util_valid_worker_id() */
 #define CLUSTER_MAX_NODE_LEN 64       /* node id: ^[A-Za-z0-9_.-]{1,64}$ (as WHT_NODE_ID) */
-#define CLUSTER_MAX_ADDR_LEN 261      /* peer address host:port, host at most 255 */
+#define CLUSTER_MAX_ADDR_LEN (UTIL_MAX_HOST_LEN + 6) /* peer address host:port */
 #define CLUSTER_MAX_PREFIX_LEN 64     /* key prefix (WHT_REDIS_PREFIX) */
 #define CLUSTER_MAX_URL_LEN 4096      /* REDIS_URL */
-#define CLUSTER_MAX_HOST_LEN 255      /* host in REDIS_URL, without brackets */
+#define CLUSTER_MAX_HOST_LEN UTIL_MAX_HOST_LEN /* host in REDIS_URL, without brackets */
 #define CLUSTER_MAX_USER_LEN 256      /* ACL user name, after percent-decoding */
 #define CLUSTER_MAX_PASSWORD_LEN 1024 /* password, after percent-decoding */
 #define CLUSTER_MAX_DB 2147483647     /* SELECT index */
@@ -64,14 +66,13 @@ const char *cluster_strerror(int err);
 
 /* ---- identifiers ------------------------------------------------------------------------ */
 
-/* 1 if id (len bytes) is a worker id: 1..CLUSTER_MAX_ID_LEN of [A-Za-z0-9_~.%-]; else 0. */
-int cluster_valid_id(const char *id, size_t len);
+/* Worker ids: util_valid_worker_id() (util/util.h). */
 
 /* 1 if s is a node id: 1..CLUSTER_MAX_NODE_LEN of [A-Za-z0-9_.-]; else 0. */
 int cluster_valid_node(const char *s, size_t len);
 
-/* 1 if s is a peer address "host:port": host 1..255 bytes of [A-Za-z0-9_.-] or
- * "[" IPv6 "]" (hex digits, ':' and '.'), port 1..65535 without leading zeros; else 0. */
+/* 1 if s is a peer address "host:port" or "[IPv6]:port" as util_hostport_parse()
+ * reads it with the port required (1..65535, without leading zeros); else 0. */
 int cluster_valid_addr(const char *s, size_t len);
 
 /* 1 if s is a key prefix: 0..CLUSTER_MAX_PREFIX_LEN of [A-Za-z0-9_.:/{}-]; else 0. */
@@ -96,7 +97,8 @@ struct cluster_url {
 /* Parses url (len bytes, at most CLUSTER_MAX_URL_LEN):
  *   redis://[[user]:password@]host[:port][/[db]]
  * The scheme is case-insensitive; rediss:// gets CLUSTER_E_URL_SCHEME (no
- * TLS in hiredis 0.14). host is a name of [A-Za-z0-9_.-], an IPv4 address or
+ * TLS in hiredis 0.14). host[:port] is read by util_hostport_parse(): a name
+ * of [A-Za-z0-9_.-] (at most CLUSTER_MAX_HOST_LEN bytes), an IPv4 address or
  * a bracketed IPv6 literal. The user information may hold any printable
  * ASCII but '@', with %XX escapes (write '@', '/', '?' and '#' in a password
  * as %40, %2F, %3F, %23); a user name needs a password. port is 1..65535, db

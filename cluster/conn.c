@@ -325,8 +325,9 @@ static void conn__connect(struct cluster__conn *c, const char *ip)
         return;
     }
     if (ac->err) {
-        reg__log(reg, CLUSTER_LOG_DEBUG, "redis connect %s:%u: %.200s", ip, (unsigned)reg->url.port,
-                 ac->errstr);
+        char hp[CLUSTER_MAX_HOST_LEN + 8];
+        util_hostport_format(hp, sizeof(hp), ip, reg->url.port);
+        reg__log(reg, CLUSTER_LOG_DEBUG, "redis connect %s: %.200s", hp, ac->errstr);
         redisAsyncFree(ac);
         conn__failed(c, CLUSTER_E_CONNECT, 1);
         return;
@@ -388,7 +389,7 @@ void reg__conn_start(struct cluster__conn *c)
     unsigned char buf[sizeof(struct in6_addr)];
     if (reg->closing || c->state != REG_C_IDLE)
         return;
-    c->since_ms = reg__now_ms();
+    c->since_ms = util_now_ms();
     c->state = REG_C_RESOLVING;
     if (inet_pton(AF_INET, reg->url.host, buf) == 1 || inet_pton(AF_INET6, reg->url.host, buf) == 1) {
         conn__connect(c, reg->url.host);

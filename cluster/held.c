@@ -263,7 +263,7 @@ void reg__assert_reply(struct cluster_registry *reg, struct cluster__req *rq, re
         if (e->gen == 0)
             e->gen = reg__local_gen(reg, e->floor); /* from now on its registration time decides */
         if (r) {
-            e->when_ms = reg__now_ms() + REG_RETRY_MS;
+            e->when_ms = util_now_ms() + REG_RETRY_MS;
             reg__list_push(reg, e, REG_L_RETRY);
         } else {
             reg__list_push(reg, e, REG_L_DIRTY); /* connection lost: re-asserted when it is back */
@@ -287,7 +287,7 @@ void reg__assert_reply(struct cluster_registry *reg, struct cluster__req *rq, re
     }
     e->other_gen = 0;
     e->confirmed = 1;
-    e->when_ms = reg__now_ms();
+    e->when_ms = util_now_ms();
     if (e->again) {
         e->again = 0;
         reg__list_push(reg, e, REG_L_DIRTY);

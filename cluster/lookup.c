@@ -94,6 +94,72 @@ void reg__get_reply(struct cluster_registry *reg, struct cluster__req *rq, redis
     free(g);
 }
 
+/* A new group for id, its GET sent: in the table and at the tail of the
+ * deadline list. Returns 0 with *out, or an error. */
+static int reg__group_start(struct cluster_registry *reg, const char *id, size_t id_len, uint32_t hash,
+                            struct reg__group **out)
+{
+    char key[REG_ROUTE_KEY_MAX];
+    struct cluster__req *rq;
+    struct reg__group *g;
+    if (reg->groups_n >= reg->max_pending_lookups)
+        return CLUSTER_E_LIMIT;
+    g = calloc(1, sizeof(*g) + id_len + 1);
+    if (!g)
+        return CLUSTER_E_NOMEM;
+    memcpy(g->id, id, id_len);
+    g->h.klen = (uint16_t)id_len;
+    g->h.hash = hash;
+    rq = reg__req_new(&reg->cmd, REQ_GET);
+    if (!rq || util_htab_insert(&reg->groups, &g->h) != 0) {
+        free(rq);
+        free(g);
+        return CLUSTER_E_NOMEM;
+    }
+    rq->group = g;
+    size_t kl = reg__route_key(reg, key, id, id_len);
+    const char *argv[2] = {"GET", key};
+    size_t lens[2] = {3, kl};
+    if (reg__send(&reg->cmd, rq, 2, argv, lens) != 0) {
+        util_htab_remove(&reg->groups, &g->h);
+        free(g);
+        return CLUSTER_E_DOWN;
+    }
+    g->in_table = 1;
+    g->deadline_ms = util_now_ms() + reg->lookup_timeout_ms;
+    g->prev = reg->grp_tail;
+    if (reg->grp_tail)
+        reg->grp_tail->next = g;
+    else
+        reg->grp_head = g;
+    reg->grp_tail = g;
+    reg->groups_n++;
+    reg->st.lookups_redis++;
+    *out = g;
+    return 0;
+}
+
+/* A lookup waiting on g, at the tail of its list. NULL when out of memory. */
+static struct cluster_lookup *reg__waiter_add(struct cluster_registry *reg, struct reg__group *g,
+                                              cluster_lookup_cb *cb, void *ud)
+{
+    struct cluster_lookup *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->reg = reg;
+    w->group = g;
+    w->cb = cb;
+    w->ud = ud;
+    w->prev = g->tail;
+    if (g->tail)
+        g->tail->next = w;
+    else
+        g->head = w;
+    g->tail = w;
+    reg->waiters_n++;
+    return w;
+}
+
 int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t id_len,
                             struct cluster_route *route, cluster_lookup_cb *cb, void *ud,
                             struct cluster_lookup **handle)
@@ -101,10 +167,11 @@ int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t
     struct cluster_cache_route cr;
     struct reg__group *g;
     struct cluster_lookup *w;
+    int rc;
 
     if (handle)
         *handle = NULL;
-    if (!reg || !cluster_valid_id(id, id_len))
+    if (!reg || !util_valid_worker_id(id, id_len))
         return CLUSTER_E_INVAL;
     if (cluster_cache_get(reg->cache, id, id_len, &cr)) {
         if (route)
@@ -120,57 +187,11 @@ int cluster_registry_lookup(struct cluster_registry *reg, const char *id, size_t
     uint32_t hash = util_htab_hash(&reg->groups, id, id_len);
     struct util_hnode *h = util_htab_find(&reg->groups, id, id_len, hash);
     g = h ? (struct reg__group *)((char *)h - offsetof(struct reg__group, h)) : NULL;
-    if (!g) {
-        char key[REG_ROUTE_KEY_MAX];
-        struct cluster__req *rq;
-        if (reg->groups_n >= reg->max_pending_lookups)
-            return CLUSTER_E_LIMIT;
-        g = calloc(1, sizeof(*g) + id_len + 1);
-        if (!g)
-            return CLUSTER_E_NOMEM;
-        memcpy(g->id, id, id_len);
-        g->h.klen = (uint16_t)id_len;
-        g->h.hash = hash;
-        rq = reg__req_new(&reg->cmd, REQ_GET);
-        if (!rq || util_htab_insert(&reg->groups, &g->h) != 0) {
-            free(rq);
-            free(g);
-            return CLUSTER_E_NOMEM;
-        }
-        rq->group = g;
-        size_t kl = reg__route_key(reg, key, id, id_len);
-        const char *argv[2] = {"GET", key};
-        size_t lens[2] = {3, kl};
-        if (reg__send(&reg->cmd, rq, 2, argv, lens) != 0) {
-            util_htab_remove(&reg->groups, &g->h);
-            free(g);
-            return CLUSTER_E_DOWN;
-        }
-        g->in_table = 1;
-        g->deadline_ms = reg__now_ms() + reg->lookup_timeout_ms;
-        g->prev = reg->grp_tail;
-        if (reg->grp_tail)
-            reg->grp_tail->next = g;
-        else
-            reg->grp_head = g;
-        reg->grp_tail = g;
-        reg->groups_n++;
-        reg->st.lookups_redis++;
-    }
-    w = calloc(1, sizeof(*w));
+    if (!g && (rc = reg__group_start(reg, id, id_len, hash, &g)) != 0)
+        return rc;
+    w = reg__waiter_add(reg, g, cb, ud);
     if (!w)
         return CLUSTER_E_NOMEM; /* the group is answered to nobody; harmless */
-    w->reg = reg;
-    w->group = g;
-    w->cb = cb;
-    w->ud = ud;
-    w->prev = g->tail;
-    if (g->tail)
-        g->tail->next = w;
-    else
-        g->head = w;
-    g->tail = w;
-    reg->waiters_n++;
     if (handle)
         *handle = w;
     return 0;
@@ -208,7 +229,7 @@ void reg__lookup_timeouts(struct cluster_registry *reg, int64_t now)
 
 int cluster_registry_forget(struct cluster_registry *reg, const char *id, size_t id_len)
 {
-    if (!reg || !cluster_valid_id(id, id_len))
+    if (!reg || !util_valid_worker_id(id, id_len))
         return 0;
     return cluster_cache_del(reg->cache, id, id_len, 0);
 }

@@ -56,14 +56,14 @@ int reg__send_beat(struct cluster_registry *reg)
     if ((rc = reg__send(&reg->cmd, rq, 10, argv, lens)) != 0)
         return rc;
     reg->beat_inflight = 1;
-    reg->beat_sent_ms = reg__now_ms();
+    reg->beat_sent_ms = util_now_ms();
     reg->next_beat_ms = reg->beat_sent_ms + reg->refresh_ms;
     return 0;
 }
 
 static void reg__beat_reply(struct cluster_registry *reg, struct cluster__req *rq, redisReply *r)
 {
-    int64_t now_redis, now = reg__now_ms();
+    int64_t now_redis, now = util_now_ms();
     const redisReply *members;
     const char *prev;
     size_t prev_len;
@@ -169,7 +169,7 @@ void reg__sub_message(struct cluster_registry *reg, const char *ch, size_t chl, 
 
 void reg__cmd_ready(struct cluster_registry *reg)
 {
-    int64_t now = reg__now_ms();
+    int64_t now = util_now_ms();
     cluster_cache_members_reset_clock(reg->cache);
     reg->grace_until_ms = now + reg->member_ttl_ms;
     reg->beat_inflight = 0;

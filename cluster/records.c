@@ -263,7 +263,7 @@ int cluster_msg_format(char *out, size_t cap, const struct cluster_msg *m)
     switch (m->type) {
     case CLUSTER_MSG_SET:
     case CLUSTER_MSG_DEL:
-        if (!cluster_valid_id(m->id, m->id_len) || m->gen == 0 || m->gen > CLUSTER_GEN_MAX)
+        if (!util_valid_worker_id(m->id, m->id_len) || m->gen == 0 || m->gen > CLUSTER_GEN_MAX)
             return CLUSTER_E_INVAL;
         rec__put(&o, m->type == CLUSTER_MSG_SET ? "set " : "del ", 4);
         rec__put(&o, m->id, m->id_len);
@@ -305,7 +305,7 @@ int cluster_msg_parse(const char *buf, size_t len, struct cluster_msg *out)
         return CLUSTER_E_SYNTAX;
     memset(out, 0, sizeof(*out));
     if (len > 4 && (memcmp(buf, "set ", 4) == 0 || memcmp(buf, "del ", 4) == 0)) {
-        if (rec__split(buf, len, 4, f, fl) != 0 || !cluster_valid_id(f[1], fl[1]) ||
+        if (rec__split(buf, len, 4, f, fl) != 0 || !util_valid_worker_id(f[1], fl[1]) ||
             rec__gen_parse(f[2], fl[2], &out->gen) != 0 || !cluster_valid_node(f[3], fl[3]))
             return CLUSTER_E_SYNTAX;
         out->type = buf[0] == 's' ? CLUSTER_MSG_SET : CLUSTER_MSG_DEL;

@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "cluster/registry_int.h"
 
@@ -14,20 +13,10 @@ static void reg__really_free(struct cluster_registry *reg);
 
 /* ---- time, logging, callbacks ----------------------------------------------------------- */
 
-int64_t reg__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* This node's clock as a generation floor: wall-clock ms << CLUSTER_GEN_TIME_SHIFT. */
 static uint64_t reg__gen_floor(void)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t ms = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-    uint64_t f = ms << CLUSTER_GEN_TIME_SHIFT;
+    uint64_t f = (uint64_t)util_wall_ms() << CLUSTER_GEN_TIME_SHIFT;
     return f > CLUSTER_GEN_MAX / 2 ? CLUSTER_GEN_MAX / 2 : f; /* clocks past 2248: stay exact in Lua */
 }
 
@@ -121,7 +110,7 @@ static void reg__check_attempt(struct cluster__conn *c, int64_t now)
 static void reg__tick_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct cluster_registry *reg = arg;
-    int64_t now = reg__now_ms();
+    int64_t now = util_now_ms();
     (void)fd;
     (void)what;
     if (reg->closing)
@@ -175,6 +164,74 @@ static size_t reg__opt_size(size_t v, size_t def)
     return v ? v : def;
 }
 
+/* The options with their defaults applied, into reg. Returns 0 or CLUSTER_E_INVAL. */
+static int reg__options(struct cluster_registry *reg, const struct cluster_options *o)
+{
+    if (reg__opt(o->member_ttl_ms, 5000, 300, 600000, &reg->member_ttl_ms) ||
+        reg__opt(o->refresh_ms, reg->member_ttl_ms / 4, 50, reg->member_ttl_ms / 2 - 1, &reg->refresh_ms) ||
+        reg__opt(o->route_ttl_ms, 3600 * 1000, 10000, INT64_C(30) * 86400 * 1000, &reg->route_ttl_ms) ||
+        reg__opt(o->lookup_timeout_ms, 1000, 10, 600000, &reg->lookup_timeout_ms) ||
+        reg__opt(o->command_timeout_ms, reg->member_ttl_ms > 3000 ? reg->member_ttl_ms : 3000, 100, 600000,
+                 &reg->command_timeout_ms) ||
+        reg__opt(o->reconnect_min_ms, 100, 1, 600000, &reg->reconnect_min_ms) ||
+        reg__opt(o->reconnect_max_ms, 2000, reg->reconnect_min_ms, 600000, &reg->reconnect_max_ms))
+        return CLUSTER_E_INVAL;
+    reg->max_held = reg__opt_size(o->max_held, 1000000);
+    reg->max_pending_lookups = reg__opt_size(o->max_pending_lookups, 10000);
+    reg->max_lookup_waiters = reg__opt_size(o->max_lookup_waiters, 100000);
+    reg->max_inflight = reg__opt_size(o->max_inflight, 1024);
+    reg->max_release_queue = reg__opt_size(o->max_release_queue, 65536);
+    return 0;
+}
+
+/* This node's identity (node id, address, boot id) and what is made of it:
+ * its member value, its keys and channels. Returns 0 or an error. */
+static int reg__names(struct cluster_registry *reg, const struct cluster_options *o, const char *prefix)
+{
+    int rc;
+    reg->node_len = strlen(o->node_id);
+    memcpy(reg->node_id, o->node_id, reg->node_len + 1);
+    snprintf(reg->addr, sizeof(reg->addr), "%s", o->advertise);
+    reg->prefix_len = strlen(prefix);
+    memcpy(reg->prefix, prefix, reg->prefix_len + 1);
+    reg->rng = util_random_seed() | 1;
+    reg->boot = util_random_seed();
+    rc = cluster_member_value_format(reg->member_value, sizeof(reg->member_value), reg->node_id,
+                                     reg->node_len, reg->addr, strlen(reg->addr), reg->boot);
+    if (rc < 0)
+        return rc;
+    snprintf(reg->node_boot, sizeof(reg->node_boot), "%s %s", reg->node_id,
+             reg->member_value + reg->node_len + 1 + strlen(reg->addr) + 1);
+    snprintf(reg->key_gen, sizeof(reg->key_gen), "%sgen", prefix);
+    snprintf(reg->key_members, sizeof(reg->key_members), "%smembers", prefix);
+    snprintf(reg->key_node, sizeof(reg->key_node), "%snode:%s", prefix, reg->node_id);
+    snprintf(reg->chan_events, sizeof(reg->chan_events), "%sevents:%d", prefix, reg->url.db);
+    snprintf(reg->chan_ping, sizeof(reg->chan_ping), "%sping:%s:%s", prefix, reg->node_id,
+             reg->node_boot + reg->node_len + 1);
+    return 0;
+}
+
+/* The cache, the tables, both connections and the tick: what
+ * reg__really_free() undoes. Returns 0 or an error. */
+static int reg__parts(struct cluster_registry *reg, const struct cluster_options *o)
+{
+    struct cluster_cache_limits lim = {o->cache_max_routes, o->cache_max_bytes, 0};
+    int rc;
+    if ((rc = cluster_cache_new(&lim, util_random_seed(), &reg->cache)) != 0)
+        return rc;
+    util_htab_init(&reg->held, offsetof(struct cluster__held, id) - offsetof(struct cluster__held, h),
+                   util_random_seed(), reg->max_held);
+    util_htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
+                   util_random_seed(), reg->max_pending_lookups);
+    if (reg__conn_init(reg, &reg->cmd, REG_CONN_CMD) != 0 ||
+        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0)
+        return CLUSTER_E_NOMEM;
+    reg->tick_ev = event_new(reg->base, -1, EV_PERSIST, reg__tick_cb, reg);
+    if (!reg->tick_ev)
+        return CLUSTER_E_NOMEM;
+    return 0;
+}
+
 int cluster_registry_new(struct event_base *base, const struct cluster_options *o,
                          const struct cluster_callbacks *cbs, void *ud, struct cluster_registry **out)
 {
@@ -195,62 +252,14 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
     reg = calloc(1, sizeof(*reg));
     if (!reg)
         return CLUSTER_E_NOMEM;
-    if ((rc = cluster_url_parse(o->redis_url, strlen(o->redis_url), &reg->url)) != 0)
-        goto fail;
-    rc = CLUSTER_E_INVAL;
-    if (reg__opt(o->member_ttl_ms, 5000, 300, 600000, &reg->member_ttl_ms) ||
-        reg__opt(o->refresh_ms, reg->member_ttl_ms / 4, 50, reg->member_ttl_ms / 2 - 1, &reg->refresh_ms) ||
-        reg__opt(o->route_ttl_ms, 3600 * 1000, 10000, INT64_C(30) * 86400 * 1000, &reg->route_ttl_ms) ||
-        reg__opt(o->lookup_timeout_ms, 1000, 10, 600000, &reg->lookup_timeout_ms) ||
-        reg__opt(o->command_timeout_ms, reg->member_ttl_ms > 3000 ? reg->member_ttl_ms : 3000, 100, 600000,
-                 &reg->command_timeout_ms) ||
-        reg__opt(o->reconnect_min_ms, 100, 1, 600000, &reg->reconnect_min_ms) ||
-        reg__opt(o->reconnect_max_ms, 2000, reg->reconnect_min_ms, 600000, &reg->reconnect_max_ms))
-        goto fail;
-    reg->max_held = reg__opt_size(o->max_held, 1000000);
-    reg->max_pending_lookups = reg__opt_size(o->max_pending_lookups, 10000);
-    reg->max_lookup_waiters = reg__opt_size(o->max_lookup_waiters, 100000);
-    reg->max_inflight = reg__opt_size(o->max_inflight, 1024);
-    reg->max_release_queue = reg__opt_size(o->max_release_queue, 65536);
-
     reg->base = base;
     reg->dns = o->dns;
     if (cbs)
         reg->cbs = *cbs;
     reg->ud = ud;
-    reg->node_len = strlen(o->node_id);
-    memcpy(reg->node_id, o->node_id, reg->node_len + 1);
-    snprintf(reg->addr, sizeof(reg->addr), "%s", o->advertise);
-    reg->prefix_len = strlen(prefix);
-    memcpy(reg->prefix, prefix, reg->prefix_len + 1);
-    reg->rng = util_random_seed() | 1;
-    reg->boot = util_random_seed();
-    rc = cluster_member_value_format(reg->member_value, sizeof(reg->member_value), reg->node_id,
-                                     reg->node_len, reg->addr, strlen(reg->addr), reg->boot);
-    if (rc < 0)
-        goto fail;
-    snprintf(reg->node_boot, sizeof(reg->node_boot), "%s %s", reg->node_id,
-             reg->member_value + reg->node_len + 1 + strlen(reg->addr) + 1);
-    snprintf(reg->key_gen, sizeof(reg->key_gen), "%sgen", prefix);
-    snprintf(reg->key_members, sizeof(reg->key_members), "%smembers", prefix);
-    snprintf(reg->key_node, sizeof(reg->key_node), "%snode:%s", prefix, reg->node_id);
-    snprintf(reg->chan_events, sizeof(reg->chan_events), "%sevents:%d", prefix, reg->url.db);
-    snprintf(reg->chan_ping, sizeof(reg->chan_ping), "%sping:%s:%s", prefix, reg->node_id,
-             reg->node_boot + reg->node_len + 1);
-
-    struct cluster_cache_limits lim = {o->cache_max_routes, o->cache_max_bytes, 0};
-    if ((rc = cluster_cache_new(&lim, util_random_seed(), &reg->cache)) != 0)
-        goto fail;
-    util_htab_init(&reg->held, offsetof(struct cluster__held, id) - offsetof(struct cluster__held, h),
-                       util_random_seed(), reg->max_held);
-    util_htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
-                       util_random_seed(), reg->max_pending_lookups);
-    rc = CLUSTER_E_NOMEM;
-    if (reg__conn_init(reg, &reg->cmd, REG_CONN_CMD) != 0 ||
-        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0)
-        goto fail;
-    reg->tick_ev = event_new(base, -1, EV_PERSIST, reg__tick_cb, reg);
-    if (!reg->tick_ev)
+    if ((rc = cluster_url_parse(o->redis_url, strlen(o->redis_url), &reg->url)) != 0 ||
+        (rc = reg__options(reg, o)) != 0 || (rc = reg__names(reg, o, prefix)) != 0 ||
+        (rc = reg__parts(reg, o)) != 0)
         goto fail;
     struct timeval tv = {0, REG_TICK_MS * 1000};
     event_add(reg->tick_ev, &tv);
@@ -333,7 +342,7 @@ static void reg__really_free(struct cluster_registry *reg)
 int cluster_registry_register(struct cluster_registry *reg, const char *id, size_t id_len)
 {
     struct cluster__held *e;
-    if (!reg || !cluster_valid_id(id, id_len))
+    if (!reg || !util_valid_worker_id(id, id_len))
         return CLUSTER_E_INVAL;
     if (reg->closing || reg->leaving)
         return CLUSTER_E_CLOSED;
@@ -370,7 +379,7 @@ int cluster_registry_register(struct cluster_registry *reg, const char *id, size
 int cluster_registry_unregister(struct cluster_registry *reg, const char *id, size_t id_len)
 {
     struct cluster__held *e;
-    if (!reg || !cluster_valid_id(id, id_len))
+    if (!reg || !util_valid_worker_id(id, id_len))
         return CLUSTER_E_INVAL;
     e = reg__held_find(reg, id, id_len);
     if (!e)
@@ -387,7 +396,7 @@ int cluster_registry_unregister(struct cluster_registry *reg, const char *id, si
 int cluster_registry_holds(const struct cluster_registry *reg, const char *id, size_t id_len, uint64_t *gen)
 {
     const struct cluster__held *e =
-        reg && cluster_valid_id(id, id_len) ? reg__held_find(reg, id, id_len) : NULL;
+        reg && util_valid_worker_id(id, id_len) ? reg__held_find(reg, id, id_len) : NULL;
     if (e && gen)
         *gen = e->gen;
     return e != NULL;
@@ -414,7 +423,7 @@ int cluster_registry_leave(struct cluster_registry *reg, cluster_done_cb *cb, vo
     reg->leaving = 1;
     reg->leave_cb = cb;
     reg->leave_ud = ud;
-    reg->leave_deadline_ms = reg__now_ms() + reg->command_timeout_ms;
+    reg->leave_deadline_ms = util_now_ms() + reg->command_timeout_ms;
     /* release every held worker, ahead of the leave script and regardless of the in-flight limit */
     for (size_t i = 0; i < reg->held.nb; i++) {
         struct util_hnode *h;

@@ -130,7 +130,7 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
  * (the registry calls no more callbacks meanwhile). NULL is fine. */
 void cluster_registry_free(struct cluster_registry *reg);
 
-/* Records that this node now holds worker id (id_len bytes, cluster_valid_id).
+/* Records that this node now holds worker id (id_len bytes, util_valid_worker_id).
  * Asynchronous: with Redis up, one script takes a generation and writes
  * id -> (generation, this node) unless a newer one exists, and publishes
  * it; if a newer one exists, takeover_cb follows. With Redis away the

@@ -1,6 +1,11 @@
-/* Internals of cluster_registry, shared by registry.c (workers, routes,
- * membership, the API) and conn.c (the two Redis connections). Not for use
- * outside cluster/. */
+/* Internals of cluster_registry: the registry's state (struct
+ * cluster_registry, its two Redis connections, held workers, pending lookups,
+ * queued releases, requests in flight) and the functions its five files call
+ * in one another: registry.c (the API, options, the tick, shared helpers),
+ * held.c (held workers: asserts, refreshes, releases, takeovers), lookup.c
+ * (route lookups), members.c (membership, messages, connection events) and
+ * conn.c (the Redis connections). The sans-I/O parts they use are
+ * cluster.h (records.c, url.c) and cache.h. Not for use outside cluster/. */
 #ifndef WHT_CLUSTER_REGISTRY_INT_H
 #define WHT_CLUSTER_REGISTRY_INT_H
 
@@ -13,8 +18,9 @@
 
 #include "cluster/cache.h"
 #include "cluster/cluster.h"
-#include "util/htab.h"
 #include "cluster/registry.h"
+#include "util/htab.h"
+#include "util/util.h"
 
 #define REG_TICK_MS 100   /* housekeeping period: timeouts, heartbeat, refreshes */
 #define REG_RETRY_MS 1000 /* an assert that failed (not for a lost connection) is retried after this */
@@ -198,7 +204,6 @@ struct cluster_registry {
 #define REG_ROUTE_KEY_MAX (CLUSTER_MAX_PREFIX_LEN + 2 + CLUSTER_MAX_ID_LEN + 1)
 
 /* ---- registry.c: helpers and callbacks ---- */
-int64_t reg__now_ms(void); /* monotonic */
 /* Formats and passes a line to log_cb if its level is enabled (and not closing). */
 void reg__log(struct cluster_registry *reg, enum cluster_log_level level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

@@ -1,5 +1,6 @@
-/* REDIS_URL parsing and the identifier checks shared by the cluster module.
- * Sans-I/O: strings in, a struct out. */
+/* REDIS_URL parsing and the identifier checks shared by the cluster module
+ * (the worker-id and host:port rules are util/util.h's). Sans-I/O: strings
+ * in, a struct out. */
 #include <string.h>
 #include <strings.h>
 
@@ -44,34 +45,14 @@ const char *cluster_strerror(int err)
 
 /* ---- identifiers ------------------------------------------------------------------------ */
 
-static int url__alnum(unsigned char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static int url__only(const char *s, size_t len, const char *extra)
-{
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (!url__alnum(c) && (c == '\0' || !strchr(extra, c)))
-            return 0;
-    }
-    return 1;
-}
-
-int cluster_valid_id(const char *id, size_t len)
-{
-    return id && len >= 1 && len <= CLUSTER_MAX_ID_LEN && url__only(id, len, "_~.%-");
-}
-
 int cluster_valid_node(const char *s, size_t len)
 {
-    return s && len >= 1 && len <= CLUSTER_MAX_NODE_LEN && url__only(s, len, "_.-");
+    return s && len >= 1 && len <= CLUSTER_MAX_NODE_LEN && util_chars_only(s, len, "_.-");
 }
 
 int cluster_valid_prefix(const char *s, size_t len)
 {
-    return (s || len == 0) && len <= CLUSTER_MAX_PREFIX_LEN && url__only(s, len, "_.:/{}-");
+    return (s || len == 0) && len <= CLUSTER_MAX_PREFIX_LEN && util_chars_only(s, len, "_.:/{}-");
 }
 
 int cluster_parse_u64(const char *s, size_t len, uint64_t max, uint64_t *out)
@@ -105,69 +86,12 @@ size_t cluster_format_u64(char out[21], uint64_t v)
     return n;
 }
 
-/* 1 if s (len bytes) is an IPv6 literal as it appears between brackets: hex
- * digits, ':' and '.', at least two ':', at most 45 bytes. A loose check: the
- * resolver makes the final decision. */
-static int url__ipv6(const char *s, size_t len)
-{
-    size_t colons = 0;
-    if (len < 2 || len > 45)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == ':')
-            colons++;
-        else if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F') || c == '.'))
-            return 0;
-    }
-    return colons >= 2;
-}
-
-/* Splits "host:port" or "[v6]:port". Returns 0 with the host (brackets
- * stripped) and the port, else -1. */
-static int url__hostport(const char *s, size_t len, const char **host, size_t *host_len, int *ipv6,
-                         uint64_t *port)
-{
-    const char *colon;
-    size_t hl;
-    if (len == 0)
-        return -1;
-    if (s[0] == '[') {
-        const char *rb = memchr(s, ']', len);
-        if (!rb || (size_t)(rb - s) + 1 >= len || rb[1] != ':')
-            return -1;
-        *host = s + 1;
-        hl = (size_t)(rb - s) - 1;
-        if (!url__ipv6(*host, hl))
-            return -1;
-        colon = rb + 1;
-        *ipv6 = 1;
-    } else {
-        colon = memchr(s, ':', len);
-        if (!colon)
-            return -1;
-        *host = s;
-        hl = (size_t)(colon - s);
-        if (hl == 0 || hl > CLUSTER_MAX_HOST_LEN || !url__only(s, hl, "_.-"))
-            return -1;
-        *ipv6 = 0;
-    }
-    *host_len = hl;
-    size_t pl = len - (size_t)(colon + 1 - s);
-    if (cluster_parse_u64(colon + 1, pl, 65535, port) != 0 || *port == 0)
-        return -1;
-    return 0;
-}
-
 int cluster_valid_addr(const char *s, size_t len)
 {
-    const char *host;
-    size_t hl;
-    int v6;
-    uint64_t port;
+    struct util_hostport hp = {0};
     if (!s || len == 0 || len > CLUSTER_MAX_ADDR_LEN)
         return 0;
-    return url__hostport(s, len, &host, &hl, &v6, &port) == 0;
+    return util_hostport_parse(s, len, 0, &hp) == 0;
 }
 
 /* ---- REDIS_URL -------------------------------------------------------------------------- */
@@ -217,12 +141,80 @@ static int url__fail(struct cluster_url *out, int err)
     return err;
 }
 
-int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
+/* "redis://" (any case) starts url; else which error it is. */
+static int url__scheme(const char *url, size_t len)
 {
     static const char scheme[] = "redis://";
     const size_t sl = sizeof(scheme) - 1;
-    const char *p, *end, *auth_end, *at = NULL;
+    if (len >= sl && strncasecmp(url, scheme, sl) == 0)
+        return 0;
+    if (len >= 9 && strncasecmp(url, "rediss://", 9) == 0)
+        return CLUSTER_E_URL_SCHEME;
+    /* "host:port" alone, "unix://", "http://"...: not a redis:// URL */
+    return memchr(url, ':', len) && memmem(url, len, "://", 3) ? CLUSTER_E_URL_SCHEME : CLUSTER_E_URL;
+}
+
+/* The user information p..at ("[user]:password", before the '@' at at; auth_end
+ * ends the authority) into out. Returns 0 or an error. */
+static int url__userinfo(const char *p, const char *at, const char *auth_end, struct cluster_url *out)
+{
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    long n;
+    if (!colon)
+        return CLUSTER_E_URL; /* "user@" without a password */
+    if (memchr(at + 1, '@', (size_t)(auth_end - at - 1)))
+        return CLUSTER_E_URL; /* a password's own '@' is written %40 */
+    n = url__decode(p, (size_t)(colon - p), out->user, CLUSTER_MAX_USER_LEN);
+    if (n < 0)
+        return n == -2 ? CLUSTER_E_TOO_LONG : CLUSTER_E_URL;
+    out->user_len = (size_t)n;
+    out->has_user = n > 0;
+    if (memchr(out->user, '\0', out->user_len) || memchr(out->user, ' ', out->user_len))
+        return CLUSTER_E_URL;
+    n = url__decode(colon + 1, (size_t)(at - colon - 1), out->password, CLUSTER_MAX_PASSWORD_LEN);
+    if (n < 0)
+        return n == -2 ? CLUSTER_E_TOO_LONG : CLUSTER_E_URL;
+    if (n == 0)
+        return CLUSTER_E_URL; /* "redis://:@host": an empty password */
+    out->password_len = (size_t)n;
+    out->has_password = 1;
+    return 0;
+}
+
+/* host[:port], len bytes at p, into out (port 6379 when absent). */
+static int url__hostport(const char *p, size_t len, struct cluster_url *out)
+{
+    struct util_hostport hp = {.port = 6379};
+    int rc = util_hostport_parse(p, len, UTIL_HP_PORT_OPTIONAL, &hp);
+    if (rc != 0)
+        return rc == UTIL_E_TOO_LONG ? CLUSTER_E_TOO_LONG : CLUSTER_E_URL;
+    memcpy(out->host, hp.host, hp.host_len);
+    out->host[hp.host_len] = '\0';
+    out->ipv6 = hp.ipv6;
+    out->port = (uint16_t)hp.port;
+    return 0;
+}
+
+/* [/[db]]: the rest of the URL after the authority, len bytes at p. */
+static int url__db(const char *p, size_t len, struct cluster_url *out)
+{
     uint64_t v;
+    if (len == 0)
+        return 0;
+    if (*p != '/')
+        return CLUSTER_E_URL; /* a query or fragment */
+    if (len > 1) {
+        if (cluster_parse_u64(p + 1, len - 1, CLUSTER_MAX_DB, &v) != 0)
+            return CLUSTER_E_URL;
+        out->db = (int)v;
+    }
+    return 0;
+}
+
+int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
+{
+    const char *p, *end, *auth_end, *at;
+    int rc;
 
     if (!out)
         return CLUSTER_E_INVAL;
@@ -231,14 +223,9 @@ int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
         return CLUSTER_E_INVAL;
     if (len > CLUSTER_MAX_URL_LEN)
         return url__fail(out, CLUSTER_E_TOO_LONG);
-    if (len < sl || strncasecmp(url, scheme, sl) != 0) {
-        if (len >= 9 && strncasecmp(url, "rediss://", 9) == 0)
-            return url__fail(out, CLUSTER_E_URL_SCHEME);
-        /* "host:port" alone, "unix://", "http://"...: not a redis:// URL */
-        return url__fail(out, memchr(url, ':', len) && memmem(url, len, "://", 3) ? CLUSTER_E_URL_SCHEME
-                                                                                  : CLUSTER_E_URL);
-    }
-    p = url + sl;
+    if ((rc = url__scheme(url, len)) != 0)
+        return url__fail(out, rc);
+    p = url + sizeof("redis://") - 1;
     end = url + len;
     for (const char *q = p; q < end; q++)
         if ((unsigned char)*q < 0x21 || (unsigned char)*q > 0x7e)
@@ -249,74 +236,12 @@ int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
         auth_end++;
     at = memchr(p, '@', (size_t)(auth_end - p));
     if (at) {
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        long n;
-        if (!colon)
-            return url__fail(out, CLUSTER_E_URL); /* "user@" without a password */
-        if (memchr(at + 1, '@', (size_t)(auth_end - at - 1)))
-            return url__fail(out, CLUSTER_E_URL); /* a password's own '@' is written %40 */
-        n = url__decode(p, (size_t)(colon - p), out->user, CLUSTER_MAX_USER_LEN);
-        if (n < 0)
-            return url__fail(out, n == -2 ? CLUSTER_E_TOO_LONG : CLUSTER_E_URL);
-        out->user_len = (size_t)n;
-        out->has_user = n > 0;
-        if (memchr(out->user, '\0', out->user_len) || memchr(out->user, ' ', out->user_len))
-            return url__fail(out, CLUSTER_E_URL);
-        n = url__decode(colon + 1, (size_t)(at - colon - 1), out->password, CLUSTER_MAX_PASSWORD_LEN);
-        if (n < 0)
-            return url__fail(out, n == -2 ? CLUSTER_E_TOO_LONG : CLUSTER_E_URL);
-        if (n == 0)
-            return url__fail(out, CLUSTER_E_URL); /* "redis://:@host": an empty password */
-        out->password_len = (size_t)n;
-        out->has_password = 1;
+        if ((rc = url__userinfo(p, at, auth_end, out)) != 0)
+            return url__fail(out, rc);
         p = at + 1;
     }
-    /* host[:port] */
-    {
-        const char *host, *hp_end = auth_end;
-        size_t hl;
-        int v6 = 0;
-        if (p < hp_end && *p == '[') {
-            const char *rb = memchr(p, ']', (size_t)(hp_end - p));
-            if (!rb)
-                return url__fail(out, CLUSTER_E_URL);
-            host = p + 1;
-            hl = (size_t)(rb - host);
-            if (!url__ipv6(host, hl))
-                return url__fail(out, CLUSTER_E_URL);
-            v6 = 1;
-            p = rb + 1;
-        } else {
-            host = p;
-            while (p < hp_end && *p != ':')
-                p++;
-            hl = (size_t)(p - host);
-            if (hl > CLUSTER_MAX_HOST_LEN)
-                return url__fail(out, CLUSTER_E_TOO_LONG);
-            if (hl == 0 || !url__only(host, hl, "_.-"))
-                return url__fail(out, CLUSTER_E_URL);
-        }
-        memcpy(out->host, host, hl);
-        out->host[hl] = '\0';
-        out->ipv6 = v6;
-        out->port = 6379;
-        if (p < hp_end) {
-            if (*p != ':' || cluster_parse_u64(p + 1, (size_t)(hp_end - p - 1), 65535, &v) != 0 || v == 0)
-                return url__fail(out, CLUSTER_E_URL);
-            out->port = (uint16_t)v;
-        }
-    }
-    /* [/[db]] */
-    p = auth_end;
-    if (p < end) {
-        if (*p != '/')
-            return url__fail(out, CLUSTER_E_URL); /* a query or fragment */
-        p++;
-        if (p < end) {
-            if (cluster_parse_u64(p, (size_t)(end - p), CLUSTER_MAX_DB, &v) != 0)
-                return url__fail(out, CLUSTER_E_URL);
-            out->db = (int)v;
-        }
-    }
+    if ((rc = url__hostport(p, (size_t)(auth_end - p), out)) != 0 ||
+        (rc = url__db(auth_end, (size_t)(end - auth_end), out)) != 0)
+        return url__fail(out, rc);
     return 0;
 }

@@ -2,7 +2,9 @@
  * docs/protocol.md (stream state table). */
 #include "mux/buf.h"
 #include "mux/mux.h"
+#include "util/htab.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -51,7 +53,8 @@ static const uint16_t allowed[] = {
 
 struct mux_stream {
     struct mux_session *sess;
-    uint32_t id;
+    struct util_hnode h; /* in the session's table, keyed by id */
+    uint32_t id;         /* the key: its 4 bytes as they are in memory */
     uint8_t state;
     uint32_t flags;
     uint32_t accept_ack;   /* value of the accepting ACK */
@@ -63,7 +66,6 @@ struct mux_stream {
     int64_t deadline;      /* accept timeout or linger end */
     struct mux_buf sendq;
     void *ud;
-    struct mux_stream *hnext;
     TAILQ_ENTRY(mux_stream) all_link, ctl_link, ready_link, timer_link;
 };
 
@@ -73,8 +75,7 @@ struct mux_session {
     struct mux_config cfg;
     struct mux_callbacks cbs;
     void *ud;
-    struct mux_stream **buckets;
-    uint32_t nbuckets, count;
+    struct util_htab streams; /* every stream not yet destroyed, by id */
     uint32_t next_id;
     uint32_t pending_syns, incoming;
     uint64_t buffered;
@@ -97,58 +98,19 @@ static void stream_set_state(struct mux_stream *st, enum mux_state to)
     st->state = (uint8_t)to;
 }
 
-static uint32_t hash_id(uint32_t id, uint32_t n)
-{
-    return (id * 2654435761u) & (n - 1);
-}
-
 static struct mux_stream *stream_lookup(const struct mux_session *s, uint32_t id)
 {
-    if (!s->buckets)
-        return NULL;
-    for (struct mux_stream *st = s->buckets[hash_id(id, s->nbuckets)]; st; st = st->hnext)
-        if (st->id == id)
-            return st;
-    return NULL;
+    const char *key = (const char *)&id;
+    struct util_hnode *h =
+        util_htab_find(&s->streams, key, sizeof id, util_htab_hash(&s->streams, key, sizeof id));
+    return h ? (struct mux_stream *)((char *)h - offsetof(struct mux_stream, h)) : NULL;
 }
 
 static int table_insert(struct mux_session *s, struct mux_stream *st)
 {
-    if (s->count + 1 > s->nbuckets) {
-        uint32_t n = s->nbuckets ? s->nbuckets * 2 : 16;
-        struct mux_stream **b = calloc(n, sizeof *b);
-        if (!b)
-            return -1;
-        for (uint32_t i = 0; i < s->nbuckets; i++) {
-            struct mux_stream *e = s->buckets[i];
-            while (e) {
-                struct mux_stream *next = e->hnext;
-                uint32_t h = hash_id(e->id, n);
-                e->hnext = b[h];
-                b[h] = e;
-                e = next;
-            }
-        }
-        free(s->buckets);
-        s->buckets = b;
-        s->nbuckets = n;
-    }
-    uint32_t h = hash_id(st->id, s->nbuckets);
-    st->hnext = s->buckets[h];
-    s->buckets[h] = st;
-    s->count++;
-    return 0;
-}
-
-static void table_remove(struct mux_session *s, struct mux_stream *st)
-{
-    struct mux_stream **pp = &s->buckets[hash_id(st->id, s->nbuckets)];
-    while (*pp && *pp != st)
-        pp = &(*pp)->hnext;
-    if (*pp) {
-        *pp = st->hnext;
-        s->count--;
-    }
+    st->h.klen = sizeof st->id;
+    st->h.hash = util_htab_hash(&s->streams, (const char *)&st->id, sizeof st->id);
+    return util_htab_insert(&s->streams, &st->h);
 }
 
 static void notify_output(struct mux_session *s)
@@ -231,7 +193,7 @@ static void stream_destroy(struct mux_stream *st)
         TAILQ_REMOVE(&s->ready, st, ready_link);
     s->buffered -= st->unconsumed;
     mux__buf_clear(&st->sendq);
-    table_remove(s, st);
+    util_htab_remove(&s->streams, &st->h);
     TAILQ_REMOVE(&s->all, st, all_link);
     stream_set_state(st, ST_CLOSED);
     st->flags = F_DEAD;
@@ -381,6 +343,9 @@ struct mux_session *mux_session_new(const struct mux_config *cfg, const struct m
     s->cbs = *cbs;
     s->ud = session_ud;
     s->next_id = cfg->is_server ? 0 : 1;
+    /* up to about one bucket per stream; keyed: the peer picks the ids */
+    util_htab_init(&s->streams, offsetof(struct mux_stream, id) - offsetof(struct mux_stream, h),
+                   util_random_seed(), (size_t)cfg->max_streams * 2);
     TAILQ_INIT(&s->all);
     TAILQ_INIT(&s->ctl);
     TAILQ_INIT(&s->ready);
@@ -402,7 +367,7 @@ void mux_session_free(struct mux_session *s)
     }
     s->depth--;
     reap(s);
-    free(s->buckets);
+    util_htab_free(&s->streams);
     free(s);
 }
 
@@ -431,7 +396,7 @@ static int handle_syn(struct mux_session *s, uint32_t id, int64_t now_ms)
     uint32_t peer_parity = s->cfg.is_server ? 1 : 0;
     if ((id & 1) != peer_parity || stream_lookup(s, id))
         return violation(s, MUX_E_PROTOCOL);
-    if (s->count >= s->cfg.max_streams)
+    if (s->streams.n >= s->cfg.max_streams)
         return violation(s, MUX_E_LIMIT);
     struct mux_stream *st = stream_new(s, id, ST_SYN_RCVD);
     if (!st)
@@ -724,7 +689,7 @@ uint64_t mux_session_buffered(const struct mux_session *s)
 }
 uint32_t mux_session_stream_count(const struct mux_session *s)
 {
-    return s->count;
+    return (uint32_t)s->streams.n;
 }
 uint32_t mux_session_pending_syns(const struct mux_session *s)
 {
@@ -757,7 +722,7 @@ struct mux_stream *mux_stream_open(struct mux_session *s, void *stream_ud, int64
         e = MUX_E_CLOSED;
     else if (s->goaway_sent || s->remote_goaway)
         e = MUX_E_GOAWAY;
-    else if (s->pending_syns >= s->cfg.max_pending_syn || s->count >= s->cfg.max_streams)
+    else if (s->pending_syns >= s->cfg.max_pending_syn || s->streams.n >= s->cfg.max_streams)
         e = MUX_E_LIMIT;
     if (e)
         goto out;

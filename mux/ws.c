@@ -298,9 +298,65 @@ static int ws__end_frame(struct ws_parser *p, uint8_t *data, size_t len, struct 
     return WS_OK;
 }
 
+/* Copies what is here of the payload (n bytes at src) into ctl or msg,
+ * unmasking the copy; ends the frame when its last byte came. Returns 0 or
+ * an error. */
+static int ws__payload_copy(struct ws_parser *p, const uint8_t *src, size_t n, struct ws_event *ev)
+{
+    int control = (p->opcode & WS__CONTROL) != 0;
+    int r;
+
+    if (control) {
+        memcpy(p->ctl + p->frame_done, src, n);
+        if (p->masked)
+            ws_mask(p->ctl + p->frame_done, n, p->mask, (size_t)p->frame_done);
+    } else if (n > 0) {
+        if ((r = ws__grow(p, n)))
+            return r;
+        memcpy(p->msg + p->msg_len, src, n);
+        if (p->masked)
+            ws_mask(p->msg + p->msg_len, n, p->mask, (size_t)p->frame_done);
+        p->msg_len += n;
+    }
+    p->frame_done += n;
+    if (p->frame_done < p->frame_len)
+        return 0;
+    if (control)
+        return ws__end_frame(p, p->ctl, (size_t)p->frame_len, ev);
+    return ws__end_frame(p, p->msg, p->msg_len, ev);
+}
+
+/* The payload of the current frame (possibly empty, possibly with no bytes
+ * available yet) from the avail bytes at data. Sets *used. Returns 0, 1 when
+ * it needs more bytes (all of avail used), or an error. */
+static int ws__payload(struct ws_parser *p, uint8_t *data, size_t avail, size_t *used, struct ws_event *ev)
+{
+    int control = (p->opcode & WS__CONTROL) != 0;
+    uint64_t left = p->frame_len - p->frame_done;
+    size_t n;
+    int r;
+
+    *used = 0;
+    if (left > 0 && avail == 0)
+        return 1;
+    if (left <= avail && p->frame_done == 0 && (control || (p->fin && p->msg_len == 0))) {
+        /* the whole payload is here and is the whole event: in place */
+        n = (size_t)left;
+        if (p->masked)
+            ws_mask(data, n, p->mask, 0);
+        *used = n;
+        return ws__end_frame(p, data, n, ev);
+    }
+    n = left < avail ? (size_t)left : avail;
+    *used = n;
+    if ((r = ws__payload_copy(p, data, n, ev)))
+        return r;
+    return p->state == WS__S_PAYLOAD ? 1 : 0; /* frame incomplete: avail all used */
+}
+
 ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_event *ev)
 {
-    size_t off = 0;
+    size_t off = 0, n;
     int r;
 
     memset(ev, 0, sizeof *ev);
@@ -313,10 +369,6 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_event 
             ws_parser_free(p);
     }
     for (;;) {
-        int control;
-        uint64_t left;
-        size_t avail, n;
-
         if (p->state == WS__S_CLOSED) {
             if (off == len)
                 break;
@@ -333,47 +385,12 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_event 
             if (p->state == WS__S_HEADER)
                 break; /* header incomplete: off == len */
         }
-        /* payload (possibly empty, possibly with no bytes available yet) */
-        control = (p->opcode & WS__CONTROL) != 0;
-        left = p->frame_len - p->frame_done;
-        avail = len - off;
-        if (left > 0 && avail == 0)
-            break;
-        if (left <= avail && p->frame_done == 0 && (control || (p->fin && p->msg_len == 0))) {
-            /* the whole payload is here and is the whole event: in place */
-            uint8_t *d = buf + off;
-            n = (size_t)left;
-            if (p->masked)
-                ws_mask(d, n, p->mask, 0);
-            off += n;
-            if ((r = ws__end_frame(p, d, n, ev)))
-                return ws__fail(p, r);
-        } else {
-            /* copy what is here into ctl or msg, unmasking the copy */
-            n = left < avail ? (size_t)left : avail;
-            if (control) {
-                memcpy(p->ctl + p->frame_done, buf + off, n);
-                if (p->masked)
-                    ws_mask(p->ctl + p->frame_done, n, p->mask, (size_t)p->frame_done);
-            } else if (n > 0) {
-                if ((r = ws__grow(p, n)))
-                    return ws__fail(p, r);
-                memcpy(p->msg + p->msg_len, buf + off, n);
-                if (p->masked)
-                    ws_mask(p->msg + p->msg_len, n, p->mask, (size_t)p->frame_done);
-                p->msg_len += n;
-            }
-            p->frame_done += n;
-            off += n;
-            if (p->frame_done < p->frame_len)
-                break; /* off == len */
-            if (control)
-                r = ws__end_frame(p, p->ctl, (size_t)p->frame_len, ev);
-            else
-                r = ws__end_frame(p, p->msg, p->msg_len, ev);
-            if (r)
-                return ws__fail(p, r);
-        }
+        r = ws__payload(p, buf + off, len - off, &n, ev);
+        off += n;
+        if (r < 0)
+            return ws__fail(p, r);
+        if (r > 0)
+            break; /* off == len */
         if (ev->type != WS_EV_NONE)
             return (ssize_t)off;
     }

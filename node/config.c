@@ -11,6 +11,8 @@
 
 #include <openssl/crypto.h>
 
+#include "util/util.h"
+
 enum config__type {
     CFG_STRING,   /* char *, printable */
     CFG_SECRET,   /* char *, never printed */
@@ -755,41 +757,22 @@ int config_load(struct config *cfg, char **environ_like, int argc, char **argv, 
 
 /* ---- validation ------------------------------------------------------------------------ */
 
-static int cfg_is_host_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-}
-
-/* A DNS name: labels of [A-Za-z0-9-] separated by single dots, at most 253 bytes. */
+/* A DNS name: labels of [A-Za-z0-9-] separated by single dots, at most
+ * UTIL_MAX_HOST_LEN bytes. Stricter than util_hostport_parse()'s host (no
+ * '_', no trailing dot): WHT_DOMAIN is the suffix of <id>.<domain> in Host
+ * headers, not an address to resolve. */
 static int cfg_valid_hostname(const char *s, size_t len)
 {
-    if (len == 0 || len > 253 || s[0] == '.' || s[len - 1] == '.')
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!cfg_is_host_char(s[i]) || (s[i] == '.' && s[i + 1] == '.'))
-            return 0;
-    return 1;
+    return len > 0 && len <= UTIL_MAX_HOST_LEN && s[0] != '.' && s[len - 1] != '.' &&
+           util_chars_only(s, len, "-.") && !memmem(s, len, "..", 2);
 }
 
-/* host:port with port 1..65535; host a name, an IPv4 address or [IPv6]. */
-/* host:port or [v6]:port; port 0 (the kernel picks) only when allow_zero. */
+/* host:port or [v6]:port (util_hostport_parse); port 0 (the kernel picks)
+ * only when allow_zero. */
 static int cfg_valid_hostport(const char *s, int allow_zero)
 {
-    const char *colon = strrchr(s, ':');
-    int64_t port;
-    if (!colon || cfg_parse_int(colon + 1, &port) != 0 || port < (allow_zero ? 0 : 1) || port > 65535 ||
-        colon[1] == '-')
-        return 0;
-    if (s[0] == '[') {
-        if (colon - s < 3 || colon[-1] != ']')
-            return 0;
-        for (const char *p = s + 1; p < colon - 1; p++)
-            if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') ||
-                  *p == ':' || *p == '.'))
-                return 0;
-        return 1;
-    }
-    return cfg_valid_hostname(s, (size_t)(colon - s));
+    struct util_hostport hp = {0};
+    return util_hostport_parse(s, strlen(s), allow_zero ? UTIL_HP_PORT_ZERO : 0, &hp) == 0;
 }
 
 /* http(s)://authority[/path], no query, fragment, space or user info. */
@@ -809,31 +792,8 @@ static int cfg_valid_url_prefix(const char *s)
         if (*p == ' ' || *p == '?' || *p == '#' || *p == '@' || *p == '\\' || *p == '"' || *p == '<' ||
             *p == '>')
             return 0;
-    if (h[0] == '[')
-        return memchr(h, ']', alen) != NULL;
-    const char *colon = memchr(h, ':', alen);
-    size_t hlen = colon ? (size_t)(colon - h) : alen;
-    if (colon) {
-        int64_t port;
-        char pbuf[8];
-        size_t plen = alen - hlen - 1;
-        if (plen == 0 || plen >= sizeof(pbuf))
-            return 0;
-        memcpy(pbuf, colon + 1, plen);
-        pbuf[plen] = '\0';
-        if (cfg_parse_int(pbuf, &port) != 0 || port < 1 || port > 65535 || pbuf[0] == '-')
-            return 0;
-    }
-    return cfg_valid_hostname(h, hlen);
-}
-
-static int cfg_only_chars(const char *s, const char *extra)
-{
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              strchr(extra, *s)))
-            return 0;
-    return 1;
+    struct util_hostport hp = {0};
+    return util_hostport_parse(h, alen, UTIL_HP_PORT_OPTIONAL, &hp) == 0;
 }
 
 bool config_is_production(const struct config *cfg)
@@ -862,6 +822,52 @@ int config_set_generated_secret(struct config *cfg, const char *secret)
     if (rc == 0)
         cfg->secret_generated = true;
     return rc;
+}
+
+/* The cluster's settings (REDIS_URL and what goes with it). */
+static int cfg_validate_cluster(const struct config *cfg, char *err, size_t errlen)
+{
+    char q[72];
+    if (cfg->redis_url[0]) {
+        if (strncmp(cfg->redis_url, "redis://", 8) != 0 || !cfg->redis_url[8]) {
+            /* not echoed: the URL may hold the Redis password */
+            cfg_err(err, errlen,
+                    "invalid REDIS_URL (--redis-url): expected redis://[:password@]host[:port][/db] "
+                    "(rediss:// is not supported: hiredis 0.14 has no TLS)");
+            return CONFIG_E_INVALID;
+        }
+        if (strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
+            cfg_err(err, errlen,
+                    "REDIS_URL (--redis-url) needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d "
+                    "bytes, the same on every node",
+                    CONFIG_MIN_CLUSTER_SECRET);
+            return CONFIG_E_INVALID;
+        }
+    }
+    if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr, 1)) {
+        cfg_err(err, errlen, "invalid WHT_PEER_ADDR (--peer-addr) \"%s\": expected host:port",
+                cfg_quote(cfg->peer_addr, q));
+        return CONFIG_E_INVALID;
+    }
+    if (cfg->peer_advertise[0] && !cfg_valid_hostport(cfg->peer_advertise, 0)) {
+        cfg_err(err, errlen, "invalid WHT_PEER_ADVERTISE (--peer-advertise) \"%s\": expected host:port",
+                cfg_quote(cfg->peer_advertise, q));
+        return CONFIG_E_INVALID;
+    }
+    if (strlen(cfg->node_id) > 64 || !util_chars_only(cfg->node_id, strlen(cfg->node_id), "_.-")) {
+        cfg_err(err, errlen, "invalid WHT_NODE_ID (--node-id) \"%s\": expected at most 64 of [A-Za-z0-9_.-]",
+                cfg_quote(cfg->node_id, q));
+        return CONFIG_E_INVALID;
+    }
+    if (strlen(cfg->redis_prefix) > 64 ||
+        !util_chars_only(cfg->redis_prefix, strlen(cfg->redis_prefix), "_.:-/{}")) {
+        cfg_err(err, errlen,
+                "invalid WHT_REDIS_PREFIX (--redis-prefix) \"%s\": expected at most 64 of "
+                "[A-Za-z0-9_.:-/{}]",
+                cfg_quote(cfg->redis_prefix, q));
+        return CONFIG_E_INVALID;
+    }
+    return 0;
 }
 
 int config_validate(const struct config *cfg, char *err, size_t errlen)
@@ -900,44 +906,8 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                 cfg_quote(cfg->domain, q));
         return CONFIG_E_INVALID;
     }
-    if (cfg->redis_url[0]) {
-        if (strncmp(cfg->redis_url, "redis://", 8) != 0 || !cfg->redis_url[8]) {
-            /* not echoed: the URL may hold the Redis password */
-            cfg_err(err, errlen,
-                    "invalid REDIS_URL (--redis-url): expected redis://[:password@]host[:port][/db] "
-                    "(rediss:// is not supported: hiredis 0.14 has no TLS)");
-            return CONFIG_E_INVALID;
-        }
-        if (strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
-            cfg_err(err, errlen,
-                    "REDIS_URL (--redis-url) needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d "
-                    "bytes, the same on every node",
-                    CONFIG_MIN_CLUSTER_SECRET);
-            return CONFIG_E_INVALID;
-        }
-    }
-    if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr, 1)) {
-        cfg_err(err, errlen, "invalid WHT_PEER_ADDR (--peer-addr) \"%s\": expected host:port",
-                cfg_quote(cfg->peer_addr, q));
+    if (cfg_validate_cluster(cfg, err, errlen) != 0)
         return CONFIG_E_INVALID;
-    }
-    if (cfg->peer_advertise[0] && !cfg_valid_hostport(cfg->peer_advertise, 0)) {
-        cfg_err(err, errlen, "invalid WHT_PEER_ADVERTISE (--peer-advertise) \"%s\": expected host:port",
-                cfg_quote(cfg->peer_advertise, q));
-        return CONFIG_E_INVALID;
-    }
-    if (strlen(cfg->node_id) > 64 || !cfg_only_chars(cfg->node_id, "_.-")) {
-        cfg_err(err, errlen, "invalid WHT_NODE_ID (--node-id) \"%s\": expected at most 64 of [A-Za-z0-9_.-]",
-                cfg_quote(cfg->node_id, q));
-        return CONFIG_E_INVALID;
-    }
-    if (strlen(cfg->redis_prefix) > 64 || !cfg_only_chars(cfg->redis_prefix, "_.:-/{}")) {
-        cfg_err(err, errlen,
-                "invalid WHT_REDIS_PREFIX (--redis-prefix) \"%s\": expected at most 64 of "
-                "[A-Za-z0-9_.:-/{}]",
-                cfg_quote(cfg->redis_prefix, q));
-        return CONFIG_E_INVALID;
-    }
     if (!cfg->listen_addr[0]) {
         cfg_err(err, errlen,
                 "WHT_LISTEN_ADDR (--listen) must not be empty (0.0.0.0 listens on every interface)");

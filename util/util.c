@@ -56,19 +56,43 @@ static int util__ipv6(const char *s, size_t len)
     return colons >= 2;
 }
 
-static int util__port(const char *s, size_t len, unsigned flags, int *port)
+const char *util_strerror(int err)
+{
+    switch (err) {
+    case UTIL_OK: return "ok";
+    case UTIL_E_HOST:
+        return "bad host: expected a name or IPv4 address of letters, digits, '-', '.' and '_', or an "
+               "[IPv6] address";
+    case UTIL_E_PORT: return "bad port: expected 1-65535 in decimal, without sign or leading zero";
+    case UTIL_E_TOO_LONG: return "host name too long (at most 253 bytes)";
+    }
+    return "unknown util error";
+}
+
+int util_port_parse(const char *s, size_t len, unsigned flags)
 {
     int v = 0;
-    if (len == 0 || len > 5)
-        return -1;
+    if (!s || len == 0 || len > 5 || (len > 1 && s[0] == '0'))
+        return UTIL_E_PORT;
     for (size_t i = 0; i < len; i++) {
         if (s[i] < '0' || s[i] > '9')
-            return -1;
+            return UTIL_E_PORT;
         v = v * 10 + (s[i] - '0');
     }
     if (v > 65535 || (v == 0 && !(flags & UTIL_HP_PORT_ZERO)))
-        return -1;
-    *port = v;
+        return UTIL_E_PORT;
+    return v;
+}
+
+/* A host name or IPv4 address (see util_hostport_parse). */
+static int util__hostname(const char *s, size_t len)
+{
+    if (len == 0)
+        return UTIL_E_HOST;
+    if (len > UTIL_MAX_HOST_LEN)
+        return UTIL_E_TOO_LONG;
+    if (!util_chars_only(s, len, "-._") || s[0] == '.' || memmem(s, len, "..", 2))
+        return UTIL_E_HOST;
     return 0;
 }
 
@@ -76,12 +100,13 @@ int util_hostport_parse(const char *s, size_t len, unsigned flags, struct util_h
 {
     struct util_hostport hp = {.port = out->port};
     const char *end = s + len, *rest;
+    int rc;
     if (!s || len == 0)
-        return -1;
+        return UTIL_E_HOST;
     if (s[0] == '[') {
         const char *rb = memchr(s, ']', len);
         if (!rb || !util__ipv6(s + 1, (size_t)(rb - s - 1)))
-            return -1;
+            return UTIL_E_HOST;
         hp.host = s + 1;
         hp.host_len = (size_t)(rb - s - 1);
         hp.ipv6 = 1;
@@ -91,14 +116,14 @@ int util_hostport_parse(const char *s, size_t len, unsigned flags, struct util_h
         rest = colon ? colon : end;
         hp.host = s;
         hp.host_len = (size_t)(rest - s);
-        if (hp.host_len == 0 || hp.host_len > 253 || !util_chars_only(s, hp.host_len, "-._"))
-            return -1;
+        if ((rc = util__hostname(s, hp.host_len)) != 0)
+            return rc;
     }
     if (rest == end) {
         if (!(flags & UTIL_HP_PORT_OPTIONAL))
-            return -1;
-    } else if (*rest != ':' || util__port(rest + 1, (size_t)(end - rest - 1), flags, &hp.port) != 0) {
-        return -1;
+            return UTIL_E_PORT;
+    } else if (*rest != ':' || (hp.port = util_port_parse(rest + 1, (size_t)(end - rest - 1), flags)) < 0) {
+        return UTIL_E_PORT;
     }
     *out = hp;
     return 0;

@@ -210,7 +210,7 @@ static void fuzz_ids(const char *s, size_t len)
 {
     uint64_t v;
     char out[21];
-    int id = cluster_valid_id(s, len), node = cluster_valid_node(s, len);
+    int id = util_valid_worker_id(s, len), node = cluster_valid_node(s, len);
     if (node && !id)
         abort(); /* every node id would also be a valid worker id */
     if (id && (len == 0 || len > CLUSTER_MAX_ID_LEN || memchr(s, ' ', len)))

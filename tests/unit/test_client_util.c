@@ -1,4 +1,5 @@
-/* whclient's pure helpers: server URLs, ids, tokens, ports, reconnect backoff. */
+/* whclient's pure helpers: server URLs, ids (util_valid_worker_id, as main.c checks them), tokens,
+ * ports, reconnect backoff. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,14 +41,14 @@ static void test_urls(void **state)
 
 static void test_ids_tokens_ports(void **state)
 {
-    assert_true(client_id_valid("A-z_0~9.%41"));
-    assert_false(client_id_valid(""));
-    assert_false(client_id_valid("a b"));
-    assert_false(client_id_valid("a/b"));
+    assert_true(util_valid_worker_id("A-z_0~9.%41", strlen("A-z_0~9.%41")));
+    assert_false(util_valid_worker_id("", strlen("")));
+    assert_false(util_valid_worker_id("a b", strlen("a b")));
+    assert_false(util_valid_worker_id("a/b", strlen("a/b")));
     char long_id[300];
     memset(long_id, 'a', sizeof long_id - 1);
     long_id[sizeof long_id - 1] = 0;
-    assert_false(client_id_valid(long_id));
+    assert_false(util_valid_worker_id(long_id, strlen(long_id)));
     assert_true(client_token_valid("abc.DEF-_9", 10));
     assert_false(client_token_valid("abc def", 7));
     assert_false(client_token_valid("", 0));

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "cluster/cluster.h"
+#include "util/util.h"
 
 static int parse(const char *s, struct cluster_url *u)
 {
@@ -152,14 +153,14 @@ static void test_url_limits(void **state)
     char buf[CLUSTER_MAX_URL_LEN + 64];
     (void)state;
 
-    /* host of 255 is fine, 256 too long */
+    /* host of 253 (the longest DNS name, util_hostport_parse's limit) is fine, 254 too long */
     strcpy(buf, "redis://");
-    memset(buf + 8, 'a', 255);
-    buf[8 + 255] = '\0';
+    memset(buf + 8, 'a', 253);
+    buf[8 + 253] = '\0';
     assert_int_equal(parse(buf, &u), 0);
-    assert_int_equal(strlen(u.host), 255);
-    memset(buf + 8, 'a', 256);
-    buf[8 + 256] = '\0';
+    assert_int_equal(strlen(u.host), 253);
+    memset(buf + 8, 'a', 254);
+    buf[8 + 254] = '\0';
     assert_int_equal(parse(buf, &u), CLUSTER_E_TOO_LONG);
 
     /* password of 1024 decoded bytes is fine, 1025 too long; "%41" counts as one */
@@ -233,17 +234,17 @@ static void test_identifiers(void **state)
 {
     char big[400];
     (void)state;
-    assert_true(cluster_valid_id("a", 1));
-    assert_true(cluster_valid_id("AZaz09_~.%-", 11));
-    assert_false(cluster_valid_id("", 0));
-    assert_false(cluster_valid_id(NULL, 0));
-    assert_false(cluster_valid_id("a b", 3));
-    assert_false(cluster_valid_id("a/b", 3));
-    assert_false(cluster_valid_id("a\0b", 3));
-    assert_false(cluster_valid_id("a:b", 3));
+    assert_true(util_valid_worker_id("a", 1));
+    assert_true(util_valid_worker_id("AZaz09_~.%-", 11));
+    assert_false(util_valid_worker_id("", 0));
+    assert_false(util_valid_worker_id(NULL, 0));
+    assert_false(util_valid_worker_id("a b", 3));
+    assert_false(util_valid_worker_id("a/b", 3));
+    assert_false(util_valid_worker_id("a\0b", 3));
+    assert_false(util_valid_worker_id("a:b", 3));
     memset(big, 'x', sizeof(big));
-    assert_true(cluster_valid_id(big, 255));
-    assert_false(cluster_valid_id(big, 256));
+    assert_true(util_valid_worker_id(big, 255));
+    assert_false(util_valid_worker_id(big, 256));
 
     assert_true(cluster_valid_node("node-1.a_b", 10));
     assert_false(cluster_valid_node("n~1", 3));
@@ -272,12 +273,12 @@ static void test_identifiers(void **state)
     assert_false(cluster_valid_addr("h h:1", 5));
     assert_false(cluster_valid_addr("h:1 ", 4));
     assert_false(cluster_valid_addr("::1:80", 6));
-    memset(big, 'h', 255);
-    memcpy(big + 255, ":65535", 6);
-    assert_true(cluster_valid_addr(big, 261));
+    memset(big, 'h', 253);
+    memcpy(big + 253, ":65535", 6);
+    assert_true(cluster_valid_addr(big, 259));
     big[0] = 'h';
-    memmove(big + 1, big, 261);
-    assert_false(cluster_valid_addr(big, 262));
+    memmove(big + 1, big, 259);
+    assert_false(cluster_valid_addr(big, 260));
 }
 
 static void test_numbers(void **state)
