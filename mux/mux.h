@@ -6,7 +6,7 @@
  * No sockets, no event loop, no logging, no clock: time is passed in as now_ms.
  *
  * The wire format and the flow-control rules are in docs/protocol.md (and
- * ../shared/PROTOCOL.md section 3). Without extensions (cfg.ext == 0) a
+ * docs/protocol.md, "The contract"). Without extensions (cfg.ext == 0) a
  * session speaks the original Go protocol exactly; with them (agreed at the
  * WebSocket handshake) it may also send RST and GOAWAY.
  *

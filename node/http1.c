@@ -699,6 +699,20 @@ int http1_parse_response(const char *buf, size_t len, struct http1_response *res
     return http1__postfilter(r, len, max_head, &resp->scan_hint, &resp->scan_class);
 }
 
+int http1_head_maybe_complete(const char *buf, size_t len, size_t *from)
+{
+    for (size_t i = *from; i < len;) {
+        const char *nl = memchr(buf + i, '\n', len - i);
+        if (!nl)
+            break;
+        i = (size_t)(nl - buf) + 1;
+        if (i < len && (buf[i] == '\n' || (buf[i] == '\r' && i + 1 < len && buf[i + 1] == '\n')))
+            return 1;
+    }
+    *from = len >= 2 ? len - 2 : 0;
+    return 0;
+}
+
 int http1_request_error_status(int err)
 {
     switch (err) {

@@ -199,6 +199,13 @@ struct http1_response {
  */
 int http1_parse_request(const char *buf, size_t len, struct http1_request *req, size_t max_head);
 
+/* Whether buf[0..len) may hold a complete head: an empty line ("\n\r\n" or
+ * "\n\n") at or after *from, picohttpparser's last_len idea. Returns 1 if
+ * so; else 0, with *from moved to where the next call (with more bytes
+ * appended) resumes, so a head that arrives in pieces is scanned once, not
+ * parsed again from byte 0 on every read. Start each head with *from = 0. */
+int http1_head_maybe_complete(const char *buf, size_t len, size_t *from);
+
 /* Parses a worker's response head to a request made with request_method: the
  * same contract as http1_parse_request(). Body framing follows RFC 9112 6.3;
  * both Content-Length and Transfer-Encoding is an error (as nginx does), and

@@ -1,4 +1,4 @@
-/* token: worker registration tokens (PROTOCOL.md section 2), without I/O.
+/* token: worker registration tokens (docs/protocol.md, "Tokens"), without I/O.
  *
  * A worker proves it may register an id with a JWT, HS256 only, signed with
  * one of two shared secrets (A and B, so a secret can be rotated without

@@ -1,7 +1,7 @@
 """The node's wire behaviour towards a worker, exactly as a Go client sees it.
 
 A fake worker written here from scratch (raw socket, hand-made WebSocket
-handshake and framing, wsmux frames as in PROTOCOL.md section 3) registers
+handshake and framing, wsmux frames as in docs/protocol.md) registers
 with a real node and plays the Go client's part. It checks everything the
 node sends during each test: never a text message, never a wsmux frame
 shorter than 5 bytes or of an unknown type, never an ACK without a 4-byte
@@ -78,18 +78,9 @@ class FakeWorker:
     # ---- sending (client frames are masked) ----
 
     def send_ws(self, opcode, payload=b"", fin=True):
-        n = len(payload)
-        b0 = (0x80 if fin else 0) | opcode
-        if n < 126:
-            hdr = struct.pack("!BB", b0, 0x80 | n)
-        elif n < 65536:
-            hdr = struct.pack("!BBH", b0, 0x80 | 126, n)
-        else:
-            hdr = struct.pack("!BBQ", b0, 0x80 | 127, n)
-        mask = os.urandom(4)
-        body = bytes(b ^ mask[i & 3] for i, b in enumerate(payload)) if n < 256 else _mask(payload, mask)
+        frame = ws_client_frame(opcode, payload, fin)
         with self.send_lock:
-            self.sock.sendall(hdr + mask + body)
+            self.sock.sendall(frame)
 
     def send_mux(self, ftype, sid, payload=b"", fragment=0):
         """One wsmux frame as one binary message; fragment > 0 splits it into a
@@ -764,3 +755,34 @@ def test_pipelined_registration_does_not_corrupt_worker_reads(procs, fakes):
         assert not fa.eof.is_set() and n.alive()
     finally:
         sv.close()
+
+
+@pytest.mark.parametrize("version", ["1.1", "1.0"])
+def test_interim_response_only_to_http11_viewers(procs, fakes, version):
+    # a 1xx before the final response goes to an HTTP/1.1 viewer as is, never to
+    # an HTTP/1.0 one (RFC 9110 15.2)
+    n, fw = start(procs, fakes)
+    s = viewer(n, b"GET /fw/x HTTP/%s\r\nHost: v\r\nConnection: close\r\n\r\n" % version.encode())
+    sid, _ = fw.expect(SYN)
+    fw.ack(sid, 1024)
+    req = b""
+    while b"\r\n\r\n" not in req:
+        req += fw.read_stream(sid, 1)
+    fw.dat(sid, b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n"
+                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    fw.fin(sid)
+    s.settimeout(10)
+    got = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        got += d
+    s.close()
+    assert got.endswith(b"\r\n\r\nok"), got
+    if version == "1.1":
+        assert got.startswith(b"HTTP/1.1 103 Early Hints\r\n"), got[:60]
+        assert b"HTTP/1.1 200 OK\r\n" in got
+    else:
+        assert got.startswith(b"HTTP/1.1 200 OK\r\n"), got[:60]
+        assert b" 103 " not in got

@@ -1314,6 +1314,183 @@ static void test_chunk_header(void **state)
     free(x.payload);
 }
 
+/* ---- http1_head_maybe_complete: the scan a caller runs before parsing ---- */
+
+/* The reference: whether buf[start..len) holds "\n\r\n" or "\n\n". */
+static int mc_ref(const char *buf, size_t start, size_t len)
+{
+    for (size_t i = start; i + 1 < len; i++)
+        if (buf[i] == '\n' &&
+            (buf[i + 1] == '\n' || (buf[i + 1] == '\r' && i + 2 < len && buf[i + 2] == '\n')))
+            return 1;
+    return 0;
+}
+
+struct mc_case {
+    const char *head; /* the last 1 comes with exactly these bytes */
+    const char *tail; /* what follows the head */
+    int parse;        /* 1 request, 2 response: a 1 the parser finds incomplete (leading
+                       * empty lines) restarts the scan as viewer.c does; 0 no parser (bare LF) */
+};
+
+static const struct mc_case mc_cases[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "", 1},
+    {"GET /x?y HTTP/1.1\r\nHost: a\r\nX-A: 1\r\nX-B:\r\n\r\n", "BODY\r\n\r\n", 1},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\n", "\n\n", 1},
+    {"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "", 2},
+    {"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", "\r\n\r\n", 2},
+    {"GET / HTTP/1.1\nHost: a\n\n", "", 0},           /* bare LF */
+    {"GET / HTTP/1.1\nHost: a\nX: \r\n\n", "x", 0},   /* "\r\n\n" holds "\n\n" */
+    {"GET / HTTP/1.1\r\nHost: a\n\r\n", "\n\n", 0},   /* mixed */
+    {"GET / HTTP/1.0\r\n\r\n", "", 1},                /* no header line */
+    {"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "", 1}, /* one leading CRLF looks like nothing */
+    {"\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "", 1},
+    {"\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\nX: y\r\n\r\n", "", 1},
+    {"\r\n\r\n\r\n\r\n\r\n\r\n\r\n\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", "GET", 1},
+};
+
+/* Feeds c in pieces of the sizes step() gives, each call on an exact-size
+ * copy of the bytes so far (ASan catches a read past len), keeping from
+ * across calls as a caller does; checks every answer against mc_ref(). */
+static void mc_feed(const struct mc_case *c, size_t (*step)(void *), void *ud)
+{
+    char s[256];
+    size_t end = strlen(c->head), total = end + strlen(c->tail), from = 0, start = 0, len = 0;
+    assert_true(total < sizeof s);
+    memcpy(s, c->head, end);
+    memcpy(s + end, c->tail, total - end);
+    s[total] = 0;
+    while (len < total) {
+        size_t n = step(ud);
+        len = len + n > total ? total : len + n;
+        char *buf = dup_n(s, len);
+        size_t before = from;
+        int m = http1_head_maybe_complete(buf, len, &from);
+        int want = mc_ref(buf, start, len);
+        if (m != want)
+            fail_msg("\"%s\" at %zu bytes (from %zu): %d, want %d", s, len, before, m, want);
+        if (from < before || from > len)
+            fail_msg("\"%s\" at %zu bytes: from %zu -> %zu", s, len, before, from);
+        if (!m) {
+            if (len - from > 2) /* the next call rescans at most "\n\r" */
+                fail_msg("\"%s\" at %zu bytes: from %zu", s, len, from);
+            assert_true(len < end);
+            free(buf);
+            continue;
+        }
+        int rc = (int)end;
+        if (c->parse == 1) {
+            struct http1_request q;
+            memset(&q, 0, sizeof q);
+            rc = http1_parse_request(buf, len, &q, MAX_HEAD);
+        } else if (c->parse == 2) {
+            struct http1_response r;
+            memset(&r, 0, sizeof r);
+            rc = http1_parse_response(buf, len, &r, MAX_HEAD, HTTP1_METHOD_GET);
+        }
+        free(buf);
+        if (rc == HTTP1_INCOMPLETE) { /* leading empty lines: scan on as viewer.c does */
+            assert_true(len < end);
+            from = start = len >= 2 ? len - 2 : 1;
+            continue;
+        }
+        if (rc != (int)end || len < end || len - n >= end)
+            fail_msg("\"%s\": 1 at %zu bytes (%zu before), parse %d, the head is %zu", s, len, len - n, rc,
+                     end);
+        return;
+    }
+    fail_msg("\"%s\": never complete", s);
+}
+
+static size_t mc_one(void *ud)
+{
+    return 1;
+}
+
+/* A small deterministic generator (LCG) of piece sizes 1 to 8. */
+static size_t mc_random(void *ud)
+{
+    uint32_t *x = ud;
+    *x = *x * 1664525u + 1013904223u;
+    return 1 + (*x >> 24) % 8;
+}
+
+static void test_head_maybe_complete(void **state)
+{
+    for (size_t i = 0; i < sizeof mc_cases / sizeof mc_cases[0]; i++) {
+        mc_feed(&mc_cases[i], mc_one, NULL);
+        for (uint32_t seed = 1; seed <= 200; seed++) {
+            uint32_t x = seed * 2654435761u;
+            mc_feed(&mc_cases[i], mc_random, &x);
+        }
+    }
+
+    /* whole buffers, from 0 */
+    static const struct {
+        const char *s;
+        int want;
+    } whole[] = {
+        {"", 0},         {"\n", 0},     {"\n\n", 1},   {"\r\n", 0},     {"\r\n\r", 0},
+        {"\r\n\r\n", 1}, {"\n\r", 0},   {"\n\r\n", 1}, {"\n\r\r\n", 0}, {"a\r\nb", 0},
+        {"\r\r\n", 0},   {"a\n \n", 0}, {"a\nb\n", 0}, {"a\n\nb", 1},   {"GET / HTTP/1.1\r\nHost: a\r\n", 0},
+    };
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++) {
+        size_t len = strlen(whole[i].s), from = 0;
+        char *buf = dup_n(whole[i].s, len);
+        int m = http1_head_maybe_complete(buf, len, &from);
+        if (m != whole[i].want)
+            fail_msg("\"%s\": %d, want %d", whole[i].s, m, whole[i].want);
+        assert_true(from <= len);
+        free(buf);
+    }
+
+    /* from past an end: it is not looked at again */
+    size_t from = 3;
+    assert_int_equal(http1_head_maybe_complete("\n\nabcd", 6, &from), 0);
+    assert_int_equal(from, 4);
+}
+
+/* A 64 KiB head sent one byte at a time is scanned about once, not once per
+ * byte: the bytes each call may look at (len - from before it) add up to a
+ * small multiple of the head. */
+static void test_head_maybe_complete_linear(void **state)
+{
+    enum { SIZE = 64 * 1024 };
+    char *head = malloc(SIZE);
+    assert_non_null(head);
+    size_t n = (size_t)snprintf(head, SIZE, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int k = 0; n + 2000 < SIZE; k++) { /* 1 KiB lines, well under HTTP1_MAX_HEADERS */
+        n += (size_t)snprintf(head + n, SIZE - n, "X-H-%d: ", k);
+        memset(head + n, 'a' + k % 26, 1000);
+        memcpy(head + n + 1000, "\r\n", 2);
+        n += 1002;
+    }
+    memcpy(head + n, "X-Last: ", 8); /* a last line up to the end */
+    memset(head + n + 8, 'z', SIZE - 4 - n - 8);
+    memcpy(head + SIZE - 4, "\r\n\r\n", 4);
+    struct http1_request q;
+    memset(&q, 0, sizeof q);
+    assert_int_equal(http1_parse_request(head, SIZE, &q, SIZE), SIZE); /* a real head */
+    size_t from = 0, scanned = 0, calls_moved = 0;
+    for (size_t len = 1; len <= SIZE; len++) {
+        size_t before = from;
+        int m = http1_head_maybe_complete(head, len, &from);
+        scanned += len - before;
+        if (len < SIZE) {
+            if (m)
+                fail_msg("complete at %zu of %d bytes", len, SIZE);
+            assert_true(from >= before && from <= len && len - from <= 2);
+            calls_moved += from > before;
+        } else {
+            assert_int_equal(m, 1);
+        }
+    }
+    if (scanned > 4 * (size_t)SIZE)
+        fail_msg("%zu bytes scanned for a %d-byte head", scanned, SIZE);
+    assert_true(calls_moved >= SIZE - 3);
+    free(head);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1364,6 +1541,8 @@ int main(void)
         cmocka_unit_test(test_chunked_incomplete),
         cmocka_unit_test(test_chunked_line_limit),
         cmocka_unit_test(test_chunk_header),
+        cmocka_unit_test(test_head_maybe_complete),
+        cmocka_unit_test(test_head_maybe_complete_linear),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

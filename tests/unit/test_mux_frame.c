@@ -1,4 +1,4 @@
-/* wsmux frame codec: literal byte vectors from PROTOCOL.md section 3 and the captures. */
+/* wsmux frame codec: literal byte vectors from docs/protocol.md ("The contract") and the captured Go sessions. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>

@@ -3,11 +3,12 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
-#include "node/node.h"
+#include "node/relay.h"
 
 static int parse(const char *s, char ip[RELAY_MAX_IP], int *tls)
 {

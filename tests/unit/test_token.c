@@ -1,4 +1,4 @@
-/* token: worker token checks (PROTOCOL.md section 2). Foreign and broken tokens
+/* token: worker token checks (docs/protocol.md, "Tokens"). Foreign and broken tokens
  * are built by hand here (base64url + OpenSSL HMAC), not only with libjwt. */
 #include <setjmp.h>
 #include <stdarg.h>

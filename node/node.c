@@ -1,5 +1,5 @@
-/* The node: listener, TLS, the table of connected workers, small responses. */
-#include <arpa/inet.h>
+/* node: start and stop, the viewer listener, TLS, signals; the wiring of
+ * the modules (see node.h). */
 #include <errno.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -8,124 +8,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
+#include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <unistd.h>
 
-#include "cluster/registry.h"
+#include "node/drain.h"
+#include "node/glue.h"
 #include "node/log.h"
+#include "node/net.h"
 #include "node/node.h"
-
-int64_t node_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* ---- worker table ----------------------------------------------------- */
-
-static uint32_t hash_str(const char *s, size_t n)
-{
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (uint8_t)s[i]) * 16777619u;
-    return h;
-}
-
-struct worker *node_find_worker(struct node *n, const char *id, size_t len)
-{
-    if (!n->buckets)
-        return NULL;
-    for (struct worker *w = n->buckets[hash_str(id, len) & (n->nbuckets - 1)]; w; w = w->hnext)
-        if (strlen(w->id) == len && memcmp(w->id, id, len) == 0)
-            return w;
-    return NULL;
-}
-
-void node_table_put(struct node *n, struct worker *w)
-{
-    if (n->nworkers + 1 > n->nbuckets) {
-        uint32_t nb = n->nbuckets ? n->nbuckets * 2 : 64;
-        struct worker **b = calloc(nb, sizeof *b);
-        if (!b)
-            return; /* keeps the old table; lookups stay correct */
-        for (uint32_t i = 0; i < n->nbuckets; i++) {
-            struct worker *e = n->buckets[i];
-            while (e) {
-                struct worker *next = e->hnext;
-                uint32_t h = hash_str(e->id, strlen(e->id)) & (nb - 1);
-                e->hnext = b[h];
-                b[h] = e;
-                e = next;
-            }
-        }
-        free(n->buckets);
-        n->buckets = b;
-        n->nbuckets = nb;
-    }
-    uint32_t h = hash_str(w->id, strlen(w->id)) & (n->nbuckets - 1);
-    w->hnext = n->buckets[h];
-    n->buckets[h] = w;
-    n->nworkers++;
-    w->in_table = 1;
-}
-
-void node_table_remove(struct node *n, struct worker *w)
-{
-    if (!w->in_table)
-        return;
-    struct worker **pp = &n->buckets[hash_str(w->id, strlen(w->id)) & (n->nbuckets - 1)];
-    while (*pp && *pp != w)
-        pp = &(*pp)->hnext;
-    if (*pp) {
-        *pp = w->hnext;
-        n->nworkers--;
-    }
-    w->in_table = 0;
-}
-
-/* ---- responses -------------------------------------------------------- */
-
-void node_ws_headers(const struct http1_headers *h, struct ws_header out[HTTP1_MAX_HEADERS])
-{
-    for (size_t i = 0; i < h->count; i++) {
-        out[i].name = h->h[i].name;
-        out[i].name_len = h->h[i].name_len;
-        out[i].value = h->h[i].value;
-        out[i].value_len = h->h[i].value_len;
-    }
-}
-
-void node_respond(struct bufferevent *bev, int status, const char *reason, const char *ctype,
-                  const char *body, int close)
-{
-    size_t len = body ? strlen(body) : 0;
-    struct evbuffer *out = bufferevent_get_output(bev);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-                        "Cache-Control: no-store\r\n%s\r\n",
-                        status, reason, ctype, len, close ? "Connection: close\r\n" : "");
-    if (len)
-        evbuffer_add(out, body, len);
-}
+#include "node/relay.h"
+#include "node/viewer.h"
+#include "node/workers.h"
+#include "util/util.h"
 
 /* ---- listener --------------------------------------------------------- */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *ud)
 {
     struct node *n = ud;
-    char ip[64] = "unknown";
-    if (sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, ip, sizeof ip);
-    else if (sa->sa_family == AF_INET6)
-        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, ip, sizeof ip);
-    if (n->nconns + n->nworkers >= (uint32_t)n->cfg->max_connections) {
-        LOG_W("connection from %s refused: %u connections (limit %lld)", ip, n->nconns + n->nworkers,
+    char ip[64];
+    net_format_ip(sa, ip, sizeof ip);
+    uint32_t open = n->nconns + workers_count(n);
+    if (open >= (uint32_t)n->cfg->max_connections) {
+        LOG_W("connection from %s refused: %u connections (limit %lld)", ip, open,
               (long long)n->cfg->max_connections);
         evutil_closesocket(fd);
         return;
@@ -255,23 +165,67 @@ static void signal_cb(evutil_socket_t sig, short what, void *ud)
     /* in a cluster the first signal drains (docs/cluster.md), a second
      * leaves the cluster and stops; any other, or any in a standalone node,
      * stops at once */
-    if (!n->draining && peer_drain_start(n) == 0) {
+    if (!n->draining && drain_start(n) == 0) {
         LOG_I("signal %d: draining (a second signal ends the drain, a third stops at once)", (int)sig);
+        viewer_drain_all(n);
         return;
     }
     if (n->draining && !n->leaving) {
         LOG_I("signal %d: ending the drain: leaving the cluster, then stopping", (int)sig);
-        peer_drain_end(n);
+        drain_end(n);
         return;
     }
     LOG_I("signal %d: stopping", (int)sig);
     event_base_loopexit(n->base, NULL);
 }
 
+/* ---- wiring ------------------------------------------------------------------ */
+
+static void *serve_relayed(struct node *n, struct bufferevent *bev, int tls, const char *ip, struct relay *r)
+{
+    return viewer_start(n, bev, tls, ip, r);
+}
+
+static void abort_relayed(void *viewer)
+{
+    viewer_abort(viewer);
+}
+
+static const struct relay_hooks relay_hooks = {.serve = serve_relayed, .abort = abort_relayed};
+
+static const struct workers_events workers_events = {
+    .registered_cb = glue_worker_registered,
+    .closed_cb = glue_worker_closed,
+};
+
+static int listen_viewers(struct node *n)
+{
+    const struct config *cfg = n->cfg;
+    struct sockaddr_storage ss;
+    int sslen;
+    char addr[300];
+    const char *la = cfg->listen_addr && cfg->listen_addr[0] ? cfg->listen_addr : "0.0.0.0";
+    util_hostport_format(addr, sizeof addr, la, (int)cfg->port);
+    if (net_parse_sockaddr(addr, UTIL_HP_PORT_ZERO, &ss, &sslen) != 0) {
+        fprintf(stderr, "whtunnel: bad listen address '%s' (WHT_LISTEN_ADDR / --listen)\n", la);
+        return -1;
+    }
+    n->listener = evconnlistener_new_bind(n->base, accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE,
+                                          1024, (struct sockaddr *)&ss, sslen);
+    if (!n->listener) {
+        fprintf(stderr, "whtunnel: cannot listen on %s: %s\n", addr, strerror(errno));
+        return -1;
+    }
+    evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
+          cfg->domain && cfg->domain[0] ? "domain and path" : "path",
+          cfg->domain && cfg->domain[0] ? ": *." : "", cfg->domain && cfg->domain[0] ? cfg->domain : "");
+    return 0;
+}
+
 int node_start(struct node *n, struct event_base *base, const struct config *cfg)
 {
     memset(n, 0, sizeof *n);
-    TAILQ_INIT(&n->viewers);
     n->base = base;
     n->cfg = cfg;
     n->keys.secret_a = cfg->secret_a;
@@ -284,46 +238,27 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
         if (!n->ssl)
             return -1;
     }
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    char addr[300];
-    const char *la = cfg->listen_addr && cfg->listen_addr[0] ? cfg->listen_addr : "0.0.0.0";
-    if (strchr(la, ':'))
-        snprintf(addr, sizeof addr, "[%s]:%lld", la, (long long)cfg->port);
-    else
-        snprintf(addr, sizeof addr, "%s:%lld", la, (long long)cfg->port);
-    if (evutil_parse_sockaddr_port(addr, (struct sockaddr *)&ss, &sslen) != 0) {
-        fprintf(stderr, "whtunnel: bad listen address '%s' (WHT_LISTEN_ADDR / --listen)\n", la);
+    if (viewer_init(n) != 0 || workers_init(n, &workers_events) != 0 || relay_init(n, &relay_hooks) != 0) {
+        fprintf(stderr, "whtunnel: out of memory\n");
         return -1;
     }
-    n->listener = evconnlistener_new_bind(base, accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE, 1024,
-                                          (struct sockaddr *)&ss, sslen);
-    if (!n->listener) {
-        fprintf(stderr, "whtunnel: cannot listen on %s: %s\n", addr, strerror(errno));
-        return -1;
-    }
-    evconnlistener_set_error_cb(n->listener, accept_error_cb);
-    if (peer_start(n) != 0)
+    if (listen_viewers(n) != 0 || glue_start(n, relay_incoming) != 0)
         return -1;
     n->sigint_ev = evsignal_new(base, SIGINT, signal_cb, n);
     n->sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, n);
     event_add(n->sigint_ev, NULL);
     event_add(n->sigterm_ev, NULL);
-    LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
-          cfg->domain && cfg->domain[0] ? "domain and path" : "path",
-          cfg->domain && cfg->domain[0] ? ": *." : "", cfg->domain && cfg->domain[0] ? cfg->domain : "");
     return 0;
 }
 
 void node_stop(struct node *n)
 {
     n->stopping = 1;
-    viewer_close_all(n);
-    for (uint32_t i = 0; i < n->nbuckets; i++) {
-        while (n->buckets[i])
-            worker_close(n->buckets[i], "node stopping");
-    }
-    peer_stop(n);
+    viewer_free_all(n);
+    workers_free(n);
+    relay_free(n);
+    drain_stop(n);
+    glue_stop(n);
     if (n->listener)
         evconnlistener_free(n->listener);
     if (n->sigint_ev)
@@ -332,7 +267,6 @@ void node_stop(struct node *n)
         event_free(n->sigterm_ev);
     /* let deferred frees run */
     event_base_loop(n->base, EVLOOP_NONBLOCK);
-    free(n->buckets);
     if (n->ssl)
         SSL_CTX_free(n->ssl);
 }

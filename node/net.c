@@ -1,0 +1,55 @@
+/* net: socket addresses (see net.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <event2/util.h>
+
+#include "node/net.h"
+#include "util/util.h"
+
+void net_format_ip(const struct sockaddr *sa, char *out, size_t cap)
+{
+    snprintf(out, cap, "unknown");
+    if (sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
+    else if (sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+int net_parse_sockaddr(const char *addr, unsigned flags, struct sockaddr_storage *ss, int *len)
+{
+    struct util_hostport hp = {0};
+    char host[64];
+    if (util_hostport_parse(addr, strlen(addr), flags, &hp) != 0 || hp.host_len >= sizeof host)
+        return -1;
+    memcpy(host, hp.host, hp.host_len);
+    host[hp.host_len] = 0;
+    memset(ss, 0, sizeof *ss);
+    struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+    if (!hp.ipv6 && inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)hp.port);
+        *len = sizeof *v4;
+        return 0;
+    }
+    if (hp.ipv6 && inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)hp.port);
+        *len = sizeof *v6;
+        return 0;
+    }
+    return -1;
+}
+
+int net_bound_port(int fd)
+{
+    struct sockaddr_storage bound;
+    socklen_t bl = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &bl) != 0)
+        return 0;
+    return ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                             : ((struct sockaddr_in *)&bound)->sin_port);
+}

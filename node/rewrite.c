@@ -1,0 +1,122 @@
+/* rewrite: request and response heads for the other side (see rewrite.h). */
+#include <string.h>
+#include <strings.h>
+
+#include "node/rewrite.h"
+
+static void add_header(struct evbuffer *b, const char *name, const char *value, size_t len)
+{
+    evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
+}
+
+/* Whether h is named name (lowercase, NUL-terminated), case-insensitively. */
+static int header_is(const struct http1_header *h, const char *name)
+{
+    size_t n = strlen(name);
+    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
+}
+
+/* Writes h as received: "Name: value". */
+static void copy_header(struct evbuffer *b, const struct http1_header *h)
+{
+    evbuffer_add(b, h->name, h->name_len);
+    evbuffer_add(b, ": ", 2);
+    evbuffer_add(b, h->value, h->value_len);
+    evbuffer_add(b, "\r\n", 2);
+}
+
+/* The viewer's header lines the worker gets as they are. The Host of an
+ * absolute-form request is the target's authority (RFC 9112 3.2.2), written
+ * by the caller. */
+static void copy_request_headers(struct evbuffer *b, const struct http1_request *r)
+{
+    int own_host = r->target_form == HTTP1_TARGET_ABSOLUTE;
+    for (size_t i = 0; i < r->headers.count; i++) {
+        const struct http1_header *h = &r->headers.h[i];
+        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len) || header_is(h, "content-length") ||
+            header_is(h, "x-forwarded-for") || header_is(h, "x-forwarded-proto") ||
+            header_is(h, "x-forwarded-host") || header_is(h, "x-webhooktunnel-original-path") ||
+            header_is(h, "x-websocktunnel-original-path") || (own_host && header_is(h, "host")))
+            continue;
+        copy_header(b, h);
+    }
+}
+
+/* X-Forwarded-For: every such line the viewer sent, as one list (RFC 9110
+ * 5.3), then the viewer's address. */
+static void forwarded_for(struct evbuffer *b, const struct http1_request *r, const char *peer_ip)
+{
+    evbuffer_add(b, "X-Forwarded-For: ", 17);
+    for (size_t i = 0; i < r->headers.count; i++) {
+        const struct http1_header *h = &r->headers.h[i];
+        if (header_is(h, "x-forwarded-for") && h->value_len > 0) {
+            evbuffer_add(b, h->value, h->value_len);
+            evbuffer_add(b, ", ", 2);
+        }
+    }
+    evbuffer_add_printf(b, "%s\r\n", peer_ip);
+}
+
+void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, const struct rewrite_request *x)
+{
+    evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)r->method_len, r->method, (int)x->target_len,
+                        x->target);
+    copy_request_headers(b, r);
+    if (!r->host) /* HTTP/1.0 without Host */
+        evbuffer_add_printf(b, "Host: %s\r\n", x->worker_id);
+    else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
+        add_header(b, "Host", r->host, r->host_len);
+    forwarded_for(b, r, x->peer_ip);
+    evbuffer_add_printf(b, "X-Forwarded-Proto: %s\r\n", x->tls ? "https" : "http");
+    if (r->host)
+        add_header(b, "X-Forwarded-Host", r->host, r->host_len);
+    if (x->path_mode) {
+        add_header(b, "X-Webhooktunnel-Original-Path", r->path, r->path_len);
+        add_header(b, "X-Websocktunnel-Original-Path", r->path, r->path_len);
+    }
+    if (r->body == HTTP1_BODY_LENGTH)
+        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
+    else if (r->body == HTTP1_BODY_CHUNKED)
+        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->upgrade) {
+        const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
+        evbuffer_add(b, "Connection: Upgrade\r\n", 21);
+        add_header(b, "Upgrade", u->value, u->value_len);
+    } else if (!x->keep_alive) {
+        evbuffer_add(b, "Connection: close\r\n", 19);
+    }
+    evbuffer_add(b, "\r\n", 2);
+}
+
+void rewrite_response_head(struct evbuffer *out, const struct http1_response *r, enum http1_method method,
+                           int dechunk, int *keep_alive)
+{
+    evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
+    for (size_t i = 0; i < r->headers.count; i++) {
+        const struct http1_header *h = &r->headers.h[i];
+        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
+            continue;
+        /* Content-Length is ours to write, except where it only describes a
+         * body not sent (HEAD, 304): then the worker's value goes through */
+        if (header_is(h, "content-length") &&
+            !(r->body == HTTP1_BODY_NONE && (method == HTTP1_METHOD_HEAD || r->status == 304)))
+            continue;
+        copy_header(out, h);
+    }
+    if (r->upgrade) {
+        const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
+        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+        if (u)
+            add_header(out, "Upgrade", u->value, u->value_len);
+    } else {
+        if (r->body == HTTP1_BODY_LENGTH)
+            evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
+        else if (r->body == HTTP1_BODY_CHUNKED && !dechunk)
+            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        if (r->body == HTTP1_BODY_CLOSE || dechunk)
+            *keep_alive = 0; /* the body ends when the connection does */
+        if (!*keep_alive)
+            evbuffer_add(out, "Connection: close\r\n", 19);
+    }
+    evbuffer_add(out, "\r\n", 2);
+}

@@ -1,0 +1,995 @@
+/* viewer: one viewer connection as a state machine (see viewer.h and
+ * docs/architecture.md).
+ *
+ * Backpressure (pump.h): viewer -> worker, the viewer is read only while the
+ * stream's outbound queue has room; worker -> viewer, the bytes a stream
+ * delivers are consumed (credit returned to the worker) only once the
+ * viewer's output buffer has drained below VIEWER_OUT_LOW. So a stream never
+ * holds more than its window plus VIEWER_OUT_LOW, whatever the sizes and
+ * speeds. */
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+
+#include "node/drain.h"
+#include "node/endpoints.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "node/pump.h"
+#include "node/relay.h"
+#include "node/respond.h"
+#include "node/rewrite.h"
+#include "node/route.h"
+#include "node/viewer.h"
+#include "node/workers.h"
+#include "node/wsmux.h"
+#include "util/util.h"
+
+#define VIEWER_OUT_LOW (64 * 1024)
+#define VIEWER_IN_HIGH (64 * 1024)
+#define RESP_HEAD_MAX (64 * 1024)
+
+/* Where a viewer connection is. */
+enum viewer_state {
+    V_HEAD,    /* reading a request head */
+    V_WAIT,    /* routed, waiting for a stream: a slot on its worker, a route from Redis, a moving worker */
+    V_PROXY,   /* request (body) going up, response coming down */
+    V_TUNNEL,  /* after a 101: raw bytes both ways */
+    V_CLOSING, /* flushing the last bytes, then close */
+    V_CLOSED,  /* closed: freed from the loop */
+};
+
+#define S(x) (1u << (x))
+/* The states each state may move to. */
+static const unsigned transitions[] = {
+    [V_HEAD] = S(V_HEAD) | S(V_WAIT) | S(V_PROXY) | S(V_CLOSING) | S(V_CLOSED),
+    [V_WAIT] = S(V_WAIT) | S(V_PROXY) | S(V_CLOSING) | S(V_CLOSED),
+    [V_PROXY] = S(V_HEAD) | S(V_WAIT) | S(V_PROXY) | S(V_TUNNEL) | S(V_CLOSING) | S(V_CLOSED),
+    [V_TUNNEL] = S(V_CLOSING) | S(V_CLOSED),
+    [V_CLOSING] = S(V_CLOSED),
+    [V_CLOSED] = 0,
+};
+static const char *const state_names[] = {"head", "wait", "proxy", "tunnel", "closing", "closed"};
+
+struct viewer {
+    const struct wsmux_stream_ops *ops; /* a stream's user data starts here */
+    struct node *node;
+    uint64_t serial;
+    struct bufferevent *bev;
+    enum viewer_state state;
+    int tls;
+    char peer_ip[64];
+    struct http1_request req; /* the current request head (points into head) */
+    char *head;               /* the current request head bytes, malloc'd */
+    size_t head_len;
+    size_t head_scan; /* where the search for the end of the head being read resumes */
+    char *fwd_path;   /* the request-target the worker sees */
+    size_t fwd_path_len;
+    int path_mode; /* routed by path: add the original-path headers */
+    /* the session (a worker's, or a link to the node holding it) and the
+     * stream serving this connection, kept across keep-alive requests */
+    struct wsmux *worker;
+    struct mux_stream *stream;
+    struct wsmux_waiter waiter; /* waiting for a stream */
+    struct relay_lookup lookup; /* asking Redis where worker_id lives */
+    char worker_id[UTIL_MAX_ID_LEN + 1];
+    int stream_reusable; /* the last response left the backend connection open */
+    /* request body going up */
+    enum http1_body req_body;
+    uint64_t req_left; /* LENGTH: bytes still to send */
+    struct http1_chunked req_chunked;
+    int req_done;
+    /* response coming down */
+    struct evbuffer *resp_head; /* response head bytes until complete */
+    enum http1_body resp_body;
+    uint64_t resp_left;
+    struct http1_chunked resp_chunked;
+    int resp_started, resp_done, resp_keep_alive;
+    int resp_dechunk;          /* an HTTP/1.0 viewer: the chunked body goes as its bare payload */
+    uint64_t owed;             /* stream bytes delivered, not yet consumed */
+    struct event *head_ev;     /* absolute deadline for the request head being read */
+    int keep_alive;            /* the viewer may send another request */
+    uint32_t nreq;             /* request heads read on this connection */
+    unsigned relayed : 1;      /* arrived over a peer link: never relayed again */
+    unsigned stream_fresh : 1; /* relaying: the stream still needs its preamble */
+    unsigned retried;          /* relaying: this request was sent again after a miss */
+    struct relay *relay;       /* relayed: the stream this connection is joined to */
+    TAILQ_ENTRY(viewer) link;  /* the node's live viewers, then the dead ones */
+};
+
+TAILQ_HEAD(viewer_list, viewer);
+
+struct viewers {
+    struct viewer_list live;
+    struct viewer_list dead; /* closed, freed by reap_ev */
+    struct event *reap_ev;
+};
+
+static const struct wsmux_stream_ops viewer_stream_ops;
+static void pump_up(struct viewer *v);
+static void next_head(struct viewer *v);
+static void close_viewer(struct viewer *v);
+
+/* ---- state ---------------------------------------------------------------------- */
+
+/* Every state change: checked against the table, traced. */
+static void set_state(struct viewer *v, enum viewer_state to)
+{
+    if (!(transitions[v->state] & S(to))) {
+        LOG_E("conn=%llu bad state change %s -> %s", (unsigned long long)v->serial, state_names[v->state],
+              state_names[to]);
+#ifndef NDEBUG
+        abort();
+#endif
+    }
+    if (v->state != to)
+        LOG_D("conn=%llu %s -> %s", (unsigned long long)v->serial, state_names[v->state], state_names[to]);
+    v->state = to;
+}
+
+static struct viewer *of_waiter(struct wsmux_waiter *wt)
+{
+    return (struct viewer *)((char *)wt - offsetof(struct viewer, waiter));
+}
+
+/* Closes once the output is out. */
+static void finish(struct viewer *v)
+{
+    if (v->state == V_CLOSED)
+        return;
+    set_state(v, V_CLOSING);
+    v->keep_alive = 0;
+    bufferevent_disable(v->bev, EV_READ);
+    if (evbuffer_get_length(bufferevent_get_output(v->bev)) == 0)
+        close_viewer(v);
+}
+
+/* Answers the current request with a small text and closes. */
+static void fail(struct viewer *v, int status, const char *body)
+{
+    if (status >= 500)
+        v->node->stats.responses_5xx++;
+    else
+        v->node->stats.responses_4xx++;
+    respond_text(v->bev, status, body, 1);
+    finish(v);
+}
+
+/* Lets go of the stream, the worker slot and any wait, without waiting for the worker. */
+static void release_stream(struct viewer *v)
+{
+    relay_cancel(&v->lookup);
+    drain_unpark(&v->waiter);
+    wsmux_detach(&v->waiter);
+    if (v->stream) {
+        struct mux_stream *st = v->stream;
+        v->stream = NULL;
+        mux_stream_reset(st, MUX_REASON_CANCEL);
+        wsmux_stream_done(v->worker);
+        wsmux_kick(v->worker);
+    }
+    v->worker = NULL;
+    v->owed = 0;
+    v->stream_reusable = 0;
+}
+
+static void credit(struct viewer *v)
+{
+    if (pump_credit(v->stream, &v->owed, evbuffer_get_length(bufferevent_get_output(v->bev)), VIEWER_OUT_LOW))
+        wsmux_kick(v->worker);
+}
+
+/* ---- the lifetime ------------------------------------------------------------------ */
+
+static void reap_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewers *vs = ud;
+    struct viewer *v;
+    while ((v = TAILQ_FIRST(&vs->dead))) {
+        TAILQ_REMOVE(&vs->dead, v, link);
+        free(v);
+    }
+}
+
+/* The one way a viewer ends: everything it holds is let go now, the struct
+ * is freed from the loop (a caller up the stack may still look at it). */
+static void close_viewer(struct viewer *v)
+{
+    if (v->state == V_CLOSED)
+        return;
+    set_state(v, V_CLOSED);
+    release_stream(v);
+    if (v->relay) {
+        /* what the viewer left unsent goes to the relay, which sends it and closes the stream */
+        if (v->bev)
+            bufferevent_flush(v->bev, EV_WRITE, BEV_FLUSH);
+        relay_viewer_gone(v->relay);
+        v->relay = NULL;
+    }
+    if (v->bev)
+        bufferevent_free(v->bev);
+    v->bev = NULL;
+    if (v->head_ev)
+        event_free(v->head_ev);
+    if (v->resp_head)
+        evbuffer_free(v->resp_head);
+    free(v->head);
+    free(v->fwd_path);
+    struct viewers *vs = v->node->viewers;
+    TAILQ_REMOVE(&vs->live, v, link);
+    TAILQ_INSERT_TAIL(&vs->dead, v, link);
+    event_active(vs->reap_ev, EV_TIMEOUT, 0);
+    v->node->nconns--;
+}
+
+void viewer_abort(struct viewer *v)
+{
+    v->relay = NULL; /* the relay is going away itself */
+    close_viewer(v);
+}
+
+/* ---- the request head ------------------------------------------------------------- */
+
+/* The head being read must be complete by header_timeout from its first byte
+ * (from the accept for a connection's first request), however it trickles in. */
+static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state != V_HEAD)
+        return;
+    if (evbuffer_get_length(bufferevent_get_input(v->bev)) == 0) {
+        close_viewer(v); /* a connection that never sent anything */
+        return;
+    }
+    LOG_D("conn=%llu request head not complete in time", (unsigned long long)v->serial);
+    fail(v, 408, "request head not received in time\n");
+}
+
+static void arm_head_deadline(struct viewer *v)
+{
+    int64_t ms = v->node->cfg->header_timeout_ms;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(v->head_ev, &tv);
+}
+
+/* Parses the head in the input; the head length, HTTP1_INCOMPLETE, or an error. */
+static int parse_head(struct viewer *v, const char **p)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    size_t max = (size_t)v->node->cfg->max_header_bytes;
+    size_t len = evbuffer_get_length(in);
+    if (len > max + 1)
+        len = max + 1;
+    *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
+    /* the first piece is parsed at once (a bad request line is refused
+     * early); later ones only once the head can be complete */
+    int first = v->head_scan == 0;
+    if (!http1_head_maybe_complete(*p, len, &v->head_scan) && !first && len <= max)
+        return HTTP1_INCOMPLETE;
+    memset(&v->req, 0, sizeof v->req);
+    int rc = http1_parse_request(*p, len, &v->req, max);
+    if (rc == HTTP1_INCOMPLETE) /* (leading empty lines look like an end) */
+        v->head_scan = len >= 2 ? len - 2 : 1;
+    return rc;
+}
+
+static void bad_request(struct viewer *v, int rc)
+{
+    int status = http1_request_error_status(rc);
+    LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
+    fail(v, status, http1_strerror(rc));
+}
+
+static void route_request(struct viewer *v);
+
+/* Reads the next request head (V_HEAD) and routes it once complete. */
+static void next_head(struct viewer *v)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    if (v->state != V_HEAD) {
+        set_state(v, V_HEAD);
+        v->head_scan = 0;
+    }
+    bufferevent_enable(v->bev, EV_READ);
+    if (evbuffer_get_length(in) == 0)
+        return;
+    if (!evtimer_pending(v->head_ev, NULL)) /* the first byte of a head: its deadline starts */
+        arm_head_deadline(v);
+    const char *p;
+    int rc = parse_head(v, &p);
+    if (rc == HTTP1_INCOMPLETE)
+        return;
+    if (rc < 0) {
+        bad_request(v, rc);
+        return;
+    }
+    evtimer_del(v->head_ev);
+    free(v->head);
+    v->head = malloc((size_t)rc);
+    memcpy(v->head, p, (size_t)rc);
+    v->head_len = (size_t)rc;
+    v->head_scan = 0;
+    evbuffer_drain(in, (size_t)rc);
+    memset(&v->req, 0, sizeof v->req);
+    http1_parse_request(v->head, v->head_len, &v->req, v->head_len); /* pointers into our copy */
+    v->keep_alive = v->req.keep_alive && !v->node->draining;
+    v->retried = 0;
+    v->node->stats.requests++;
+    v->nreq++;
+    route_request(v);
+}
+
+/* ---- the request going up ------------------------------------------------------------ */
+
+/* Writes the request head to the stream: to a peer that holds the worker,
+ * the viewer's own head (the relay's job); else rewritten for the worker. */
+static void write_request_head(struct viewer *v)
+{
+    if (wsmux_role(v->worker) == WSMUX_PEER) {
+        relay_write_request(v->stream, v->stream_fresh, v->peer_ip, v->tls, v->head, v->head_len);
+        v->stream_fresh = 0;
+        return;
+    }
+    struct evbuffer *b = evbuffer_new();
+    struct rewrite_request x = {
+        .target = v->fwd_path,
+        .target_len = v->fwd_path_len,
+        .worker_id = v->worker_id,
+        .peer_ip = v->peer_ip,
+        .tls = v->tls,
+        .path_mode = v->path_mode,
+        .keep_alive = v->keep_alive,
+    };
+    rewrite_request_head(b, &v->req, &x);
+    size_t len = evbuffer_get_length(b);
+    const void *p = evbuffer_pullup(b, -1);
+    mux_stream_write(v->stream, p, len); /* a fresh or idle stream has room for any head we accept */
+    evbuffer_free(b);
+}
+
+static void send_request(struct viewer *v)
+{
+    set_state(v, V_PROXY);
+    v->req_body = v->req.body;
+    v->req_left = v->req.content_length;
+    v->req_done = v->req_body == HTTP1_BODY_NONE || (v->req_body == HTTP1_BODY_LENGTH && v->req_left == 0);
+    http1_chunked_init(&v->req_chunked, HTTP1_CHUNK_TRAILER_MAX);
+    evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
+    v->resp_started = v->resp_done = 0;
+    v->stream_reusable = 0;
+    write_request_head(v);
+    wsmux_kick(v->worker);
+    pump_up(v);
+}
+
+/* How many of the n request bytes at p belong to the body (<= n), or a
+ * negative http1_err for a malformed chunked body. */
+static ssize_t body_bytes(struct viewer *v, const uint8_t *p, size_t n)
+{
+    if (v->state != V_PROXY)
+        return (ssize_t)n; /* a tunnel: everything */
+    if (v->req_body == HTTP1_BODY_LENGTH && n > v->req_left)
+        n = (size_t)v->req_left;
+    if (v->req_body == HTTP1_BODY_CHUNKED) {
+        ssize_t k = http1_chunked_scan(&v->req_chunked, (const char *)p, n);
+        if (k >= 0 && http1_chunked_done(&v->req_chunked))
+            v->req_done = 1;
+        return k;
+    }
+    return (ssize_t)n;
+}
+
+/* Moves viewer bytes into the stream, as far as the request framing and the
+ * stream's room allow. */
+static void pump_up(struct viewer *v)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    while (v->stream && (v->state == V_TUNNEL || (v->state == V_PROXY && !v->req_done))) {
+        uint8_t *p;
+        size_t n;
+        int rc = pump_peek(in, v->stream, &p, &n);
+        if (rc < 0) {
+            bufferevent_disable(v->bev, EV_READ);
+            return;
+        }
+        if (rc == 0)
+            break;
+        ssize_t k = body_bytes(v, p, n);
+        if (k < 0) {
+            if (!v->resp_started) {
+                release_stream(v);
+                fail(v, 400, http1_strerror((int)k));
+            } else {
+                finish(v);
+            }
+            return;
+        }
+        pump_commit(in, v->stream, p, (size_t)k);
+        if (v->state == V_PROXY && v->req_body == HTTP1_BODY_LENGTH) {
+            v->req_left -= (size_t)k;
+            if (v->req_left == 0)
+                v->req_done = 1;
+        }
+    }
+    if (v->worker)
+        wsmux_kick(v->worker);
+    /* reading stays on after the request too: a pipelined request waits in the
+     * input buffer (bounded by the read watermark) for this response, and a
+     * viewer that leaves mid-response is noticed at once (EOF or error), which
+     * frees its stream */
+    if (v->state == V_PROXY || v->state == V_TUNNEL)
+        bufferevent_enable(v->bev, EV_READ);
+}
+
+/* ---- carrying the route out ------------------------------------------------------------ */
+
+static void set_worker_id(struct viewer *v, const char *id, size_t len)
+{
+    memcpy(v->worker_id, id, len);
+    v->worker_id[len] = 0;
+}
+
+/* The text a viewer gets when the wait for a stream ended without one. */
+static int wait_failure(enum wsmux_wait result, const char **body)
+{
+    switch (result) {
+    case WSMUX_WAIT_BUSY: *body = "the worker is busy: too many requests in flight\n"; return 503;
+    case WSMUX_WAIT_LOST: *body = "the worker left this node and did not come back in time\n"; return 502;
+    case WSMUX_WAIT_NOT_FOUND: *body = "No client is connected with that id\n"; return 404;
+    case WSMUX_WAIT_UNREACHABLE: *body = "the node that holds this worker cannot be reached\n"; return 502;
+    case WSMUX_WAIT_LINK_GONE: *body = "the node that holds this worker is going away\n"; return 502;
+    case WSMUX_WAIT_NO_REGISTRY:
+        *body = "No client is connected with that id here, and the cluster registry is unreachable\n";
+        return 502;
+    case WSMUX_WAIT_REGISTRY_SILENT: *body = "the cluster registry did not answer\n"; return 502;
+    case WSMUX_WAIT_REGISTRY_FULL: *body = "the cluster registry cannot take the request\n"; return 502;
+    default: *body = "the worker could not take the request\n"; return 502;
+    }
+}
+
+static void relay_route(struct viewer *v);
+
+/* The wait for a stream is over (wsmux.h: from a session, the relay or the drain). */
+static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum wsmux_wait result)
+{
+    struct viewer *v = of_waiter(wt);
+    if (result == WSMUX_WAIT_STREAM) {
+        v->worker = wt->session;
+        v->stream = st;
+        v->stream_fresh = wsmux_role(v->worker) == WSMUX_PEER;
+        send_request(v);
+        return;
+    }
+    v->worker = NULL;
+    if (result == WSMUX_WAIT_MOVED) {
+        relay_route(v); /* the worker has a new home: follow it */
+        return;
+    }
+    const char *body = NULL;
+    int status = wait_failure(result, &body);
+    fail(v, status, body);
+}
+
+/* Queues v for a stream on session w (a worker's, or a link). */
+static void attach(struct viewer *v, struct wsmux *w)
+{
+    v->worker = w;
+    set_state(v, V_WAIT); /* reading stays on: a viewer that leaves is noticed (EOF) while it waits */
+    if (wsmux_attach(w, &v->waiter) != 0) {
+        v->worker = NULL;
+        fail(v, 502, "the worker is going away\n");
+    }
+}
+
+/* Relays to the node that holds v->worker_id (the route cache, else Redis). */
+static void relay_route(struct viewer *v)
+{
+    set_state(v, V_WAIT);
+    v->waiter.on = NULL;
+    relay_find(v->node, v->worker_id, strlen(v->worker_id), &v->waiter, &v->lookup);
+}
+
+static void answer(struct viewer *v, enum route_endpoint ep)
+{
+    endpoints_answer(v->node, ep, v->bev, v->keep_alive);
+    if (ep == ROUTE_EP_DRAINING)
+        v->keep_alive = 0;
+    if (!v->keep_alive)
+        finish(v);
+    else
+        next_head(v);
+}
+
+static void register_worker(struct viewer *v, const struct http1_header *idh)
+{
+    struct workers_refusal why;
+    release_stream(v);
+    if (workers_register(v->node, v->bev, &v->req, idh, v->tls, v->serial, &why) != 0) {
+        fail(v, why.status, why.body);
+        return;
+    }
+    v->bev = NULL; /* the worker's session owns it now */
+    close_viewer(v);
+}
+
+static int has_worker(void *ud, const char *id, size_t len)
+{
+    return workers_find(ud, id, len) != NULL;
+}
+
+static int moving(void *ud, const char *id, size_t len)
+{
+    return drain_moving(ud, id, len);
+}
+
+/* The stream v holds can carry this request too (keep-alive). */
+static int reuse_stream(struct viewer *v, const struct route *rt)
+{
+    return v->stream && v->stream_reusable && strlen(v->worker_id) == rt->id_len &&
+           memcmp(v->worker_id, rt->id, rt->id_len) == 0 &&
+           (rt->kind == ROUTE_LOCAL ? v->worker == workers_find(v->node, rt->id, rt->id_len)
+                                    : wsmux_role(v->worker) == WSMUX_PEER);
+}
+
+/* Carries a route to a worker out: a stream, a relay, a wait or a miss. */
+static void to_worker(struct viewer *v, const struct route *rt)
+{
+    if ((rt->kind == ROUTE_LOCAL || rt->kind == ROUTE_RELAY) && reuse_stream(v, rt)) {
+        send_request(v); /* keep-alive: same worker, same stream, same backend connection */
+        return;
+    }
+    release_stream(v);
+    set_worker_id(v, rt->id, rt->id_len);
+    switch (rt->kind) {
+    case ROUTE_LOCAL: attach(v, workers_find(v->node, rt->id, rt->id_len)); break;
+    case ROUTE_RELAY: relay_route(v); break;
+    case ROUTE_PARK:
+        set_state(v, V_WAIT); /* reading stays on: a viewer that leaves is noticed */
+        if (drain_park(v->node, rt->id, rt->id_len, &v->waiter) != 0)
+            relay_route(v); /* it found its new home meanwhile */
+        break;
+    case ROUTE_MISS:
+        v->node->stats.relay_misses++;
+        v->node->stats.responses_4xx++;
+        relay_answer_miss(v->bev); /* never relayed twice */
+        finish(v);
+        break;
+    default: break;
+    }
+}
+
+/* A request head was read into v->req: carries out what route.c decides. */
+static void route_request(struct viewer *v)
+{
+    struct node *n = v->node;
+    struct route_env env = {
+        .domain = n->cfg->domain,
+        .draining = n->draining,
+        .relayed = v->relayed,
+        .cluster = n->cluster != NULL,
+        .has_worker = has_worker,
+        .moving = moving,
+        .ud = n,
+    };
+    struct route rt;
+    free(v->fwd_path);
+    v->fwd_path = malloc(ROUTE_FWD_CAP(&v->req));
+    route_decide(&env, &v->req, v->fwd_path, &rt);
+    v->fwd_path_len = rt.fwd_len;
+    v->path_mode = rt.path_mode;
+    switch (rt.kind) {
+    case ROUTE_ANSWER: answer(v, rt.endpoint); break;
+    case ROUTE_REGISTER: register_worker(v, rt.idh); break;
+    case ROUTE_FAIL:
+        release_stream(v);
+        fail(v, rt.status, rt.body);
+        break;
+    default: to_worker(v, &rt); break;
+    }
+}
+
+/* ---- the response coming down -------------------------------------------------------------- */
+
+static void response_complete(struct viewer *v)
+{
+    v->resp_done = 1;
+    v->stream_reusable =
+        v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
+    if (!v->stream_reusable)
+        release_stream(v);
+    if (!v->keep_alive || !v->req_done) {
+        finish(v);
+        return;
+    }
+    next_head(v);
+}
+
+/* An HTTP/1.0 viewer cannot read chunked coding: the payload of the chunked
+ * body in data goes to it as is (the connection's end will end the body).
+ * Returns the bytes of data that belong to the body, or an http1_err. */
+static ssize_t dechunk(struct viewer *v, const uint8_t *data, size_t len)
+{
+    struct evbuffer *out = bufferevent_get_output(v->bev);
+    size_t off = 0;
+    while (off < len && !http1_chunked_done(&v->resp_chunked)) {
+        size_t doff, dlen;
+        ssize_t k = http1_chunked_decode(&v->resp_chunked, (const char *)data + off, len - off, &doff, &dlen);
+        if (k < 0)
+            return k;
+        if (dlen)
+            evbuffer_add(out, data + off + doff, dlen);
+        if (k == 0)
+            break;
+        off += (size_t)k;
+    }
+    return (ssize_t)off;
+}
+
+/* How many of the len response bytes at data belong to the response, or a
+ * negative http1_err. */
+static ssize_t response_bytes(struct viewer *v, const uint8_t *data, size_t len)
+{
+    if (v->state == V_TUNNEL)
+        return (ssize_t)len;
+    if (v->state != V_PROXY || v->resp_done)
+        return 0; /* bytes after the end of a response: the backend broke framing */
+    switch (v->resp_body) {
+    case HTTP1_BODY_LENGTH: return (ssize_t)(len > v->resp_left ? v->resp_left : len);
+    case HTTP1_BODY_CHUNKED:
+        return v->resp_dechunk ? dechunk(v, data, len)
+                               : http1_chunked_scan(&v->resp_chunked, (const char *)data, len);
+    case HTTP1_BODY_NONE: return 0;
+    default: return (ssize_t)len;
+    }
+}
+
+/* Body bytes from the worker; counted is whether they are owed (consumed
+ * only as the viewer drains) or were consumed already. */
+static void body_down(struct viewer *v, const uint8_t *data, size_t len, int counted)
+{
+    ssize_t k = response_bytes(v, data, len);
+    if (k < 0) {
+        LOG_I("conn=%llu worker=%s bad chunked response: %s", (unsigned long long)v->serial, v->worker_id,
+              http1_strerror((int)k));
+        if (counted)
+            mux_stream_consume(v->stream, len);
+        release_stream(v);
+        finish(v);
+        return;
+    }
+    size_t take = (size_t)k;
+    if (take && !(v->resp_dechunk && v->state == V_PROXY))
+        evbuffer_add(bufferevent_get_output(v->bev), data, take); /* (dechunk() wrote the payload itself) */
+    if (counted) {
+        v->owed += take;
+        if (len > take && v->stream)
+            mux_stream_consume(v->stream, len - take);
+    }
+    if (len > take)
+        v->stream_reusable = 0, v->resp_keep_alive = 0;
+    if (v->state == V_PROXY && !v->resp_done) {
+        if ((v->resp_body == HTTP1_BODY_LENGTH && (v->resp_left -= take) == 0) ||
+            (v->resp_body == HTTP1_BODY_CHUNKED && http1_chunked_done(&v->resp_chunked))) {
+            response_complete(v);
+            return;
+        }
+    }
+    credit(v);
+}
+
+/* The bytes after a response head (rest of them), taken out of resp_head. */
+static uint8_t *take_rest(struct viewer *v, size_t *rest)
+{
+    *rest = evbuffer_get_length(v->resp_head);
+    uint8_t *tmp = *rest ? malloc(*rest) : NULL;
+    if (tmp)
+        evbuffer_remove(v->resp_head, tmp, *rest);
+    else
+        *rest = 0;
+    return tmp;
+}
+
+/* A final response head r (rc bytes) came: write it, then what followed it. */
+static void response_head(struct viewer *v, const struct http1_response *r, int rc)
+{
+    v->resp_started = 1;
+    v->resp_keep_alive = r->keep_alive;
+    v->resp_body = r->body;
+    v->resp_dechunk = r->body == HTTP1_BODY_CHUNKED && v->req.version_minor == 0;
+    v->resp_left = r->content_length;
+    http1_chunked_init(&v->resp_chunked, HTTP1_CHUNK_TRAILER_MAX);
+    rewrite_response_head(bufferevent_get_output(v->bev), r, v->req.method_id, v->resp_dechunk,
+                          &v->keep_alive);
+    evbuffer_drain(v->resp_head, (size_t)rc);
+    size_t rest;
+    uint8_t *tmp = take_rest(v, &rest);
+    if (r->upgrade && !v->req.upgrade) { /* a 101 nobody asked for */
+        release_stream(v);
+        finish(v);
+    } else if (r->upgrade) {
+        set_state(v, V_TUNNEL);
+        v->keep_alive = 0;
+        if (rest)
+            body_down(v, tmp, rest, 0);
+        if (v->state == V_TUNNEL)
+            pump_up(v);
+    } else if (r->body == HTTP1_BODY_NONE || (r->body == HTTP1_BODY_LENGTH && r->content_length == 0)) {
+        if (rest)
+            v->resp_keep_alive = 0; /* bytes after a complete response: framing broken */
+        response_complete(v);
+    } else if (rest) {
+        body_down(v, tmp, rest, 0);
+    }
+    free(tmp);
+}
+
+/* The owner of a relayed request's worker answered that it does not hold
+ * it: 1 when that was handled (asked again, or failed). */
+static int relay_missed(struct viewer *v, const struct http1_response *r)
+{
+    if (wsmux_role(v->worker) != WSMUX_PEER)
+        return 0;
+    switch (relay_check_miss(v->node, v->worker_id, r, v->req.body != HTTP1_BODY_NONE, &v->retried)) {
+    case RELAY_MISS_RETRY:
+        evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
+        release_stream(v);
+        relay_route(v);
+        return 1;
+    case RELAY_MISS_FAIL:
+        if (v->req.body == HTTP1_BODY_NONE)
+            return 0; /* retried once already: the 404 goes to the viewer */
+        release_stream(v);
+        fail(v, 502, "the worker moved while the request was relayed; try again\n");
+        return 1;
+    default: return 0;
+    }
+}
+
+static void try_response_head(struct viewer *v)
+{
+    while (v->state == V_PROXY && !v->resp_started && evbuffer_get_length(v->resp_head) > 0) {
+        size_t hl = evbuffer_get_length(v->resp_head);
+        const char *p = (const char *)evbuffer_pullup(v->resp_head, -1);
+        struct http1_response r;
+        memset(&r, 0, sizeof r);
+        int rc = http1_parse_response(p, hl, &r, RESP_HEAD_MAX, v->req.method_id);
+        if (rc == HTTP1_INCOMPLETE)
+            return;
+        if (rc < 0) {
+            LOG_I("conn=%llu worker=%s bad response head: %s", (unsigned long long)v->serial, v->worker_id,
+                  http1_strerror(rc));
+            release_stream(v);
+            fail(v, 502, "the worker sent a malformed response\n");
+            return;
+        }
+        if (relay_missed(v, &r))
+            return;
+        if (r.status < 200 && !r.upgrade) { /* interim (100 Continue): pass on, read the next head */
+            if (v->req.version_minor > 0)   /* never to an HTTP/1.0 viewer (RFC 9110 15.2) */
+                evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
+            evbuffer_drain(v->resp_head, (size_t)rc);
+            continue;
+        }
+        response_head(v, &r, rc);
+        return;
+    }
+}
+
+/* ---- stream events (from the session's mux) ------------------------------------------------- */
+
+static void stream_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_PROXY && !v->resp_started) {
+        mux_stream_consume(st, len);
+        if (evbuffer_get_length(v->resp_head) + len > RESP_HEAD_MAX + 1) {
+            release_stream(v);
+            fail(v, 502, "the worker's response head is too large\n");
+            return;
+        }
+        evbuffer_add(v->resp_head, data, len);
+        try_response_head(v);
+        return;
+    }
+    body_down(v, data, len, 1);
+}
+
+static void stream_eof(struct mux_stream *st, void *ud)
+{
+    struct viewer *v = ud;
+    v->stream_reusable = 0;
+    if (v->state == V_TUNNEL) {
+        finish(v);
+    } else if (v->state == V_PROXY && !v->resp_done) {
+        if (!v->resp_started) {
+            release_stream(v);
+            fail(v, 502, "the worker closed the stream before answering\n");
+        } else if (v->resp_body == HTTP1_BODY_CLOSE) {
+            v->keep_alive = 0;
+            response_complete(v);
+        } else {
+            finish(v); /* truncated: the viewer sees the connection close */
+        }
+    } else if (v->state == V_HEAD) {
+        release_stream(v); /* the idle backend connection went away */
+    }
+}
+
+static void stream_writable(struct mux_stream *st, void *ud)
+{
+    pump_up(ud);
+}
+
+static void stream_closed(struct mux_stream *st, int err, void *ud)
+{
+    struct viewer *v = ud;
+    struct wsmux *w = v->worker;
+    v->stream = NULL;
+    v->worker = NULL;
+    v->owed = 0;
+    v->stream_reusable = 0;
+    wsmux_stream_done(w);
+    if (v->state == V_PROXY && !v->resp_done) {
+        if (!v->resp_started)
+            fail(v, 502, "the worker went away before answering\n");
+        else
+            finish(v);
+    } else if (v->state == V_TUNNEL) {
+        finish(v);
+    }
+}
+
+static const struct wsmux_stream_ops viewer_stream_ops = {
+    .data = stream_data,
+    .eof = stream_eof,
+    .writable = stream_writable,
+    .closed = stream_closed,
+};
+
+/* ---- the viewer's socket ------------------------------------------------------------------ */
+
+static void read_cb(struct bufferevent *bev, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_HEAD)
+        next_head(v);
+    else if (v->state == V_PROXY || v->state == V_TUNNEL)
+        pump_up(v);
+}
+
+static void write_cb(struct bufferevent *bev, void *ud)
+{
+    struct viewer *v = ud;
+    if (v->state == V_CLOSING) {
+        if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+            close_viewer(v);
+        return;
+    }
+    credit(v);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    struct viewer *v = ud;
+    if (what == BEV_EVENT_CONNECTED)
+        return; /* TLS: the handshake is done; the request head follows */
+    if ((what & BEV_EVENT_TIMEOUT) && v->state == V_HEAD) {
+        if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            fail(v, 408, "request head not received in time\n");
+            return;
+        }
+    }
+    if ((what & BEV_EVENT_EOF) && v->state == V_TUNNEL && v->stream) {
+        /* the viewer finished sending: pass the half-close on, keep reading the worker */
+        mux_stream_close(v->stream);
+        wsmux_kick(v->worker);
+        bufferevent_disable(bev, EV_READ);
+        return;
+    }
+    if ((what & BEV_EVENT_TIMEOUT) && (v->state == V_TUNNEL || v->state == V_PROXY || v->state == V_WAIT)) {
+        bufferevent_enable(bev, EV_READ | EV_WRITE); /* long-lived exchanges are not timed out */
+        return;
+    }
+    close_viewer(v);
+}
+
+/* ---- start and stop ------------------------------------------------------------------------- */
+
+static void setup_bev(struct viewer *v)
+{
+    struct bufferevent *bev = v->bev;
+    const struct config *cfg = v->node->cfg;
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, v);
+    bufferevent_set_max_single_read(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_setwatermark(bev, EV_READ, 0, VIEWER_IN_HIGH + (size_t)cfg->max_header_bytes);
+    bufferevent_setwatermark(bev, EV_WRITE, VIEWER_OUT_LOW, 0);
+    /* the read timeout closes idle keep-alive connections; exchanges in
+     * progress re-arm it (event_cb) */
+    int64_t idle = cfg->idle_timeout_ms;
+    struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
+    bufferevent_set_timeouts(bev, &tv, NULL);
+}
+
+struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
+                            struct relay *relay)
+{
+    struct viewer *v = calloc(1, sizeof *v);
+    if (!v) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    v->ops = &viewer_stream_ops;
+    v->waiter.ready_cb = stream_ready;
+    v->waiter.stream_ud = v;
+    v->relay = relay;
+    v->relayed = relay != NULL;
+    v->node = n;
+    v->serial = ++n->next_serial;
+    v->bev = bev;
+    v->tls = tls;
+    snprintf(v->peer_ip, sizeof v->peer_ip, "%s", peer_ip);
+    v->resp_head = evbuffer_new();
+    n->nconns++;
+    n->stats.connections++;
+    TAILQ_INSERT_TAIL(&n->viewers->live, v, link);
+    setup_bev(v);
+    v->head_ev = evtimer_new(n->base, head_timeout_cb, v);
+    if (!v->head_ev || !v->resp_head) {
+        v->relay = NULL;
+        close_viewer(v);
+        return NULL;
+    }
+    arm_head_deadline(v); /* a new connection has header_timeout to send its first head */
+    if (relay) {
+        bufferevent_enable(bev, EV_READ);
+        return v; /* nothing arrived yet: the relay writes, the read callback follows */
+    }
+    next_head(v);
+    return v;
+}
+
+void viewer_drain_all(struct node *n)
+{
+    struct viewer *v, *next;
+    for (v = TAILQ_FIRST(&n->viewers->live); v; v = next) {
+        next = TAILQ_NEXT(v, link);
+        v->keep_alive = 0;
+        if (v->state == V_HEAD && v->nreq > 0 && evbuffer_get_length(bufferevent_get_input(v->bev)) == 0)
+            close_viewer(v);
+    }
+}
+
+int viewer_init(struct node *n)
+{
+    struct viewers *vs = calloc(1, sizeof *vs);
+    if (!vs)
+        return -1;
+    TAILQ_INIT(&vs->live);
+    TAILQ_INIT(&vs->dead);
+    vs->reap_ev = event_new(n->base, -1, 0, reap_cb, vs);
+    if (!vs->reap_ev) {
+        free(vs);
+        return -1;
+    }
+    n->viewers = vs;
+    return 0;
+}
+
+void viewer_free_all(struct node *n)
+{
+    struct viewers *vs = n->viewers;
+    struct viewer *v;
+    if (!vs)
+        return;
+    while ((v = TAILQ_FIRST(&vs->live)))
+        close_viewer(v);
+    reap_cb(-1, 0, vs);
+    event_free(vs->reap_ev);
+    free(vs);
+    n->viewers = NULL;
+}

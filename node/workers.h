@@ -1,0 +1,68 @@
+/* workers: the workers connected to this node. Registration (the token
+ * check and the WebSocket handshake on a viewer connection that asked for
+ * it), the table by id, and each worker's wsmux session; a newer
+ * registration of the same id replaces the older session.
+ *
+ * What happens to a worker is told to the layer above through the events
+ * given to workers_init() (the node wires them to the cluster registry). */
+#ifndef WHT_NODE_WORKERS_H
+#define WHT_NODE_WORKERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <event2/bufferevent.h>
+
+#include "node/http1.h"
+#include "node/wsmux.h"
+
+struct node;
+struct workers;
+
+struct workers_events {
+    /* A session of worker id started (a new registration). */
+    void (*registered_cb)(struct node *n, const char *id);
+    /* The session of worker id closed; replaced: a newer registration (here
+     * or elsewhere) holds the id now. waiting: the requests still waiting
+     * for a stream on it; those left there afterwards get WSMUX_WAIT_GONE. */
+    void (*closed_cb)(struct node *n, const char *id, int replaced, struct wsmux_waiter_list *waiting);
+};
+
+/* Sets up the table. Returns 0 or -1 (out of memory). */
+int workers_init(struct node *n, const struct workers_events *ev);
+/* Closes every session and frees the table (node stop). */
+void workers_free(struct node *n);
+
+/* Workers connected. */
+uint32_t workers_count(const struct node *n);
+
+/* The session of worker id (len bytes), or NULL. */
+struct wsmux *workers_find(struct node *n, const char *id, size_t len);
+
+/* Why a registration was refused: the status and text for the viewer. */
+struct workers_refusal {
+    int status;
+    const char *body;
+};
+
+/* Registers the worker that req (a complete request head on bev, whose
+ * "X-Websocktunnel-Id" or "X-Webhooktunnel-Id" header is idh) asks for:
+ * checks the id, the token and the WebSocket handshake, answers 101 and
+ * takes bev over as the worker's session (with callbacks of its own): the
+ * caller forgets bev when this returns 0. Returns 0, or -1 with *why
+ * set (bev untouched: the caller answers). tls: how the viewer connected. */
+int workers_register(struct node *n, struct bufferevent *bev, const struct http1_request *req,
+                     const struct http1_header *idh, int tls, uint64_t conn_serial,
+                     struct workers_refusal *why);
+
+/* Worker id's registration passed to another node (takeover). While the
+ * node drains, its waiting requests follow it (WSMUX_WAIT_MOVED) and the
+ * session closes once its streams are done; otherwise it closes now. */
+void workers_moved(struct node *n, const char *id, size_t len);
+
+/* The node drains: every session takes no new streams; ext workers get
+ * GOAWAY (they reconnect elsewhere once their streams are done), the others
+ * are closed once idle. Requests for them wait until deadline_ms. */
+void workers_drain(struct node *n, int64_t deadline_ms);
+
+#endif

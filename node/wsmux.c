@@ -1,0 +1,578 @@
+/* wsmux: a wsmux session on a WebSocket on a bufferevent (see wsmux.h).
+ *
+ * Input: WebSocket bytes are parsed in place in the bufferevent's input
+ * (never copied into a shared buffer: a message may start another session's
+ * read, e.g. a pipelined registration, before this one is done) into
+ * messages, each fed to the mux session; reading stops while the session
+ * holds more received-but-unconsumed bytes than its buffer limit
+ * (WHT_SESSION_BUFFER for a worker: a newest Go client may send 4 MiB per
+ * stream before any ACK), which pushes back through TCP.
+ * Output: mux frames are pulled while the socket's output buffer is below
+ * WSMUX_OUT_HIGH, and again whenever it drains. */
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+
+#include "mux/ws.h"
+#include "node/log.h"
+#include "node/node.h"
+#include "node/wsmux.h"
+#include "util/util.h"
+
+#define WSMUX_OUT_HIGH (256 * 1024)
+#define WSMUX_OUT_LOW (64 * 1024)
+#define WSMUX_READ_CHUNK 65536
+#define WSMUX_MAX_MESSAGE (1024 * 1024 + 64)
+#define GO_SYN_LIMIT 190       /* Go clients abort the session past 200 unaccepted SYNs */
+#define PEER_MAX_STREAMS 65536 /* streams one way on a link to a peer node */
+
+struct wsmux {
+    struct node *node;
+    struct wsmux_options o;
+    const struct wsmux_events *ev;
+    void *ud;
+    struct bufferevent *bev;
+    struct ws_parser parser;
+    struct mux_session *mux;
+    struct event *flush_ev; /* deferred flush of mux output */
+    struct event *timer_ev; /* pings, mux deadlines, waiters' deadlines */
+    struct event *free_ev;  /* deferred free, never from inside a callback */
+    int64_t last_pong_ms, last_ping_ms;
+    int64_t drain_deadline_ms;
+    uint32_t streams;      /* streams we opened, still open */
+    uint32_t max_streams;  /* ... at most */
+    uint64_t buffer_limit; /* reading pauses while the session holds more unconsumed bytes */
+    struct wsmux_waiter_list waiting;
+    const char *idle_why; /* close once the last stream is done */
+    unsigned closing : 1, read_paused : 1, started : 1, draining : 1;
+};
+
+/* Frames sent as a client must be masked; between our own nodes the key is
+ * zero, which masks nothing (a link carries no browser traffic that a
+ * random key would protect proxies from). */
+static const uint8_t zero_key[4];
+static uint8_t frame_buf[WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
+
+static void arm_timer(struct wsmux *w);
+
+static const uint8_t *mask_key(const struct wsmux *w)
+{
+    return w->o.is_client ? zero_key : NULL;
+}
+
+static const char *kind_name(const struct wsmux *w)
+{
+    return w->o.role == WSMUX_PEER ? "peer" : "worker";
+}
+
+static void send_close(struct wsmux *w, uint16_t code)
+{
+    uint8_t buf[WS_MAX_HEADER + 2];
+    size_t n = ws_encode_close(buf, sizeof buf, code, NULL, mask_key(w));
+    evbuffer_add(bufferevent_get_output(w->bev), buf, n);
+}
+
+static void send_control(struct wsmux *w, enum ws_opcode op, const uint8_t *data, size_t len)
+{
+    uint8_t hdr[WS_MAX_HEADER];
+    size_t h = ws_encode_header(hdr, 1, op, len, mask_key(w));
+    struct evbuffer *out = bufferevent_get_output(w->bev);
+    evbuffer_add(out, hdr, h);
+    if (len)
+        evbuffer_add(out, data, len);
+}
+
+static void flush(struct wsmux *w)
+{
+    if (w->closing || !w->started)
+        return;
+    struct evbuffer *out = bufferevent_get_output(w->bev);
+    uint8_t *m = frame_buf + WS_MAX_HEADER;
+    while (evbuffer_get_length(out) < WSMUX_OUT_HIGH) {
+        size_t n = mux_session_next(w->mux, m, sizeof frame_buf - WS_MAX_HEADER);
+        if (n == 0)
+            break;
+        uint8_t hdr[WS_MAX_HEADER];
+        size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, mask_key(w));
+        evbuffer_add(out, hdr, h);
+        evbuffer_add(out, m, n);
+    }
+    if (w->read_paused && mux_session_buffered(w->mux) <= w->buffer_limit) {
+        w->read_paused = 0;
+        bufferevent_enable(w->bev, EV_READ);
+    }
+}
+
+void wsmux_kick(struct wsmux *w)
+{
+    if (w && !w->closing)
+        event_active(w->flush_ev, EV_WRITE, 0);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *ud)
+{
+    flush(ud);
+}
+
+/* ---- the mux session's callbacks ---------------------------------------- */
+
+static void output_cb(struct mux_session *s, void *ud)
+{
+    wsmux_kick(ud);
+}
+
+static void incoming_cb(struct mux_session *s, struct mux_stream *st, void *ud)
+{
+    struct wsmux *w = ud;
+    if (w->o.role == WSMUX_PEER && !w->closing && w->ev->incoming_cb)
+        w->ev->incoming_cb(w, st, w->ud);
+    else
+        mux_stream_reset(st, MUX_REASON_REFUSED); /* workers open nothing towards the node */
+}
+
+/* A stream's user data starts with its ops. */
+static const struct wsmux_stream_ops *ops_of(void *ud)
+{
+    return ud ? *(const struct wsmux_stream_ops **)ud : NULL;
+}
+
+static void closed_cb(struct mux_stream *st, int err, void *ud)
+{
+    const struct wsmux_stream_ops *ops = ops_of(ud);
+    if (ops)
+        ops->closed(st, err, ud);
+}
+
+static void data_cb(struct mux_stream *st, const uint8_t *d, size_t n, void *ud)
+{
+    const struct wsmux_stream_ops *ops = ops_of(ud);
+    if (ops)
+        ops->data(st, d, n, ud);
+    else
+        mux_stream_consume(st, n);
+}
+
+static void eof_cb(struct mux_stream *st, void *ud)
+{
+    const struct wsmux_stream_ops *ops = ops_of(ud);
+    if (ops)
+        ops->eof(st, ud);
+}
+
+static void writable_cb(struct mux_stream *st, void *ud)
+{
+    const struct wsmux_stream_ops *ops = ops_of(ud);
+    if (ops)
+        ops->writable(st, ud);
+}
+
+static const struct mux_callbacks wsmux_mux_callbacks = {
+    .stream_incoming_cb = incoming_cb,
+    .stream_data_cb = data_cb,
+    .stream_eof_cb = eof_cb,
+    .stream_writable_cb = writable_cb,
+    .stream_closed_cb = closed_cb,
+    .output_cb = output_cb,
+};
+
+/* ---- closing and freeing -------------------------------------------------- */
+
+static void free_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct wsmux *w = ud;
+    if (w->ev->freed_cb)
+        w->ev->freed_cb(w, w->ud);
+    mux_session_free(w->mux);
+    ws_parser_free(&w->parser);
+    if (w->bev)
+        bufferevent_free(w->bev);
+    event_free(w->flush_ev);
+    event_free(w->timer_ev);
+    event_free(w->free_ev);
+    free(w);
+}
+
+static void closing_write_cb(struct bufferevent *bev, void *ud)
+{
+    struct wsmux *w = ud;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        event_active(w->free_ev, EV_TIMEOUT, 0);
+}
+
+static void closing_event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    struct wsmux *w = ud;
+    event_active(w->free_ev, EV_TIMEOUT, 0);
+}
+
+void wsmux_close(struct wsmux *w, const char *why)
+{
+    if (w->closing)
+        return;
+    LOG_I("%s=%s session=%llu closed: %s", kind_name(w), w->o.name, (unsigned long long)w->o.serial, why);
+    w->closing = 1;
+    if (w->ev->closed_cb)
+        w->ev->closed_cb(w, why, w->ud);
+    bufferevent_disable(w->bev, EV_READ | EV_WRITE);
+    wsmux_release_waiters(w, WSMUX_WAIT_GONE);
+    mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
+    event_del(w->timer_ev);
+    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started) {
+        /* let a queued close frame reach the other side, for at most a second */
+        struct timeval tv = {1, 0};
+        bufferevent_setcb(w->bev, NULL, closing_write_cb, closing_event_cb, w);
+        bufferevent_setwatermark(w->bev, EV_WRITE, 0, 0);
+        bufferevent_enable(w->bev, EV_WRITE);
+        event_add(w->free_ev, &tv);
+        return;
+    }
+    event_active(w->free_ev, EV_TIMEOUT, 0);
+}
+
+/* ---- reading ---------------------------------------------------------------- */
+
+static void handle_message(struct wsmux *w, const struct ws_event *ev)
+{
+    int64_t now = util_now_ms();
+    switch (ev->type) {
+    case WS_EV_MESSAGE:
+        if (ev->opcode == WS_OP_BINARY) {
+            int rc = mux_session_feed(w->mux, ev->data, ev->len, now);
+            if (rc != 0)
+                wsmux_close(w, mux_strerror(rc));
+        }
+        break;
+    case WS_EV_PING: send_control(w, WS_OP_PONG, ev->data, ev->len); break;
+    case WS_EV_PONG: w->last_pong_ms = now; break;
+    case WS_EV_CLOSE:
+        send_close(w, 1000);
+        wsmux_close(w, w->o.role == WSMUX_PEER ? "closed by the peer" : "closed by the worker");
+        break;
+    default: break;
+    }
+}
+
+/* Parses one chunk in place; returns -1 when the session closed. */
+static int read_chunk(struct wsmux *w, uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (!w->closing) {
+        struct ws_event ev;
+        ssize_t k = ws_parse(&w->parser, buf + off, len - off, &ev);
+        if (k < 0) {
+            send_close(w, ws_err_close_code((int)k));
+            wsmux_close(w, ws_strerror((int)k));
+            return -1;
+        }
+        off += (size_t)k;
+        if (ev.type == WS_EV_NONE)
+            break;
+        handle_message(w, &ev);
+    }
+    return w->closing ? -1 : 0;
+}
+
+static void read_cb(struct bufferevent *bev, void *ud)
+{
+    struct wsmux *w = ud;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (!w->closing && !w->read_paused) {
+        size_t n = evbuffer_get_length(in);
+        if (n == 0)
+            break;
+        if (n > WSMUX_READ_CHUNK)
+            n = WSMUX_READ_CHUNK;
+        uint8_t *p = evbuffer_pullup(in, (ssize_t)n);
+        int rc = p ? read_chunk(w, p, n) : -1;
+        evbuffer_drain(in, n); /* parsed: the parser keeps what a partial frame needs */
+        if (rc != 0)
+            return;
+        if (mux_session_buffered(w->mux) > w->buffer_limit) {
+            w->read_paused = 1; /* resumed by flush() once the streams' owners have drained */
+            bufferevent_disable(bev, EV_READ);
+        }
+    }
+    flush(w);
+}
+
+static void write_cb(struct bufferevent *bev, void *ud)
+{
+    flush(ud);
+}
+
+static void event_cb(struct bufferevent *bev, short what, void *ud)
+{
+    wsmux_close(ud, (what & BEV_EVENT_EOF) ? "connection closed" : "connection error");
+}
+
+/* ---- timers: pings, mux deadlines, waiters ------------------------------------ */
+
+static void expire_waiting(struct wsmux *w, int64_t now)
+{
+    struct wsmux_waiter *wt;
+    while ((wt = TAILQ_FIRST(&w->waiting)) && wt->deadline_ms <= now) {
+        wsmux_detach(wt);
+        wt->ready_cb(wt, NULL, w->draining ? WSMUX_WAIT_LOST : WSMUX_WAIT_BUSY);
+    }
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct wsmux *w = ud;
+    int64_t now = util_now_ms();
+    mux_session_tick(w->mux, now);
+    expire_waiting(w, now);
+    if (w->closing)
+        return;
+    int64_t interval = w->node->cfg->ping_interval_ms;
+    if (now - w->last_ping_ms >= interval) {
+        if (w->last_pong_ms < w->last_ping_ms) {
+            wsmux_close(w, "no pong within the ping interval");
+            return;
+        }
+        send_control(w, WS_OP_PING, NULL, 0);
+        w->last_ping_ms = now;
+    }
+    flush(w);
+    arm_timer(w);
+}
+
+static void arm_timer(struct wsmux *w)
+{
+    int64_t now = util_now_ms();
+    int64_t at = w->last_ping_ms + w->node->cfg->ping_interval_ms;
+    int64_t d = mux_session_next_deadline(w->mux);
+    if (d >= 0 && d < at)
+        at = d;
+    struct wsmux_waiter *wt = TAILQ_FIRST(&w->waiting);
+    if (wt && wt->deadline_ms < at)
+        at = wt->deadline_ms;
+    int64_t wait = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    event_add(w->timer_ev, &tv);
+}
+
+/* ---- start ------------------------------------------------------------------ */
+
+static void limits(struct wsmux *w, struct mux_config *mc)
+{
+    const struct config *cfg = w->node->cfg;
+    mux_config_defaults(mc, !w->o.is_client);
+    mc->ext = w->o.ext;
+    mc->window = (uint32_t)cfg->stream_window;
+    mc->send_buffer = (uint32_t)cfg->stream_window;
+    if (w->o.role == WSMUX_PEER) {
+        /* A link carries the relayed viewers of a pair of nodes: pausing it
+         * for a few slow viewers would stall all the others. Our peers keep
+         * to each stream's window, which bounds what a slow viewer holds. */
+        w->buffer_limit = UINT64_MAX;
+        w->max_streams = PEER_MAX_STREAMS;
+        mc->max_pending_syn = PEER_MAX_STREAMS;
+        mc->max_incoming = PEER_MAX_STREAMS;
+    } else {
+        w->buffer_limit = cfg->session_buffer;
+        w->max_streams = (uint32_t)cfg->max_streams_per_worker;
+        mc->max_pending_syn = w->max_streams < GO_SYN_LIMIT ? w->max_streams : GO_SYN_LIMIT;
+    }
+}
+
+struct wsmux *wsmux_new(struct node *n, struct bufferevent *bev, const struct wsmux_options *o,
+                        const struct wsmux_events *ev, void *ud)
+{
+    struct wsmux *w = calloc(1, sizeof *w);
+    if (!w) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    w->node = n;
+    w->o = *o;
+    w->ev = ev;
+    w->ud = ud;
+    w->bev = bev;
+    TAILQ_INIT(&w->waiting);
+    ws_parser_init(&w->parser, o->is_client ? WS_ROLE_CLIENT : WS_ROLE_SERVER, WSMUX_MAX_MESSAGE);
+    struct mux_config mc;
+    limits(w, &mc);
+    w->mux = mux_session_new(&mc, &wsmux_mux_callbacks, w);
+    w->flush_ev = event_new(n->base, -1, 0, flush_cb, w);
+    w->timer_ev = evtimer_new(n->base, timer_cb, w);
+    w->free_ev = event_new(n->base, -1, 0, free_cb, w);
+    if (!w->mux || !w->flush_ev || !w->timer_ev || !w->free_ev) {
+        LOG_E("%s=%s out of memory", kind_name(w), o->name);
+        static const struct wsmux_events none;
+        w->ev = &none; /* the owner never heard of w */
+        free_cb(-1, 0, w);
+        return NULL;
+    }
+    return w;
+}
+
+void wsmux_begin(struct wsmux *w)
+{
+    struct bufferevent *bev = w->bev;
+    w->started = 1;
+    bufferevent_set_timeouts(bev, NULL, NULL);
+    bufferevent_setwatermark(bev, EV_WRITE, WSMUX_OUT_LOW, 0);
+    bufferevent_setwatermark(bev, EV_READ, 0, 0);
+    bufferevent_setcb(bev, read_cb, write_cb, event_cb, w);
+    /* bulk data in few system calls (libevent's default is 16 KiB a call) */
+    bufferevent_set_max_single_read(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_set_max_single_write(bev, NODE_MAX_SINGLE_IO);
+    bufferevent_enable(bev, EV_READ | EV_WRITE);
+    /* as the Go peers do: a ping as soon as the session starts; its pong is
+     * due within one interval like any other */
+    w->last_ping_ms = util_now_ms();
+    w->last_pong_ms = w->last_ping_ms - 1;
+    send_control(w, WS_OP_PING, NULL, 0);
+    arm_timer(w);
+    flush(w);
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)
+        read_cb(bev, w);
+}
+
+struct bufferevent *wsmux_bev(struct wsmux *w)
+{
+    return w->bev;
+}
+
+int wsmux_closing(const struct wsmux *w)
+{
+    return w->closing;
+}
+
+enum wsmux_role wsmux_role(const struct wsmux *w)
+{
+    return w->o.role;
+}
+
+uint32_t wsmux_streams(const struct wsmux *w)
+{
+    return w->streams;
+}
+
+int wsmux_ext(const struct wsmux *w)
+{
+    return w->o.ext;
+}
+
+/* ---- streams for waiters ------------------------------------------------------- */
+
+/* Opens a stream for wt (not queued); 0, or the mux error. Streams opened on
+ * a dialed link before its handshake is done wait in the mux session. */
+static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
+{
+    int err;
+    struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
+    if (!st)
+        return err;
+    w->streams++;
+    wt->on = NULL;
+    wt->session = w;
+    wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
+    return 0;
+}
+
+static void enqueue(struct wsmux *w, struct wsmux_waiter *wt, int64_t deadline_ms)
+{
+    wt->deadline_ms = deadline_ms;
+    wt->on = w;
+    TAILQ_INSERT_TAIL(&w->waiting, wt, link);
+    arm_timer(w);
+}
+
+int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt)
+{
+    if (w->closing || mux_session_remote_goaway(w->mux))
+        return -1;
+    if (w->draining) { /* wait for the worker's next node */
+        enqueue(w, wt, w->drain_deadline_ms);
+        return 0;
+    }
+    if (w->streams < w->max_streams && TAILQ_EMPTY(&w->waiting)) {
+        int err = open_for(w, wt);
+        if (err == 0)
+            return 0;
+        if (err != MUX_E_LIMIT)
+            return -1;
+    }
+    enqueue(w, wt, util_now_ms() + w->node->cfg->queue_timeout_ms);
+    return 0;
+}
+
+void wsmux_detach(struct wsmux_waiter *wt)
+{
+    if (wt->on) {
+        TAILQ_REMOVE(&wt->on->waiting, wt, link);
+        wt->on = NULL;
+    }
+}
+
+void wsmux_take_waiters(struct wsmux *w, struct wsmux_waiter_list *list)
+{
+    struct wsmux_waiter *wt;
+    while ((wt = TAILQ_FIRST(&w->waiting))) {
+        wsmux_detach(wt);
+        TAILQ_INSERT_TAIL(list, wt, link);
+    }
+}
+
+void wsmux_release_waiters(struct wsmux *w, enum wsmux_wait result)
+{
+    struct wsmux_waiter *wt;
+    while ((wt = TAILQ_FIRST(&w->waiting))) {
+        wsmux_detach(wt);
+        wt->ready_cb(wt, NULL, result);
+    }
+}
+
+/* A slot is free: the waiters at the head get streams. */
+static void serve_waiting(struct wsmux *w)
+{
+    struct wsmux_waiter *wt;
+    while ((wt = TAILQ_FIRST(&w->waiting)) && w->streams < w->max_streams) {
+        int err;
+        struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
+        if (!st)
+            break;
+        wsmux_detach(wt);
+        w->streams++;
+        wt->session = w;
+        wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
+    }
+}
+
+void wsmux_stream_done(struct wsmux *w)
+{
+    if (!w)
+        return;
+    if (w->streams > 0)
+        w->streams--;
+    if (w->closing)
+        return;
+    if (w->draining) {
+        if (w->streams == 0 && w->idle_why)
+            wsmux_close(w, w->idle_why);
+        return;
+    }
+    serve_waiting(w);
+}
+
+void wsmux_drain(struct wsmux *w, int64_t deadline_ms)
+{
+    if (w->closing || w->draining)
+        return;
+    w->draining = 1;
+    w->drain_deadline_ms = deadline_ms;
+    if (w->o.ext) {
+        mux_session_goaway(w->mux, MUX_REASON_DRAIN);
+        wsmux_kick(w);
+    }
+}
+
+void wsmux_close_when_idle(struct wsmux *w, const char *why)
+{
+    w->idle_why = why;
+    if (w->draining && w->streams == 0)
+        wsmux_close(w, why);
+}
