@@ -713,6 +713,37 @@ int http1_head_maybe_complete(const char *buf, size_t len, size_t *from)
     return 0;
 }
 
+/* Whether a full parse of the head in buf[0..len) can wait for more bytes. */
+static bool http1__parse_can_wait(const char *buf, size_t len, size_t max_head, size_t *scan)
+{
+    bool first = *scan == 0;
+    return !http1_head_maybe_complete(buf, len, scan) && !first && len <= max_head;
+}
+
+/* After a full parse: where the next search resumes (leading empty lines look like an end). */
+static int http1__parsed(int rc, size_t len, size_t *scan)
+{
+    if (rc == HTTP1_INCOMPLETE)
+        *scan = len >= 2 ? len - 2 : 1;
+    return rc;
+}
+
+int http1_parse_request_from(const char *buf, size_t len, struct http1_request *req, size_t max_head,
+                             size_t *scan)
+{
+    if (http1__parse_can_wait(buf, len, max_head, scan))
+        return HTTP1_INCOMPLETE;
+    return http1__parsed(http1_parse_request(buf, len, req, max_head), len, scan);
+}
+
+int http1_parse_response_from(const char *buf, size_t len, struct http1_response *resp, size_t max_head,
+                              enum http1_method request_method, size_t *scan)
+{
+    if (http1__parse_can_wait(buf, len, max_head, scan))
+        return HTTP1_INCOMPLETE;
+    return http1__parsed(http1_parse_response(buf, len, resp, max_head, request_method), len, scan);
+}
+
 int http1_request_error_status(int err)
 {
     switch (err) {

@@ -215,6 +215,19 @@ int http1_head_maybe_complete(const char *buf, size_t len, size_t *from);
 int http1_parse_response(const char *buf, size_t len, struct http1_response *resp, size_t max_head,
                          enum http1_method request_method);
 
+/* The same two parsers for a head that arrives in pieces, parsed as bytes
+ * arrive (picohttpparser's last_len): *scan (0 for a new head, kept between
+ * calls with the same growing buffer) says where the search for the end of
+ * the head resumes. The first piece is parsed at once (a bad first line is
+ * refused early); after that a full parse runs only once the head may be
+ * complete (http1_head_maybe_complete) or is over max_head, so a head that
+ * trickles in is scanned once instead of parsed again from byte 0 on every
+ * read. Same results as the plain parsers. */
+int http1_parse_request_from(const char *buf, size_t len, struct http1_request *req, size_t max_head,
+                             size_t *scan);
+int http1_parse_response_from(const char *buf, size_t len, struct http1_response *resp, size_t max_head,
+                              enum http1_method request_method, size_t *scan);
+
 /* Returns the status the node should answer a viewer with when
  * http1_parse_request() failed with err: 431, 501, 505, or 400. */
 int http1_request_error_status(int err);

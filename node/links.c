@@ -34,6 +34,7 @@ struct link {
     struct node *node;
     struct wsmux *ws;
     char client_key[25]; /* dialed: our Sec-WebSocket-Key */
+    size_t scan;         /* dialed: where the search for the end of the 101 resumes */
     unsigned dialed : 1, in_list : 1;
     TAILQ_ENTRY(link) entry;
     char id[CLUSTER_MAX_NODE_LEN + 1]; /* the peer's node id */
@@ -45,6 +46,7 @@ struct peer_accept {
     struct bufferevent *bev;
     char ip[64];
     int answered; /* refused: closing once the answer is out */
+    size_t scan;  /* where the search for the end of the request head resumes */
     LIST_ENTRY(peer_accept) entry;
 };
 
@@ -166,7 +168,7 @@ static void dial_read_cb(struct bufferevent *bev, void *ud)
     const char *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
     struct http1_response r;
     memset(&r, 0, sizeof r);
-    int rc = http1_parse_response(p, len, &r, PEER_HEAD_MAX, HTTP1_METHOD_GET);
+    int rc = http1_parse_response_from(p, len, &r, PEER_HEAD_MAX, HTTP1_METHOD_GET, &l->scan);
     if (rc == HTTP1_INCOMPLETE)
         return;
     char buf[64];
@@ -330,7 +332,7 @@ static void accept_read_cb(struct bufferevent *bev, void *ud)
     const char *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
     struct http1_request r;
     memset(&r, 0, sizeof r);
-    int rc = http1_parse_request(p, len, &r, PEER_HEAD_MAX);
+    int rc = http1_parse_request_from(p, len, &r, PEER_HEAD_MAX, &pa->scan);
     if (rc == HTTP1_INCOMPLETE)
         return;
     if (rc < 0) {

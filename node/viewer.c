@@ -67,6 +67,7 @@ struct viewer {
     char *head;               /* the current request head bytes, malloc'd */
     size_t head_len;
     size_t head_scan; /* where the search for the end of the head being read resumes */
+    size_t resp_scan; /* ... of the response head being read */
     char *fwd_path;   /* the request-target the worker sees */
     size_t fwd_path_len;
     int path_mode; /* routed by path: add the original-path headers */
@@ -265,16 +266,8 @@ static int parse_head(struct viewer *v, const char **p)
     if (len > max + 1)
         len = max + 1;
     *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
-    /* the first piece is parsed at once (a bad request line is refused
-     * early); later ones only once the head can be complete */
-    int first = v->head_scan == 0;
-    if (!http1_head_maybe_complete(*p, len, &v->head_scan) && !first && len <= max)
-        return HTTP1_INCOMPLETE;
     memset(&v->req, 0, sizeof v->req);
-    int rc = http1_parse_request(*p, len, &v->req, max);
-    if (rc == HTTP1_INCOMPLETE) /* (leading empty lines look like an end) */
-        v->head_scan = len >= 2 ? len - 2 : 1;
-    return rc;
+    return http1_parse_request_from(*p, len, &v->req, max, &v->head_scan);
 }
 
 static void bad_request(struct viewer *v, int rc)
@@ -359,6 +352,7 @@ static void send_request(struct viewer *v)
     v->req_done = v->req_body == HTTP1_BODY_NONE || (v->req_body == HTTP1_BODY_LENGTH && v->req_left == 0);
     http1_chunked_init(&v->req_chunked, HTTP1_CHUNK_TRAILER_MAX);
     evbuffer_drain(v->resp_head, evbuffer_get_length(v->resp_head));
+    v->resp_scan = 0;
     v->resp_started = v->resp_done = 0;
     v->stream_reusable = 0;
     write_request_head(v);
@@ -756,7 +750,7 @@ static void try_response_head(struct viewer *v)
         const char *p = (const char *)evbuffer_pullup(v->resp_head, -1);
         struct http1_response r;
         memset(&r, 0, sizeof r);
-        int rc = http1_parse_response(p, hl, &r, RESP_HEAD_MAX, v->req.method_id);
+        int rc = http1_parse_response_from(p, hl, &r, RESP_HEAD_MAX, v->req.method_id, &v->resp_scan);
         if (rc == HTTP1_INCOMPLETE)
             return;
         if (rc < 0) {
@@ -772,6 +766,7 @@ static void try_response_head(struct viewer *v)
             if (v->req.version_minor > 0)   /* never to an HTTP/1.0 viewer (RFC 9110 15.2) */
                 evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
             evbuffer_drain(v->resp_head, (size_t)rc);
+            v->resp_scan = 0; /* the next head starts */
             continue;
         }
         response_head(v, &r, rc);

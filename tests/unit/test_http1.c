@@ -1491,6 +1491,65 @@ static void test_head_maybe_complete_linear(void **state)
     free(head);
 }
 
+/* The resuming parsers give, at every length of a growing buffer, what the
+ * plain parsers give once the head is complete or broken; before that they
+ * may say "incomplete" where the plain one would too. */
+static void check_from_request(const char *msg, size_t max)
+{
+    size_t len = strlen(msg), scan = 0;
+    int final = HTTP1_INCOMPLETE;
+    for (size_t k = 1; k <= len; k++) {
+        char *buf = malloc(k);
+        memcpy(buf, msg, k);
+        struct http1_request a, b;
+        memset(&a, 0, sizeof a);
+        memset(&b, 0, sizeof b);
+        int plain = http1_parse_request(buf, k, &a, max);
+        int from = http1_parse_request_from(buf, k, &b, max, &scan);
+        free(buf);
+        if (from != HTTP1_INCOMPLETE) {
+            assert_int_equal(from, plain);
+            final = from;
+            break;
+        }
+        /* waiting is allowed only where the plain parser has no final answer
+         * within the bytes scanned, or the head is still a valid prefix */
+        if (plain != HTTP1_INCOMPLETE)
+            assert_true(plain < 0);
+    }
+    struct http1_request c;
+    memset(&c, 0, sizeof c);
+    assert_int_equal(final, http1_parse_request(msg, len, &c, max));
+}
+
+static void test_parse_from(void **state)
+{
+    (void)state;
+    check_from_request("GET /a HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n", 8192);
+    check_from_request("\r\n\r\nGET /a HTTP/1.1\r\nHost: x\r\n\r\n", 8192);
+    check_from_request("GET /a HTTP/1.1\nHost: x\n\n", 8192);       /* bare LF: 400 */
+    check_from_request("G@T /a HTTP/1.1\r\nHost: x\r\n\r\n", 8192); /* refused at the first piece */
+    check_from_request("GET /a HTTP/1.1\r\nHost: x\r\nX-Long: aaaaaaaaaaaaaaaa\r\n\r\n", 40); /* 431 */
+    /* a bad method is refused with the first piece, without waiting for the end */
+    size_t scan = 0;
+    struct http1_request r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(http1_parse_request_from("G@T /", 5, &r, 8192, &scan), HTTP1_E_BAD_METHOD);
+    /* responses too */
+    const char *resp = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    size_t rlen = strlen(resp);
+    scan = 0;
+    int rc = HTTP1_INCOMPLETE;
+    for (size_t k = 1; k <= rlen && rc == HTTP1_INCOMPLETE; k++) {
+        struct http1_response a;
+        memset(&a, 0, sizeof a);
+        rc = http1_parse_response_from(resp, k, &a, 8192, HTTP1_METHOD_GET, &scan);
+        if (rc > 0)
+            assert_int_equal(a.status, 200);
+    }
+    assert_int_equal(rc, (int)(rlen - 2));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1543,6 +1602,7 @@ int main(void)
         cmocka_unit_test(test_chunk_header),
         cmocka_unit_test(test_head_maybe_complete),
         cmocka_unit_test(test_head_maybe_complete_linear),
+        cmocka_unit_test(test_parse_from),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
