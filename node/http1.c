@@ -716,8 +716,9 @@ int http1_head_maybe_complete(const char *buf, size_t len, size_t *from)
 /* Whether a full parse of the head in buf[0..len) can wait for more bytes. */
 static bool http1__parse_can_wait(const char *buf, size_t len, size_t max_head, size_t *scan)
 {
-    bool first = *scan == 0;
-    return !http1_head_maybe_complete(buf, len, scan) && !first && len <= max_head;
+    if (*scan == 0) /* the first piece: parsed at once (most heads come whole) */
+        return false;
+    return !http1_head_maybe_complete(buf, len, scan) && len <= max_head;
 }
 
 /* After a full parse: where the next search resumes (leading empty lines look like an end). */

@@ -9,12 +9,9 @@ static void add_header(struct evbuffer *b, const char *name, const char *value, 
     evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
 }
 
-/* Whether h is named name (lowercase, NUL-terminated), case-insensitively. */
-static int header_is(const struct http1_header *h, const char *name)
-{
-    size_t n = strlen(name);
-    return h->name_len == n && strncasecmp(h->name, name, n) == 0;
-}
+/* Whether h is named lit (a lowercase string literal), case-insensitively. */
+#define HEADER_IS(h, lit)                                                                                    \
+    ((h)->name_len == sizeof(lit) - 1 && strncasecmp((h)->name, lit, sizeof(lit) - 1) == 0)
 
 /* Writes h as received: "Name: value". */
 static void copy_header(struct evbuffer *b, const struct http1_header *h)
@@ -27,31 +24,41 @@ static void copy_header(struct evbuffer *b, const struct http1_header *h)
 
 /* The viewer's header lines the worker gets as they are. The Host of an
  * absolute-form request is the target's authority (RFC 9112 3.2.2), written
- * by the caller. */
-static void copy_request_headers(struct evbuffer *b, const struct http1_request *r)
+ * by the caller. Returns how many X-Forwarded-For lines it passed over. */
+static size_t copy_request_headers(struct evbuffer *b, const struct http1_request *r)
 {
     int own_host = r->target_form == HTTP1_TARGET_ABSOLUTE;
+    size_t xff = 0;
     for (size_t i = 0; i < r->headers.count; i++) {
         const struct http1_header *h = &r->headers.h[i];
-        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len) || header_is(h, "content-length") ||
-            header_is(h, "x-forwarded-for") || header_is(h, "x-forwarded-proto") ||
-            header_is(h, "x-forwarded-host") || header_is(h, "x-webhooktunnel-original-path") ||
-            header_is(h, "x-websocktunnel-original-path") || (own_host && header_is(h, "host")))
+        if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
+            continue;
+        if (HEADER_IS(h, "x-forwarded-for")) {
+            xff++;
+            continue;
+        }
+        if (HEADER_IS(h, "content-length") || HEADER_IS(h, "x-forwarded-proto") ||
+            HEADER_IS(h, "x-forwarded-host") || HEADER_IS(h, "x-webhooktunnel-original-path") ||
+            HEADER_IS(h, "x-websocktunnel-original-path") || (own_host && HEADER_IS(h, "host")))
             continue;
         copy_header(b, h);
     }
+    return xff;
 }
 
-/* X-Forwarded-For: every such line the viewer sent, as one list (RFC 9110
- * 5.3), then the viewer's address. */
-static void forwarded_for(struct evbuffer *b, const struct http1_request *r, const char *peer_ip)
+/* X-Forwarded-For: the xff such lines the viewer sent, as one list (RFC
+ * 9110 5.3), then the viewer's address. */
+static void forwarded_for(struct evbuffer *b, const struct http1_request *r, size_t xff, const char *peer_ip)
 {
     evbuffer_add(b, "X-Forwarded-For: ", 17);
-    for (size_t i = 0; i < r->headers.count; i++) {
+    for (size_t i = 0; xff > 0 && i < r->headers.count; i++) {
         const struct http1_header *h = &r->headers.h[i];
-        if (header_is(h, "x-forwarded-for") && h->value_len > 0) {
-            evbuffer_add(b, h->value, h->value_len);
-            evbuffer_add(b, ", ", 2);
+        if (HEADER_IS(h, "x-forwarded-for") && !http1_is_hop_by_hop(&r->headers, h->name, h->name_len)) {
+            xff--;
+            if (h->value_len > 0) {
+                evbuffer_add(b, h->value, h->value_len);
+                evbuffer_add(b, ", ", 2);
+            }
         }
     }
     evbuffer_add_printf(b, "%s\r\n", peer_ip);
@@ -61,12 +68,12 @@ void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, con
 {
     evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)r->method_len, r->method, (int)x->target_len,
                         x->target);
-    copy_request_headers(b, r);
+    size_t xff = copy_request_headers(b, r);
     if (!r->host) /* HTTP/1.0 without Host */
         evbuffer_add_printf(b, "Host: %s\r\n", x->worker_id);
     else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
         add_header(b, "Host", r->host, r->host_len);
-    forwarded_for(b, r, x->peer_ip);
+    forwarded_for(b, r, xff, x->peer_ip);
     evbuffer_add_printf(b, "X-Forwarded-Proto: %s\r\n", x->tls ? "https" : "http");
     if (r->host)
         add_header(b, "X-Forwarded-Host", r->host, r->host_len);
@@ -98,7 +105,7 @@ void rewrite_response_head(struct evbuffer *out, const struct http1_response *r,
             continue;
         /* Content-Length is ours to write, except where it only describes a
          * body not sent (HEAD, 304): then the worker's value goes through */
-        if (header_is(h, "content-length") &&
+        if (HEADER_IS(h, "content-length") &&
             !(r->body == HTTP1_BODY_NONE && (method == HTTP1_METHOD_HEAD || r->status == 304)))
             continue;
         copy_header(out, h);

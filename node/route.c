@@ -120,7 +120,8 @@ void route_decide(const struct route_env *env, const struct http1_request *r, ch
         return;
     }
     out->kind = ROUTE_LOCAL;
-    if (env->has_worker(env->ud, out->id, out->id_len))
+    out->worker = env->find_worker(env->ud, out->id, out->id_len);
+    if (out->worker)
         return;
     if (env->draining) {
         int m = env->moving(env->ud, out->id, out->id_len);

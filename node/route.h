@@ -31,8 +31,8 @@ struct route_env {
     int draining;       /* the node drains */
     int relayed;        /* the request arrived over a peer link */
     int cluster;        /* REDIS_URL is set */
-    /* 1 if worker id (len bytes) is connected here */
-    int (*has_worker)(void *ud, const char *id, size_t len);
+    /* the worker id (len bytes) connected here (opaque to route.c), or NULL */
+    void *(*find_worker)(void *ud, const char *id, size_t len);
     /* while draining: -1 worker id did not leave this node, 0 it left and
      * has no new home yet, 1 it registered on another node */
     int (*moving)(void *ud, const char *id, size_t len);
@@ -46,6 +46,7 @@ struct route {
     const char *body;               /* FAIL: a static text */
     const struct http1_header *idh; /* REGISTER: the id header */
     const char *id;                 /* LOCAL, RELAY, PARK, MISS: into the request */
+    void *worker;                   /* LOCAL: what find_worker() returned */
     size_t id_len;
     int path_mode;  /* routed by path: the worker gets the original-path headers */
     size_t fwd_len; /* LOCAL, RELAY, PARK, MISS: bytes of the target the worker sees, in fwd */

@@ -108,6 +108,7 @@ struct viewers {
     struct viewer_list live;
     struct viewer_list dead; /* closed, freed by reap_ev */
     struct event *reap_ev;
+    struct evbuffer *scratch; /* a request head being rewritten (empty between uses) */
 };
 
 static const struct wsmux_stream_ops viewer_stream_ops;
@@ -266,7 +267,6 @@ static int parse_head(struct viewer *v, const char **p)
     if (len > max + 1)
         len = max + 1;
     *p = (const char *)evbuffer_pullup(in, (ssize_t)len);
-    memset(&v->req, 0, sizeof v->req);
     return http1_parse_request_from(*p, len, &v->req, max, &v->head_scan);
 }
 
@@ -327,7 +327,7 @@ static void write_request_head(struct viewer *v)
         v->stream_fresh = 0;
         return;
     }
-    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *b = v->node->viewers->scratch;
     struct rewrite_request x = {
         .target = v->fwd_path,
         .target_len = v->fwd_path_len,
@@ -341,7 +341,7 @@ static void write_request_head(struct viewer *v)
     size_t len = evbuffer_get_length(b);
     const void *p = evbuffer_pullup(b, -1);
     mux_stream_write(v->stream, p, len); /* a fresh or idle stream has room for any head we accept */
-    evbuffer_free(b);
+    evbuffer_drain(b, len);
 }
 
 static void send_request(struct viewer *v)
@@ -510,9 +510,9 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
     close_viewer(v);
 }
 
-static int has_worker(void *ud, const char *id, size_t len)
+static void *find_worker(void *ud, const char *id, size_t len)
 {
-    return workers_find(ud, id, len) != NULL;
+    return workers_find(ud, id, len);
 }
 
 static int moving(void *ud, const char *id, size_t len)
@@ -525,8 +525,7 @@ static int reuse_stream(struct viewer *v, const struct route *rt)
 {
     return v->stream && v->stream_reusable && strlen(v->worker_id) == rt->id_len &&
            memcmp(v->worker_id, rt->id, rt->id_len) == 0 &&
-           (rt->kind == ROUTE_LOCAL ? v->worker == workers_find(v->node, rt->id, rt->id_len)
-                                    : wsmux_role(v->worker) == WSMUX_PEER);
+           (rt->kind == ROUTE_LOCAL ? v->worker == rt->worker : wsmux_role(v->worker) == WSMUX_PEER);
 }
 
 /* Carries a route to a worker out: a stream, a relay, a wait or a miss. */
@@ -539,7 +538,7 @@ static void to_worker(struct viewer *v, const struct route *rt)
     release_stream(v);
     set_worker_id(v, rt->id, rt->id_len);
     switch (rt->kind) {
-    case ROUTE_LOCAL: attach(v, workers_find(v->node, rt->id, rt->id_len)); break;
+    case ROUTE_LOCAL: attach(v, rt->worker); break;
     case ROUTE_RELAY: relay_route(v); break;
     case ROUTE_PARK:
         set_state(v, V_WAIT); /* reading stays on: a viewer that leaves is noticed */
@@ -565,7 +564,7 @@ static void route_request(struct viewer *v)
         .draining = n->draining,
         .relayed = v->relayed,
         .cluster = n->cluster != NULL,
-        .has_worker = has_worker,
+        .find_worker = find_worker,
         .moving = moving,
         .ud = n,
     };
@@ -967,7 +966,12 @@ int viewer_init(struct node *n)
     TAILQ_INIT(&vs->live);
     TAILQ_INIT(&vs->dead);
     vs->reap_ev = event_new(n->base, -1, 0, reap_cb, vs);
-    if (!vs->reap_ev) {
+    vs->scratch = evbuffer_new();
+    if (!vs->reap_ev || !vs->scratch) {
+        if (vs->reap_ev)
+            event_free(vs->reap_ev);
+        if (vs->scratch)
+            evbuffer_free(vs->scratch);
         free(vs);
         return -1;
     }
@@ -985,6 +989,7 @@ void viewer_free_all(struct node *n)
         close_viewer(v);
     reap_cb(-1, 0, vs);
     event_free(vs->reap_ev);
+    evbuffer_free(vs->scratch);
     free(vs);
     n->viewers = NULL;
 }

@@ -35,13 +35,13 @@ static int in_list(const char *const *list, const char *id, size_t len)
     return 0;
 }
 
-static int fake_has_worker(void *ud, const char *id, size_t len)
+static void *fake_find_worker(void *ud, const char *id, size_t len)
 {
     struct fake *f = ud;
     assert_ptr_equal(f, &g_fake);
     assert_true(util_valid_worker_id(id, len)); /* never asked about a malformed id */
     f->has_calls++;
-    return in_list(f->local, id, len);
+    return in_list(f->local, id, len) ? (void *)f : NULL; /* any non-NULL handle */
 }
 
 static int fake_moving(void *ud, const char *id, size_t len)
@@ -74,7 +74,7 @@ static struct route_env env_of(const char *domain, int draining, int relayed, in
         .draining = draining,
         .relayed = relayed,
         .cluster = cluster,
-        .has_worker = fake_has_worker,
+        .find_worker = fake_find_worker,
         .moving = fake_moving,
         .ud = &g_fake,
     };
@@ -208,6 +208,11 @@ static void assert_worker(const struct res *x, enum route_kind kind, const char 
     assert_string_equal(x->fwd, fwd);
     assert_int_equal(x->rt.fwd_len, strlen(fwd));
     assert_int_equal(x->rt.path_mode, path_mode);
+    /* LOCAL carries what find_worker() found; nothing else carries a worker */
+    if (kind == ROUTE_LOCAL)
+        assert_ptr_equal(x->rt.worker, &g_fake);
+    else
+        assert_null(x->rt.worker);
 }
 
 #define NOT_FOUND "not found\n"
