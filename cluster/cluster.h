@@ -4,8 +4,9 @@
  *
  *   - REDIS_URL parsing (cluster_url_parse)
  *   - what is stored in Redis and published on its channel: route values,
- *     member values and the four pub/sub messages, each with a formatter and
- *     a strict parser (everything read back from Redis is untrusted input)
+ *     member values, node info values and the four pub/sub messages, each
+ *     with a formatter and a strict parser (everything read back from Redis
+ *     is untrusted input)
  *   - the interpretation of every Redis reply the registry acts on
  *   - the Lua scripts the registry runs, as text
  *
@@ -39,6 +40,9 @@
 #define CLUSTER_BOOT_HEX 16                       /* hex digits of a node's boot id */
 #define CLUSTER_MAX_ROUTE_VALUE (16 + 1 + CLUSTER_MAX_NODE_LEN)
 #define CLUSTER_MAX_MEMBER_VALUE (CLUSTER_MAX_NODE_LEN + 1 + CLUSTER_MAX_ADDR_LEN + 1 + CLUSTER_BOOT_HEX)
+/* "1 <workers> <0|1> <boot>": the node info value */
+#define CLUSTER_INFO_VERSION 1
+#define CLUSTER_MAX_INFO_VALUE (1 + 1 + 10 + 1 + 1 + 1 + CLUSTER_BOOT_HEX)
 /* "join " member " " ms: the longest message */
 #define CLUSTER_MAX_MSG_LEN (5 + CLUSTER_MAX_MEMBER_VALUE + 1 + 16 + CLUSTER_MAX_ID_LEN)
 
@@ -140,6 +144,27 @@ int cluster_member_value_format(char *out, size_t cap, const char *node, size_t 
 /* Parses a member value strictly. Returns 0 or CLUSTER_E_SYNTAX. */
 int cluster_member_value_parse(const char *buf, size_t len, struct cluster_member_value *out);
 
+/* Node info value, at <prefix>info:<node> (written by the heartbeat, with the
+ * member key's TTL): "1 <workers> <draining> <boot>". 1 is the format's
+ * version; workers is 0..UINT32_MAX in decimal without sign or leading
+ * zeros; draining is 0 or 1; boot is the writer's boot id (CLUSTER_BOOT_HEX
+ * lowercase hex digits), so that a reader can tell which incarnation wrote it. */
+struct cluster_info_value {
+    uint32_t workers;
+    int draining; /* 0 or 1 */
+    uint64_t boot;
+};
+
+/* Writes "1 <workers> <draining> <boot>" and a NUL to out (cap bytes;
+ * CLUSTER_MAX_INFO_VALUE + 1 always suffice). Returns its length, or
+ * CLUSTER_E_INVAL (draining not 0 or 1) / CLUSTER_E_TOO_LONG. */
+int cluster_info_value_format(char *out, size_t cap, uint32_t workers, int draining, uint64_t boot);
+
+/* Parses an info value strictly: exactly four fields, single spaces, nothing
+ * after. Returns 0 or CLUSTER_E_SYNTAX (another version too: a newer node
+ * may write one; the reader treats its info as unknown). */
+int cluster_info_value_parse(const char *buf, size_t len, struct cluster_info_value *out);
+
 /* ---- pub/sub messages on <prefix>events ------------------------------------------------- */
 
 enum cluster_msg_type {
@@ -208,6 +233,16 @@ int cluster_reply_heartbeat(const redisReply *r, int64_t *now_ms, const redisRep
  * Returns 0 or CLUSTER_E_SYNTAX. */
 int cluster_reply_member(const redisReply *members, size_t i, struct cluster_member_value *out);
 
+/* Checks an MGET reply for n keys: an array of exactly n elements, each nil
+ * or a string. Returns 0, CLUSTER_E_REDIS for an error reply, or
+ * CLUSTER_E_SYNTAX. */
+int cluster_reply_mget(const redisReply *r, size_t n);
+
+/* Reads element i of an MGET reply of info keys checked by
+ * cluster_reply_mget(): nil gives 0 with *found = 0; a valid info value
+ * gives 0, *found = 1 and *out. Else CLUSTER_E_SYNTAX (*found = 0). */
+int cluster_reply_info(const redisReply *r, size_t i, int *found, struct cluster_info_value *out);
+
 /* Interprets SCRIPT LOAD's reply: 40 lowercase hex digits, copied to sha
  * with a NUL. Returns 0, CLUSTER_E_REDIS or CLUSTER_E_SYNTAX. */
 int cluster_reply_sha(const redisReply *r, char sha[41]);
@@ -238,9 +273,10 @@ int cluster_reply_push(const redisReply *r, int *kind, const char **channel, siz
 enum cluster_script {
     CLUSTER_SCRIPT_ASSERT = 0,  /* KEYS route, gen; ARGV id, node, gen|"0", floor, ttl_ms, channel */
     CLUSTER_SCRIPT_RELEASE = 1, /* KEYS route; ARGV id, "gen node", channel */
-    CLUSTER_SCRIPT_BEAT = 2,    /* KEYS node key, members; ARGV member value, ttl_ms, channel, ping channel,
-                                   max members */
-    CLUSTER_SCRIPT_LEAVE = 3,   /* KEYS node key, members; ARGV member value, "node boot", channel */
+    CLUSTER_SCRIPT_BEAT = 2,    /* KEYS node key, members, info key; ARGV member value, ttl_ms, channel,
+                                   ping channel, max members, info value or "" */
+    CLUSTER_SCRIPT_LEAVE = 3,   /* KEYS node key, members, info key; ARGV member value, "node boot",
+                                   channel */
     CLUSTER_SCRIPT_COUNT = 4,
 };
 

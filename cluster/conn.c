@@ -97,6 +97,7 @@ static void conn__failed(struct cluster__conn *c, int err, int hiredis_frees)
         c->state = REG_C_IDLE;
         return;
     }
+    reg->st.errors++;
     conn__schedule(c);
     if (was_ready)
         reg__log(reg, CLUSTER_LOG_WARN, "redis %s connection lost: %s", conn__name(c), cluster_strerror(err));
@@ -138,6 +139,8 @@ static void conn__reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     struct cluster__req *rq = privdata;
     (void)ac;
+    if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR && !rq->reg->closing)
+        rq->reg->st.errors++;
     reg__reply(rq->reg, rq, reply);
 }
 
@@ -153,6 +156,7 @@ int reg__send(struct cluster__conn *c, struct cluster__req *rq, int argc, const 
         free(rq);
         return CLUSTER_E_DOWN;
     }
+    c->reg->st.commands++;
     return 0;
 }
 
@@ -214,6 +218,8 @@ static void conn__sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
     int rc = cluster_reply_push(r, &kind, &ch, &chl, &payload, &pl);
     if (rc != 0) {
         c->reg->st.bad_messages++;
+        if (r->type == REDIS_REPLY_ERROR)
+            c->reg->st.errors++;
         reg__log(c->reg, CLUSTER_LOG_WARN, "redis subscriber: unexpected reply (%s)", cluster_strerror(rc));
         if (c->state == REG_C_CONNECTING)
             reg__conn_fail(c, rc == CLUSTER_E_AUTH ? CLUSTER_E_AUTH : CLUSTER_E_REDIS);
@@ -267,6 +273,7 @@ static int conn__handshake(struct cluster__conn *c)
         c->handshake_left += 2; /* one confirmation per channel */
         if (redisAsyncCommandArgv(c->ac, conn__sub_cb, c, 3, argv, lens) != REDIS_OK)
             return CLUSTER_E_DOWN;
+        reg->st.commands++;
         return 0;
     }
     if (reg->url.db != 0) {

@@ -223,6 +223,7 @@ void reg__lookup_timeouts(struct cluster_registry *reg, int64_t now)
         for (struct cluster_lookup *w = g->head; w; w = w->next)
             n++;
         reg->st.lookup_timeouts += n;
+        reg->st.errors++; /* one GET unanswered in time */
         reg__group_answer(reg, g, CLUSTER_E_TIMEOUT, NULL);
     }
 }

@@ -28,36 +28,41 @@ static void reg__member_event(struct cluster_registry *reg, int ev, const struct
 
 int reg__send_beat(struct cluster_registry *reg)
 {
-    char ttl[21], max[21];
-    const char *argv[10] = {"EVALSHA",
+    char ttl[21], max[21], info[CLUSTER_MAX_INFO_VALUE + 1];
+    const char *argv[12] = {"EVALSHA",
                             reg->sha[CLUSTER_SCRIPT_BEAT],
-                            "2",
+                            "3",
                             reg->key_node,
                             reg->key_members,
+                            reg->key_info,
                             reg->member_value,
                             ttl,
                             reg->chan_events,
                             reg->chan_ping,
-                            max};
-    size_t lens[10] = {7,
+                            max,
+                            info};
+    size_t lens[12] = {7,
                        40,
                        1,
                        strlen(reg->key_node),
                        strlen(reg->key_members),
+                       strlen(reg->key_info),
                        strlen(reg->member_value),
                        cluster_format_u64(ttl, (uint64_t)reg->member_ttl_ms),
                        strlen(reg->chan_events),
                        strlen(reg->chan_ping),
-                       cluster_format_u64(max, CLUSTER_MAX_NODES)};
+                       cluster_format_u64(max, CLUSTER_MAX_NODES),
+                       reg__info_value(reg, info)};
     struct cluster__req *rq = reg__req_new(&reg->cmd, REQ_BEAT);
     int rc;
     if (!rq)
         return CLUSTER_E_NOMEM;
-    if ((rc = reg__send(&reg->cmd, rq, 10, argv, lens)) != 0)
+    if ((rc = reg__send(&reg->cmd, rq, 12, argv, lens)) != 0)
         return rc;
     reg->beat_inflight = 1;
     reg->beat_sent_ms = util_now_ms();
     reg->next_beat_ms = reg->beat_sent_ms + reg->refresh_ms;
+    reg__info_sent(reg, reg->beat_sent_ms);
     return 0;
 }
 
@@ -251,6 +256,7 @@ void reg__reply(struct cluster_registry *reg, struct cluster__req *rq, redisRepl
     case REQ_BEAT:
         reg__beat_reply(reg, rq, r);
         break;
+    case REQ_INFO: reg__info_reply(reg, rq, r); break;
     case REQ_LEAVE:
         if (reg->leave_cb && !reg->closing) {
             cluster_done_cb *cb = reg->leave_cb;

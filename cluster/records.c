@@ -64,7 +64,8 @@ static const char cluster__script_release[] =
     "end\n"
     "return 0\n";
 
-/* Heartbeat: the member key with its TTL, the members sorted set scored by
+/* Heartbeat: the member key with its TTL (and the node info key with the
+ * same TTL, when the node gave its info), the members sorted set scored by
  * expiry on Redis's clock, "join" when the key was absent or different, a
  * "ping" on this node's own channel (proves its subscriber connection), and
  * the live members. */
@@ -73,6 +74,7 @@ static const char cluster__script_beat[] =
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "local old = redis.call('GET', KEYS[1])\n"
     "redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])\n"
+    "if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'PX', ARGV[2]) end\n"
     "if old and old ~= ARGV[1] then redis.call('ZREM', KEYS[2], old) end\n"
     "redis.call('ZADD', KEYS[2], now + tonumber(ARGV[2]), ARGV[1])\n"
     "redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)\n"
@@ -84,11 +86,15 @@ static const char cluster__script_beat[] =
     "tonumber(ARGV[5]))\n"
     "return {now, m, old or ''}\n";
 
-/* Clean departure: the member key (if still ours), the sorted set entry, "leave". */
+/* Clean departure: the member key (if still ours), the info key (if this
+ * incarnation wrote it: its value ends with our boot id, as ARGV[2] does),
+ * the sorted set entry, "leave". */
 static const char cluster__script_leave[] =
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "if redis.call('GET', KEYS[1]) == ARGV[1] then redis.call('DEL', KEYS[1]) end\n"
+    "local i = redis.call('GET', KEYS[3])\n"
+    "if i and string.sub(i, -17) == ' ' .. string.sub(ARGV[2], -16) then redis.call('DEL', KEYS[3]) end\n"
     "redis.call('ZREM', KEYS[2], ARGV[1])\n"
     "redis.call('PUBLISH', ARGV[3], 'leave ' .. ARGV[2] .. ' ' .. string.format('%d', now))\n"
     "return 1\n";
@@ -249,6 +255,40 @@ int cluster_member_value_parse(const char *buf, size_t len, struct cluster_membe
     out->node_len = fl[0];
     out->addr = f[1];
     out->addr_len = fl[1];
+    return 0;
+}
+
+/* ---- node info values ------------------------------------------------------------------- */
+
+int cluster_info_value_format(char *out, size_t cap, uint32_t workers, int draining, uint64_t boot)
+{
+    struct rec__out o = {out, cap, 0, 0};
+    char b[CLUSTER_BOOT_HEX];
+    if (!out || (draining != 0 && draining != 1))
+        return CLUSTER_E_INVAL;
+    rec__boot_format(b, boot);
+    rec__put_u64(&o, CLUSTER_INFO_VERSION);
+    rec__put(&o, " ", 1);
+    rec__put_u64(&o, workers);
+    rec__put(&o, draining ? " 1 " : " 0 ", 3);
+    rec__put(&o, b, sizeof(b));
+    return rec__finish(&o);
+}
+
+int cluster_info_value_parse(const char *buf, size_t len, struct cluster_info_value *out)
+{
+    const char *f[4];
+    size_t fl[4];
+    uint64_t w;
+    if (!buf || !out || len > CLUSTER_MAX_INFO_VALUE || rec__split(buf, len, 4, f, fl) != 0)
+        return CLUSTER_E_SYNTAX;
+    if (fl[0] != 1 || f[0][0] != '0' + CLUSTER_INFO_VERSION)
+        return CLUSTER_E_SYNTAX;
+    if (cluster_parse_u64(f[1], fl[1], UINT32_MAX, &w) != 0 || fl[2] != 1 ||
+        (f[2][0] != '0' && f[2][0] != '1') || rec__boot_parse(f[3], fl[3], &out->boot) != 0)
+        return CLUSTER_E_SYNTAX;
+    out->workers = (uint32_t)w;
+    out->draining = f[2][0] == '1';
     return 0;
 }
 
@@ -447,6 +487,36 @@ int cluster_reply_member(const redisReply *members, size_t i, struct cluster_mem
     if (!rec__is_string(e))
         return CLUSTER_E_SYNTAX;
     return cluster_member_value_parse(e->str, e->len, out);
+}
+
+int cluster_reply_mget(const redisReply *r, size_t n)
+{
+    if (!r)
+        return CLUSTER_E_SYNTAX;
+    if (r->type == REDIS_REPLY_ERROR)
+        return CLUSTER_E_REDIS;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != n || (n && !r->element))
+        return CLUSTER_E_SYNTAX;
+    for (size_t i = 0; i < n; i++) {
+        const redisReply *e = r->element[i];
+        if (!e || (e->type != REDIS_REPLY_NIL && !rec__is_string(e)))
+            return CLUSTER_E_SYNTAX;
+    }
+    return 0;
+}
+
+int cluster_reply_info(const redisReply *r, size_t i, int *found, struct cluster_info_value *out)
+{
+    *found = 0;
+    if (!r || r->type != REDIS_REPLY_ARRAY || i >= r->elements || !r->element || !r->element[i])
+        return CLUSTER_E_SYNTAX;
+    const redisReply *e = r->element[i];
+    if (e->type == REDIS_REPLY_NIL)
+        return 0;
+    if (!rec__is_string(e) || cluster_info_value_parse(e->str, e->len, out) != 0)
+        return CLUSTER_E_SYNTAX;
+    *found = 1;
+    return 0;
 }
 
 int cluster_reply_sha(const redisReply *r, char sha[41])

@@ -116,9 +116,11 @@ static void reg__tick_cb(evutil_socket_t fd, short what, void *arg)
     if (reg->closing)
         return;
     reg__lookup_timeouts(reg, now);
+    reg__info_timeouts(reg, now);
     if (reg->leave_cb && now >= reg->leave_deadline_ms && !reg->closing) {
         cluster_done_cb *cb = reg->leave_cb;
         reg->leave_cb = NULL;
+        reg->st.errors++;
         reg->cb_depth++;
         cb(reg, CLUSTER_E_TIMEOUT, reg->leave_ud);
         reg->cb_depth--;
@@ -132,7 +134,8 @@ static void reg__tick_cb(evutil_socket_t fd, short what, void *arg)
             reg__log(reg, CLUSTER_LOG_WARN, "redis did not answer the heartbeat in %lld ms",
                      (long long)reg->command_timeout_ms);
             reg__conn_fail(&reg->cmd, CLUSTER_E_TIMEOUT);
-        } else if (!reg->beat_inflight && !reg->leaving && now >= reg->next_beat_ms) {
+        } else if (!reg->beat_inflight && !reg->leaving &&
+                   (now >= reg->next_beat_ms || reg__info_due(reg, now))) {
             reg__send_beat(reg);
         }
     }
@@ -205,6 +208,7 @@ static int reg__names(struct cluster_registry *reg, const struct cluster_options
     snprintf(reg->key_gen, sizeof(reg->key_gen), "%sgen", prefix);
     snprintf(reg->key_members, sizeof(reg->key_members), "%smembers", prefix);
     snprintf(reg->key_node, sizeof(reg->key_node), "%snode:%s", prefix, reg->node_id);
+    snprintf(reg->key_info, sizeof(reg->key_info), "%sinfo:%s", prefix, reg->node_id);
     snprintf(reg->chan_events, sizeof(reg->chan_events), "%sevents:%d", prefix, reg->url.db);
     snprintf(reg->chan_ping, sizeof(reg->chan_ping), "%sping:%s:%s", prefix, reg->node_id,
              reg->node_boot + reg->node_len + 1);
@@ -326,6 +330,12 @@ static void reg__really_free(struct cluster_registry *reg)
         free(g);
     }
     util_htab_free(&reg->groups);
+    /* info requests: likewise freed by their NULL replies above; any still listed are freed here */
+    while (reg->info_head) {
+        struct cluster_info_req *q = reg->info_head;
+        reg->info_head = q->next;
+        free(q);
+    }
     while (reg->rel_head) {
         struct reg__release *r = reg->rel_head;
         reg->rel_head = r->next;
@@ -441,24 +451,26 @@ int cluster_registry_leave(struct cluster_registry *reg, cluster_done_cb *cb, vo
         reg->max_inflight = SIZE_MAX;
         reg__pump(reg);
         reg->max_inflight = saved;
-        const char *argv[8] = {"EVALSHA",
+        const char *argv[9] = {"EVALSHA",
                                reg->sha[CLUSTER_SCRIPT_LEAVE],
-                               "2",
+                               "3",
                                reg->key_node,
                                reg->key_members,
+                               reg->key_info,
                                reg->member_value,
                                reg->node_boot,
                                reg->chan_events};
-        size_t lens[8] = {7,
+        size_t lens[9] = {7,
                           40,
                           1,
                           strlen(reg->key_node),
                           strlen(reg->key_members),
+                          strlen(reg->key_info),
                           strlen(reg->member_value),
                           strlen(reg->node_boot),
                           strlen(reg->chan_events)};
         struct cluster__req *rq = reg__req_new(&reg->cmd, REQ_LEAVE);
-        if (rq && reg__send(&reg->cmd, rq, 8, argv, lens) == 0)
+        if (rq && reg__send(&reg->cmd, rq, 9, argv, lens) == 0)
             return 0;
     }
     /* Redis away: say so from the loop */

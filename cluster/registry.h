@@ -13,7 +13,10 @@
  *     Redis pub/sub, asking Redis (one GET, coalesced) only on a miss;
  *   - failures: reconnects with backoff; while Redis is away it keeps the
  *     cache, accepts registrations locally, and re-asserts everything it
- *     holds when Redis is back.
+ *     holds when Redis is back;
+ *   - admin pages: this node's info (workers, draining) written with its
+ *     heartbeat, every node's read back on demand, the members it knows,
+ *     and counters (cluster_registry_stats).
  *
  * No call blocks: Redis I/O happens on the loop, and the Redis host name is
  * resolved with evdns. Two connections: one for commands, one subscribed.
@@ -35,6 +38,7 @@ struct event_base;
 struct evdns_base;
 struct cluster_registry;
 struct cluster_lookup;
+struct cluster_info_req;
 
 /* Settings. Strings are copied by cluster_registry_new(). 0 in a number
  * means its default. */
@@ -211,10 +215,71 @@ struct cluster_registry_stats {
     uint64_t bad_messages;     /* of which malformed or unknown, ignored */
     uint64_t reconnects;       /* connections (re)established, both kinds */
     uint64_t releases_dropped; /* releases dropped because the queue was full */
+    uint64_t commands;         /* commands sent to Redis, both connections, handshakes included */
+    uint64_t errors;           /* error replies, commands unanswered in time (lookups, cluster_info,
+                                  leave), connections lost or attempts failed (incl. the watchdogs) */
 };
 
 /* Fills *st (counting unconfirmed workers walks the held table: O(held)). */
 void cluster_registry_stats(const struct cluster_registry *reg, struct cluster_registry_stats *st);
+
+/* ---- node info, for the admin pages ----------------------------------------------------- */
+
+/* What this node tells the cluster about itself: workers connected and
+ * whether it drains (draining: 0 or not). Cheap: only stores the values.
+ * From the first call on, each heartbeat writes them (docs/cluster.md: key
+ * <prefix>info:<node>, with the member key's TTL); a change is written at
+ * the next tick, at most once a second. Returns 0, or CLUSTER_E_INVAL
+ * (reg NULL). */
+int cluster_registry_set_info(struct cluster_registry *reg, uint32_t workers, int draining);
+
+/* One node as cluster_registry_cluster_info() answers it. */
+struct cluster_node_info {
+    const char *node; /* node id */
+    const char *addr; /* advertised peer address */
+    int self;         /* this node */
+    int known;        /* info found in Redis (this node: set_info was called) */
+    uint32_t workers; /* when known */
+    int draining;     /* when known: 0 or 1 */
+};
+
+/* Answer to cluster_registry_cluster_info(): result 0 with n nodes (this
+ * node first, then the others sorted by node id), or a negative enum
+ * cluster_err (CLUSTER_E_TIMEOUT, CLUSTER_E_DOWN: the connection went away,
+ * CLUSTER_E_REDIS, CLUSTER_E_SYNTAX), then nodes is NULL and n 0. The array
+ * and its strings are valid only during the call. */
+typedef void cluster_info_cb(struct cluster_registry *reg, int result, const struct cluster_node_info *nodes,
+                             size_t n, void *ud);
+
+/* cluster_registry_cluster_info() requests in flight at once, at most. */
+#define CLUSTER_MAX_INFO_REQS 64
+
+/* Every node of the cluster with its info: this node (from the values given
+ * to cluster_registry_set_info(), known 0 before the first call) and every
+ * member of the member table that is up, whose info is read with one MGET of
+ * their info keys. A member whose key is missing (an older node, or none
+ * written yet), malformed, of another version or written by another
+ * incarnation (boot id) is reported with known 0.
+ * Returns 0: cb (not NULL) will be called exactly once, from the loop,
+ * within command_timeout_ms, unless cancelled or the registry freed first
+ * (then never); *handle (if handle is not NULL) is for cluster_info_cancel()
+ * and valid until cb starts. Or a negative error, cb never called:
+ * CLUSTER_E_INVAL, CLUSTER_E_DOWN (Redis unreachable: answer from what the
+ * node knows, e.g. cluster_registry_members()), CLUSTER_E_LIMIT
+ * (CLUSTER_MAX_INFO_REQS in flight), CLUSTER_E_CLOSED, CLUSTER_E_NOMEM. */
+int cluster_registry_cluster_info(struct cluster_registry *reg, cluster_info_cb *cb, void *ud,
+                                  struct cluster_info_req **handle);
+
+/* The asker went away: its callback will not be called. handle must come
+ * from cluster_registry_cluster_info(), its callback must not have started
+ * and the registry must not have been freed. NULL is fine. */
+void cluster_info_cancel(struct cluster_info_req *handle);
+
+/* Calls cb(node, addr, ud) synchronously for each member this node knows to
+ * be up (not itself), in no particular order. The strings are valid during
+ * the call. cb must not free the registry. */
+void cluster_registry_members(const struct cluster_registry *reg,
+                              void (*cb)(const char *node, const char *addr, void *ud), void *ud);
 
 /* This node's id and boot id (random per registry, distinguishes restarts). */
 const char *cluster_registry_node_id(const struct cluster_registry *reg);

@@ -1,11 +1,12 @@
 /* Internals of cluster_registry: the registry's state (struct
  * cluster_registry, its two Redis connections, held workers, pending lookups,
- * queued releases, requests in flight) and the functions its five files call
+ * queued releases, requests in flight) and the functions its six files call
  * in one another: registry.c (the API, options, the tick, shared helpers),
  * held.c (held workers: asserts, refreshes, releases, takeovers), lookup.c
- * (route lookups), members.c (membership, messages, connection events) and
- * conn.c (the Redis connections). The sans-I/O parts they use are
- * cluster.h (records.c, url.c) and cache.h. Not for use outside cluster/. */
+ * (route lookups), members.c (membership, messages, connection events),
+ * info.c (node info for the admin pages) and conn.c (the Redis
+ * connections). The sans-I/O parts they use are cluster.h (records.c,
+ * url.c) and cache.h. Not for use outside cluster/. */
 #ifndef WHT_CLUSTER_REGISTRY_INT_H
 #define WHT_CLUSTER_REGISTRY_INT_H
 
@@ -24,6 +25,7 @@
 
 #define REG_TICK_MS 100   /* housekeeping period: timeouts, heartbeat, refreshes */
 #define REG_RETRY_MS 1000 /* an assert that failed (not for a lost connection) is retried after this */
+#define REG_INFO_MIN_MS 1000 /* a changed node info is written early, at most this often */
 
 /* Connection states. IDLE waits for its retry timer; RESOLVING waits for
  * evdns; CONNECTING has a hiredis context whose handshake (AUTH, SELECT,
@@ -63,12 +65,14 @@ enum reg__req_kind {
     REQ_RELEASE,
     REQ_GET,
     REQ_BEAT,
-    REQ_LEAVE
+    REQ_LEAVE,
+    REQ_INFO
 };
 
 struct cluster__held;
 struct reg__group;
 struct reg__release;
+struct cluster_info_req;
 
 struct cluster__req {
     struct cluster_registry *reg;
@@ -79,6 +83,7 @@ struct cluster__req {
     uint32_t seq;               /* REQ_ASSERT: the registration it asserts */
     struct reg__group *group;   /* REQ_GET */
     struct reg__release *rel;   /* REQ_RELEASE */
+    struct cluster_info_req *info; /* REQ_INFO */
 };
 
 /* A worker this node holds. In exactly one of: the dirty list (to assert
@@ -134,6 +139,30 @@ struct cluster_lookup {
     void *ud;
 };
 
+/* A member as a cluster_info request saw it when it was made. */
+struct reg__info_peer {
+    char node[CLUSTER_MAX_NODE_LEN + 1];
+    char addr[CLUSTER_MAX_ADDR_LEN + 1];
+    uint64_t boot;
+};
+
+/* A cluster_registry_cluster_info() request (the caller's handle). Made with
+ * its MGET in flight and freed only by the MGET's reply (or the NULL reply
+ * the connection's end gives). pending: in the registry's list (by
+ * deadline), cb still to be called; a timeout or a cancellation takes it
+ * out of the list, and the reply then only frees it. */
+struct cluster_info_req {
+    struct cluster_registry *reg;
+    struct cluster_info_req *prev, *next;
+    cluster_info_cb *cb; /* NULL once cancelled */
+    void *ud;
+    int64_t deadline_ms;
+    unsigned pending : 1;
+    size_t n;                       /* members asked about (the MGET has n + 1 keys: this node's first) */
+    struct reg__info_peer *peers;   /* n, sorted by node id, in the same allocation */
+    struct cluster_node_info out[]; /* n + 1: what the callback gets */
+};
+
 enum reg__redis_state { REG_R_UNKNOWN = 0, REG_R_UP, REG_R_DOWN };
 
 struct cluster_registry {
@@ -155,6 +184,7 @@ struct cluster_registry {
     char key_gen[CLUSTER_MAX_PREFIX_LEN + 8];
     char key_members[CLUSTER_MAX_PREFIX_LEN + 8];
     char key_node[CLUSTER_MAX_PREFIX_LEN + 8 + CLUSTER_MAX_NODE_LEN];
+    char key_info[CLUSTER_MAX_PREFIX_LEN + 8 + CLUSTER_MAX_NODE_LEN];
     char chan_events[CLUSTER_MAX_PREFIX_LEN + 20];
     char chan_ping[CLUSTER_MAX_PREFIX_LEN + 8 + CLUSTER_MAX_NODE_LEN + CLUSTER_BOOT_HEX];
     char sha[CLUSTER_SCRIPT_COUNT][41];
@@ -185,6 +215,15 @@ struct cluster_registry {
     int beat_inflight;
     int64_t beat_sent_ms, next_beat_ms, beat_ok_ms, ping_wait_ms, grace_until_ms;
     uint64_t beats_ok;
+
+    /* node info (info.c) */
+    int info_set;   /* set_info was called: every heartbeat writes the info key */
+    int info_dirty; /* changed since the last heartbeat sent */
+    uint32_t info_workers;
+    int info_draining;
+    int64_t info_sent_ms;                           /* the last heartbeat that carried it */
+    struct cluster_info_req *info_head, *info_tail; /* pending requests, by deadline */
+    size_t info_n;                                  /* requests allocated (their MGET in flight) */
 
     int leaving;
     cluster_done_cb *leave_cb;
@@ -251,6 +290,18 @@ void reg__sub_message(struct cluster_registry *reg, const char *channel, size_t 
                       const char *payload, size_t len);
 /* Every reply to a command sent with reg__send() (NULL: the connection went away). */
 void reg__reply(struct cluster_registry *reg, struct cluster__req *rq, redisReply *r);
+
+/* ---- info.c ---- */
+/* Writes the info value the next heartbeat carries into out (CLUSTER_MAX_INFO_VALUE + 1 bytes): "" until
+ * set_info was called. Returns its length. */
+size_t reg__info_value(const struct cluster_registry *reg, char *out);
+/* The heartbeat carrying the current info was sent at now. */
+void reg__info_sent(struct cluster_registry *reg, int64_t now);
+/* 1 if the info changed and may be written now (REG_INFO_MIN_MS after the last write). */
+int reg__info_due(const struct cluster_registry *reg, int64_t now);
+void reg__info_reply(struct cluster_registry *reg, struct cluster__req *rq, redisReply *r);
+/* Answers CLUSTER_E_TIMEOUT to the requests whose deadline passed. */
+void reg__info_timeouts(struct cluster_registry *reg, int64_t now);
 
 /* ---- conn.c ---- */
 /* Initialises both connections (no I/O yet). Returns 0 or CLUSTER_E_NOMEM. */

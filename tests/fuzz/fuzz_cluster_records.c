@@ -1,15 +1,18 @@
 /* libFuzzer target for cluster/url.c and cluster/records.c: everything the
  * registry reads from its configuration and from Redis.
  *
- * The first byte picks a mode (byte % 6), the rest is the input:
+ * The first byte picks a mode (byte % 8; the seeds use '0'..'7'), the rest
+ * is the input:
  *   0  REDIS_URL: a URL that parses is rebuilt from its fields (user and
  *      password percent-encoded throughout) and must parse to the same fields
- *   1  a route value, 2 a member value, 3 a pub/sub message: whatever parses
- *      formats back to exactly the input (one spelling per value)
+ *   1  a route value, 2 a member value, 3 a pub/sub message, 6 a node info
+ *      value: whatever parses formats back to exactly the input (one
+ *      spelling per value)
  *   4  RESP bytes, read by hiredis's reader (fed whole and in two pieces at a
  *      split chosen by the second byte): every reply interpreter is run on
- *      every reply, and the split feed must interpret the same way
- *   5  identifiers and numbers: the validators agree with the formatters
+ *      every reply (an array also as an MGET of info keys), and the split
+ *      feed must interpret the same way
+ *   5, 7  identifiers and numbers: the validators agree with the formatters
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -71,6 +74,13 @@ static void fuzz_values(int mode, const char *s, size_t len)
         if (cluster_member_value_parse(s, len, &m) != 0)
             return;
         n = cluster_member_value_format(out, sizeof(out), m.node, m.node_len, m.addr, m.addr_len, m.boot);
+    } else if (mode == 6) {
+        struct cluster_info_value v;
+        if (cluster_info_value_parse(s, len, &v) != 0)
+            return;
+        if ((v.draining != 0 && v.draining != 1) || len > CLUSTER_MAX_INFO_VALUE)
+            abort();
+        n = cluster_info_value_format(out, sizeof(out), v.workers, v.draining, v.boot);
     } else {
         struct cluster_msg m;
         if (cluster_msg_parse(s, len, &m) != 0)
@@ -79,6 +89,37 @@ static void fuzz_values(int mode, const char *s, size_t len)
     }
     if (n < 0 || (size_t)n != len || memcmp(out, s, len) != 0)
         abort();
+}
+
+/* What the MGET interpreters make of r (an array is taken as an MGET of as many info keys). */
+static uint64_t interpret_mget(const redisReply *r, uint64_t h)
+{
+#define MIX(x) (h = (h ^ (uint64_t)(x)) * 1099511628211ULL)
+    size_t n = r->type == REDIS_REPLY_ARRAY ? r->elements : 0;
+    struct cluster_info_value v;
+    int found;
+    int rc = cluster_reply_mget(r, n);
+    MIX(rc);
+    if (cluster_reply_mget(r, n + 1) != (r->type == REDIS_REPLY_ERROR ? CLUSTER_E_REDIS : CLUSTER_E_SYNTAX))
+        abort();
+    if (rc != 0)
+        return h;
+    for (size_t i = 0; i < n; i++) {
+        found = -1;
+        int irc = cluster_reply_info(r, i, &found, &v);
+        MIX(irc), MIX(found);
+        if (irc != 0 && found != 0)
+            abort();
+        if (irc == 0 && found == 1) {
+            if (v.draining != 0 && v.draining != 1)
+                abort();
+            MIX(v.workers), MIX(v.draining), MIX(v.boot);
+        }
+    }
+    if (cluster_reply_info(r, n, &found, &v) != CLUSTER_E_SYNTAX || found != 0)
+        abort();
+    return h;
+#undef MIX
 }
 
 /* A summary of what every interpreter makes of r, to compare two readings. */
@@ -139,7 +180,7 @@ static uint64_t interpret(const redisReply *r)
             MIX(pl), MIX(cluster_msg_parse(payload, pl, &m));
         }
     }
-    return h;
+    return interpret_mget(r, h);
 #undef MIX
 }
 
@@ -230,7 +271,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1 || size > 16384)
         return 0;
-    int mode = data[0] % 6;
+    int mode = data[0] % 8;
     const char *s = (const char *)data + 1;
     size_t len = size - 1;
     switch (mode) {
@@ -240,8 +281,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     case 1:
     case 2:
     case 3:
-        fuzz_values(mode, s, len);
-        break;
+    case 6: fuzz_values(mode, s, len); break;
     case 4:
         fuzz_resp(s, len);
         break;

@@ -110,6 +110,102 @@ static void test_member_value(void **state)
     assert_int_equal(cluster_member_value_format(out, 10, "n", 1, "h:1", 3, 0), CLUSTER_E_TOO_LONG);
 }
 
+/* "1 <workers> <draining> <boot>", at <prefix>info:<node> */
+static void test_info_value(void **state)
+{
+    struct cluster_info_value v;
+    char out[CLUSTER_MAX_INFO_VALUE + 1];
+    (void)state;
+
+    assert_int_equal(cluster_info_value_format(out, sizeof(out), 0, 0, 0), 22);
+    assert_string_equal(out, "1 0 0 0000000000000000");
+    assert_int_equal(cluster_info_value_format(out, sizeof(out), 12, 1, UINT64_C(0x0123456789abcdef)), 23);
+    assert_string_equal(out, "1 12 1 0123456789abcdef");
+    assert_int_equal(cluster_info_value_parse(out, strlen(out), &v), 0);
+    assert_int_equal(v.workers, 12);
+    assert_int_equal(v.draining, 1);
+    assert_true(v.boot == UINT64_C(0x0123456789abcdef));
+    /* the longest value */
+    assert_int_equal(cluster_info_value_format(out, sizeof(out), UINT32_MAX, 1, UINT64_MAX),
+                     CLUSTER_MAX_INFO_VALUE);
+    assert_string_equal(out, "1 4294967295 1 ffffffffffffffff");
+    assert_int_equal(cluster_info_value_parse(out, strlen(out), &v), 0);
+    assert_true(v.workers == UINT32_MAX && v.draining == 1 && v.boot == UINT64_MAX);
+    assert_int_equal(cluster_info_value_parse("1 0 0 0000000000000000", 22, &v), 0);
+    assert_true(v.workers == 0 && v.draining == 0 && v.boot == 0);
+
+    static const char *const bad[] = {
+        "",
+        " ",
+        "1",
+        "1 ",
+        "1 0",
+        "1 0 0",                    /* missing boot */
+        "1 0 0 ",                   /* empty boot */
+        "1 0 0123456789abcdef",     /* missing a field */
+        "1 0 0 0123456789abcdef 5", /* a field too many */
+        "1 0 0 0123456789abcdef ",  /* trailing space */
+        " 1 0 0 0123456789abcdef",  /* leading space */
+        "1  0 0 0123456789abcdef",  /* double spaces */
+        "1 0  0 0123456789abcdef",
+        "1 0 0  0123456789abcdef",
+        "1\t0 0 0123456789abcdef", /* other blanks */
+        "1 0 0 0123456789abcdef\n",
+        "1 0 0 0123456789abcdef\r\n",
+        "1 +5 0 0123456789abcdef", /* signs */
+        "1 -5 0 0123456789abcdef",
+        "1 -0 0 0123456789abcdef",
+        "1 0 +1 0123456789abcdef",
+        "1 0 -1 0123456789abcdef",
+        "+1 0 0 0123456789abcdef",
+        "1 05 0 0123456789abcdef", /* leading zeros */
+        "1 00 0 0123456789abcdef",
+        "1 0 00 0123456789abcdef",
+        "1 0 01 0123456789abcdef",
+        "01 0 0 0123456789abcdef",
+        "1 4294967296 0 0123456789abcdef", /* overflow: UINT32_MAX + 1 */
+        "1 9999999999 0 0123456789abcdef",
+        "1 18446744073709551616 0 0123456789abcdef",
+        "1 99999999999999999999999 0 0123456789abcdef",
+        "1 0x10 0 0123456789abcdef", /* not decimal */
+        "1 1e3 0 0123456789abcdef",
+        "1 5.0 0 0123456789abcdef",
+        "1 0 2 0123456789abcdef", /* draining is 0 or 1 */
+        "1 0 true 0123456789abcdef",
+        "1 0 0 0123456789ABCDEF", /* boot: 16 lowercase hex digits */
+        "1 0 0 0123456789abcde",
+        "1 0 0 0123456789abcdef0",
+        "1 0 0 0123456789abcdeg",
+        "1 0 0 -123456789abcdef",
+        "0 0 0 0123456789abcdef", /* unknown versions */
+        "2 0 0 0123456789abcdef",
+        "2 0 0 0123456789abcdef extra",
+        "10 0 0 0123456789abcdef",
+        "v1 0 0 0123456789abcdef",
+        "n1 10.0.0.1:7000 0123456789abcdef", /* a member value is not an info value */
+        "1838000000001234 node-7",           /* nor a route value */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (cluster_info_value_parse(bad[i], strlen(bad[i]), &v) != CLUSTER_E_SYNTAX)
+            fail_msg("accepted \"%s\"", bad[i]);
+    /* NUL bytes, and a length that cuts the value short */
+    assert_int_equal(cluster_info_value_parse("1 0 0 0123456789abcdef\0", 23, &v), CLUSTER_E_SYNTAX);
+    assert_int_equal(cluster_info_value_parse("1 0\0 0 0123456789abcdef", 23, &v), CLUSTER_E_SYNTAX);
+    assert_int_equal(cluster_info_value_parse("1 0 0 0123456789abcdef", 21, &v), CLUSTER_E_SYNTAX);
+    assert_int_equal(cluster_info_value_parse(NULL, 0, &v), CLUSTER_E_SYNTAX);
+    /* every proper prefix of a good value is refused */
+    const char *good = "1 4294967295 1 ffffffffffffffff";
+    for (size_t len = 0; len < strlen(good); len++)
+        assert_int_equal(cluster_info_value_parse(good, len, &v), CLUSTER_E_SYNTAX);
+
+    assert_int_equal(cluster_info_value_format(out, sizeof(out), 1, 2, 0), CLUSTER_E_INVAL);
+    assert_int_equal(cluster_info_value_format(out, sizeof(out), 1, -1, 0), CLUSTER_E_INVAL);
+    assert_int_equal(cluster_info_value_format(NULL, 10, 1, 0, 0), CLUSTER_E_INVAL);
+    assert_int_equal(cluster_info_value_format(out, 23, 0, 0, 0), 22); /* the value and its NUL */
+    assert_int_equal(cluster_info_value_format(out, 22, 0, 0, 0), CLUSTER_E_TOO_LONG);
+    assert_int_equal(cluster_info_value_format(out, 0, 0, 0, 0), CLUSTER_E_TOO_LONG);
+}
+
 /* ---- messages --------------------------------------------------------------------------- */
 
 static const char *const good_msgs[] = {
@@ -332,6 +428,27 @@ static void fn_beat(const redisReply *r, char *out, size_t cap)
     }
 }
 
+/* An MGET of three info keys. */
+static void fn_mget3(const redisReply *r, char *out, size_t cap)
+{
+    int rc = cluster_reply_mget(r, 3);
+    int n = snprintf(out, cap, "%d", rc);
+    if (rc != 0)
+        return;
+    for (size_t i = 0; i < 3; i++) {
+        struct cluster_info_value v;
+        int found = -1;
+        int irc = cluster_reply_info(r, i, &found, &v);
+        if (irc != 0)
+            n += snprintf(out + n, cap - (size_t)n, " [bad %d %d]", irc, found);
+        else if (!found)
+            n += snprintf(out + n, cap - (size_t)n, " [nil]");
+        else
+            n += snprintf(out + n, cap - (size_t)n, " [%u %d %llx]", (unsigned)v.workers, v.draining,
+                          (unsigned long long)v.boot);
+    }
+}
+
 static void fn_sha(const redisReply *r, char *out, size_t cap)
 {
     char sha[41] = "";
@@ -439,6 +556,43 @@ static void test_reply_heartbeat(void **state)
     assert_int_equal(cluster_reply_member(NULL, 0, NULL), CLUSTER_E_SYNTAX);
 }
 
+static void test_reply_info(void **state)
+{
+    (void)state;
+    CHECK("*3\r\n$-1\r\n$22\r\n1 5 1 0123456789abcdef\r\n$3\r\nbad\r\n", fn_mget3,
+          "0 [nil] [5 1 123456789abcdef] [bad -6 0]");
+    CHECK("*3\r\n$22\r\n1 0 0 0000000000000000\r\n$-1\r\n$-1\r\n", fn_mget3, "0 [0 0 0] [nil] [nil]");
+    /* another version, an empty string, an overflow: unknown, the others still read */
+    CHECK("*3\r\n$22\r\n2 5 1 0123456789abcdef\r\n$0\r\n\r\n$31\r\n1 4294967296 0 0123456789abcdef\r\n",
+          fn_mget3, "0 [bad -6 0] [bad -6 0] [bad -6 0]");
+    /* the wrong number of elements, or elements that are neither nil nor strings */
+    CHECK("*2\r\n$-1\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*4\r\n$-1\r\n$-1\r\n$-1\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*3\r\n$-1\r\n:1\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*3\r\n$-1\r\n*1\r\n$-1\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*3\r\n$-1\r\n+1 5 1 0123456789abcdef\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*3\r\n$-1\r\n-ERR x\r\n$-1\r\n", fn_mget3, "-6");
+    CHECK("*-1\r\n", fn_mget3, "-6");
+    CHECK("$-1\r\n", fn_mget3, "-6");
+    CHECK("$22\r\n1 5 1 0123456789abcdef\r\n", fn_mget3, "-6");
+    CHECK("-WRONGTYPE Operation against a key holding the wrong kind of value\r\n", fn_mget3, "-11");
+    CHECK("-NOAUTH Authentication required.\r\n", fn_mget3, "-11");
+
+    redisReply *r = resp_whole("*0\r\n", 4);
+    int found = -1;
+    struct cluster_info_value v;
+    assert_int_equal(cluster_reply_mget(r, 0), 0);
+    assert_int_equal(cluster_reply_mget(r, 1), CLUSTER_E_SYNTAX);
+    assert_int_equal(cluster_reply_info(r, 0, &found, &v), CLUSTER_E_SYNTAX);
+    assert_int_equal(found, 0);
+    freeReplyObject(r);
+    r = resp_whole("*1\r\n$-1\r\n", 9);
+    assert_int_equal(cluster_reply_info(r, 1, &found, &v), CLUSTER_E_SYNTAX); /* past the end */
+    freeReplyObject(r);
+    assert_int_equal(cluster_reply_mget(NULL, 0), CLUSTER_E_SYNTAX);
+    assert_int_equal(cluster_reply_info(NULL, 0, &found, &v), CLUSTER_E_SYNTAX);
+}
+
 static void test_reply_misc(void **state)
 {
     (void)state;
@@ -503,15 +657,20 @@ static void test_scripts(void **state)
     assert_non_null(strstr(cluster_script_text(CLUSTER_SCRIPT_RELEASE), "'del ' .. ARGV[1]"));
     assert_non_null(strstr(cluster_script_text(CLUSTER_SCRIPT_BEAT), "'join ' .. ARGV[1]"));
     assert_non_null(strstr(cluster_script_text(CLUSTER_SCRIPT_LEAVE), "'leave ' .. ARGV[2]"));
+    /* the info key: written with the member key's TTL, deleted on leave only if this incarnation's */
+    assert_non_null(
+        strstr(cluster_script_text(CLUSTER_SCRIPT_BEAT), "'SET', KEYS[3], ARGV[6], 'PX', ARGV[2]"));
+    assert_non_null(strstr(cluster_script_text(CLUSTER_SCRIPT_LEAVE), "redis.call('DEL', KEYS[3])"));
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_route_value),       cmocka_unit_test(test_member_value),
-        cmocka_unit_test(test_messages),          cmocka_unit_test(test_reply_assert),
-        cmocka_unit_test(test_reply_release_get), cmocka_unit_test(test_reply_heartbeat),
-        cmocka_unit_test(test_reply_misc),        cmocka_unit_test(test_scripts),
+        cmocka_unit_test(test_route_value),     cmocka_unit_test(test_member_value),
+        cmocka_unit_test(test_info_value),      cmocka_unit_test(test_messages),
+        cmocka_unit_test(test_reply_assert),    cmocka_unit_test(test_reply_release_get),
+        cmocka_unit_test(test_reply_heartbeat), cmocka_unit_test(test_reply_info),
+        cmocka_unit_test(test_reply_misc),      cmocka_unit_test(test_scripts),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -955,6 +955,374 @@ static void test_free_in_callback(void **state)
     redis_free(r);
 }
 
+/* ---- node info -------------------------------------------------------------------------- */
+
+/* cluster_registry_cluster_info() answers, copied out of the callback. */
+struct info_answer {
+    int calls, result;
+    size_t n;
+    struct {
+        char node[CLUSTER_MAX_NODE_LEN + 1], addr[CLUSTER_MAX_ADDR_LEN + 1];
+        int self, known, draining;
+        uint32_t workers;
+    } nodes[8];
+};
+
+static void info_cb(struct cluster_registry *reg, int result, const struct cluster_node_info *nodes, size_t n,
+                    void *ud)
+{
+    struct info_answer *a = ud;
+    (void)reg;
+    a->calls++;
+    a->result = result;
+    a->n = n;
+    if (result != 0) {
+        assert_null(nodes);
+        assert_int_equal(n, 0);
+    }
+    for (size_t i = 0; i < n && i < 8; i++) {
+        snprintf(a->nodes[i].node, sizeof(a->nodes[i].node), "%s", nodes[i].node);
+        snprintf(a->nodes[i].addr, sizeof(a->nodes[i].addr), "%s", nodes[i].addr);
+        a->nodes[i].self = nodes[i].self;
+        a->nodes[i].known = nodes[i].known;
+        a->nodes[i].workers = nodes[i].workers;
+        a->nodes[i].draining = nodes[i].draining;
+    }
+}
+
+/* Asks n for the cluster's info and waits for the answer (0 or an error). */
+static int info_of(struct tnode *n, struct info_answer *a)
+{
+    memset(a, 0, sizeof(*a));
+    int rc = cluster_registry_cluster_info(n->reg, info_cb, a, NULL);
+    if (rc != 0)
+        return rc;
+    WAIT_UNTIL(a->calls == 1, 3000);
+    run_for(20);
+    assert_int_equal(a->calls, 1);
+    return a->result;
+}
+
+/* Where node id sits in a (-1 if absent). */
+static int info_find(const struct info_answer *a, const char *node)
+{
+    for (size_t i = 0; i < a->n && i < 8; i++)
+        if (strcmp(a->nodes[i].node, node) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* Members collected by cluster_registry_members(). */
+struct member_list {
+    int n;
+    char names[256];
+};
+
+static void member_cb(const char *node, const char *addr, void *ud)
+{
+    struct member_list *m = ud;
+    size_t l = strlen(m->names);
+    snprintf(m->names + l, sizeof(m->names) - l, "%s%s@%s", m->n ? "," : "", node, addr);
+    m->n++;
+}
+
+/* set_info on A and B; B's cluster_info sees both (itself first), a member
+ * without info as unknown, foreign or malformed values as unknown; changes
+ * are written early but coalesced; the counters move. */
+static void test_node_info(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    /* a long TTL: the heartbeat comes every 15 s, so what is written sooner is the early write */
+    struct tnode *a = node_new(r, "t9:", "A", 60000), *b = node_new(r, "t9:", "B", 60000),
+                 *c = node_new(r, "t9:", "C", 60000);
+    struct info_answer ans;
+    char got[128], want[128];
+    struct cluster_registry_stats st0, st1;
+
+    WAIT_UNTIL(a->ups == 2 && b->ups == 2 && c->ups == 2, 5000);
+    cluster_registry_stats(a->reg, &st0);
+    assert_true(st0.commands > 0); /* handshakes and the first heartbeat */
+    assert_int_equal(cluster_registry_register(a->reg, S("w1")), 0);
+    WAIT_UNTIL(cluster_registry_holds(a->reg, S("w1"), NULL) &&
+                   (cluster_registry_stats(a->reg, &st1), st1.held_unconfirmed == 0),
+               2000);
+    assert_true(st1.commands > st0.commands);
+    assert_int_equal(st1.errors, 0);
+
+    /* nobody called set_info yet: no info key, every node unknown, itself included */
+    assert_int_equal(info_of(b, &ans), 0);
+    assert_int_equal(ans.n, 3);
+    assert_string_equal(ans.nodes[0].node, "B");
+    assert_int_equal(ans.nodes[0].self, 1);
+    assert_int_equal(ans.nodes[0].known, 0);
+    assert_string_equal(ans.nodes[1].node, "A"); /* then sorted by node id */
+    assert_string_equal(ans.nodes[1].addr, "10.0.0.65:7000");
+    assert_string_equal(ans.nodes[2].node, "C");
+    assert_int_equal(ans.nodes[1].known + ans.nodes[2].known + ans.nodes[1].self + ans.nodes[2].self, 0);
+    assert_string_equal(get(r, "t9:info:A", got, sizeof(got)), "");
+
+    assert_int_equal(cluster_registry_set_info(a->reg, 3, 0), 0);
+    assert_int_equal(cluster_registry_set_info(b->reg, 7, 5), 0); /* any non-zero is draining */
+    assert_int_equal(cluster_registry_set_info(NULL, 1, 0), CLUSTER_E_INVAL);
+    int64_t t0 = now_ms();
+    snprintf(want, sizeof(want), "1 3 0 %016llx", (unsigned long long)cluster_registry_boot_id(a->reg));
+    WAIT_UNTIL(strcmp(get(r, "t9:info:A", got, sizeof(got)), want) == 0, 2000);
+    print_message("first set_info written %lld ms later\n", (long long)(now_ms() - t0));
+    redisReply *ttl = cmd(r, "PTTL t9:info:A"), *nttl = cmd(r, "PTTL t9:node:A");
+    assert_true(ttl->integer > 55000 && ttl->integer <= 60000); /* the member key's TTL */
+    assert_true(llabs(nttl->integer - ttl->integer) < 200);     /* set together, by the heartbeat */
+    freeReplyObject(ttl);
+    freeReplyObject(nttl);
+    snprintf(want, sizeof(want), "1 7 1 %016llx", (unsigned long long)cluster_registry_boot_id(b->reg));
+    WAIT_UNTIL(strcmp(get(r, "t9:info:B", got, sizeof(got)), want) == 0, 2000);
+
+    assert_int_equal(info_of(b, &ans), 0);
+    assert_int_equal(ans.n, 3);
+    assert_true(ans.nodes[0].self && ans.nodes[0].known && ans.nodes[0].workers == 7 &&
+                ans.nodes[0].draining);
+    assert_true(!ans.nodes[1].self && ans.nodes[1].known && ans.nodes[1].workers == 3 &&
+                !ans.nodes[1].draining);
+    assert_true(!ans.nodes[2].known);      /* C never gave its info: unknown, not an error */
+    assert_int_equal(info_of(a, &ans), 0); /* and from A: B's info, A's own */
+    assert_true(ans.nodes[0].self && ans.nodes[0].known && ans.nodes[0].workers == 3);
+    int ib = info_find(&ans, "B");
+    assert_true(ib > 0 && ans.nodes[ib].known && ans.nodes[ib].workers == 7 && ans.nodes[ib].draining == 1);
+
+    /* a change is written before the next heartbeat (15 s away); many changes are coalesced */
+    assert_int_equal(cluster_registry_set_info(a->reg, 4, 1), 0);
+    t0 = now_ms();
+    WAIT_UNTIL(info_of(b, &ans) == 0 && ans.nodes[1].known && ans.nodes[1].workers == 4, 2500);
+    assert_int_equal(ans.nodes[1].draining, 1);
+    print_message("a change seen by another node %lld ms later\n", (long long)(now_ms() - t0));
+    cluster_registry_stats(a->reg, &st0);
+    for (uint32_t i = 0; i < 20; i++) {
+        assert_int_equal(cluster_registry_set_info(a->reg, 100 + i, 0), 0);
+        run_for(100);
+    }
+    WAIT_UNTIL(info_of(b, &ans) == 0 && ans.nodes[1].workers == 119, 2500);
+    cluster_registry_stats(a->reg, &st1);
+    print_message("20 changes in 2 s: %llu commands sent\n",
+                  (unsigned long long)(st1.commands - st0.commands));
+    assert_true(st1.commands - st0.commands <= 5); /* at most one write a second (and a heartbeat) */
+
+    /* values another incarnation wrote, malformed ones, another version's: unknown */
+    freeReplyObject(cmd(r, "SET t9:info:C %s", "1 9 0 0123456789abcdef"));
+    assert_int_equal(info_of(b, &ans), 0);
+    assert_int_equal(ans.nodes[2].known, 0);
+    snprintf(want, sizeof(want), "1 9 0 %016llx", (unsigned long long)cluster_registry_boot_id(c->reg));
+    freeReplyObject(cmd(r, "SET t9:info:C %s", want));
+    assert_int_equal(info_of(b, &ans), 0);
+    assert_true(ans.nodes[2].known && ans.nodes[2].workers == 9); /* as if C had written it */
+    /* with C's own boot id, but another version, a leading zero, a trailing space; no boot id at all */
+    static const char *const foreign[][2] = {
+        {"2 9 0 ", ""}, {"1 09 0 ", ""}, {"1 9 0 ", " "}, {"garbage", NULL}, {"", NULL}};
+    for (size_t i = 0; i < sizeof(foreign) / sizeof(foreign[0]); i++) {
+        if (foreign[i][1])
+            snprintf(want, sizeof(want), "%s%016llx%s", foreign[i][0],
+                     (unsigned long long)cluster_registry_boot_id(c->reg), foreign[i][1]);
+        else
+            snprintf(want, sizeof(want), "%s", foreign[i][0]);
+        freeReplyObject(cmd(r, "SET t9:info:C %s", want));
+        assert_int_equal(info_of(b, &ans), 0);
+        assert_int_equal(ans.n, 3);
+        assert_int_equal(ans.nodes[2].known, 0);
+        assert_true(ans.nodes[1].known); /* the others still read */
+    }
+    freeReplyObject(cmd(r, "DEL t9:info:C"));
+    freeReplyObject(cmd(r, "HSET t9:info:C a b"));
+    assert_int_equal(info_of(b, &ans), 0); /* MGET answers nil for a key of another type */
+    assert_int_equal(ans.nodes[2].known, 0);
+
+    /* the members, for /status: the others, not itself */
+    struct member_list ml = {0};
+    cluster_registry_members(b->reg, member_cb, &ml);
+    assert_int_equal(ml.n, 2);
+    assert_true(strstr(ml.names, "A@10.0.0.65:7000") && strstr(ml.names, "C@10.0.0.67:7000"));
+    assert_null(strstr(ml.names, "B@"));
+    cluster_registry_members(NULL, member_cb, &ml);
+    cluster_registry_members(b->reg, NULL, NULL);
+    assert_int_equal(cluster_registry_cluster_info(b->reg, NULL, NULL, NULL), CLUSTER_E_INVAL);
+    assert_int_equal(cluster_registry_cluster_info(NULL, info_cb, &ans, NULL), CLUSTER_E_INVAL);
+    cluster_info_cancel(NULL);
+
+    node_free(a);
+    node_free(b);
+    node_free(c);
+    redis_free(r);
+}
+
+/* A node killed without leaving: its info key expires with its member key.
+ * A node that leaves: both are deleted at once. */
+static void test_node_info_expiry(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    struct tnode *a = node_new(r, "t10:", "A", 1000), *b = node_new(r, "t10:", "B", 1000),
+                 *c = node_new(r, "t10:", "C", 1000);
+    struct info_answer ans;
+    char got[128];
+    WAIT_UNTIL(a->ups == 2 && b->ups == 2 && c->ups == 2, 5000);
+    cluster_registry_set_info(a->reg, 1, 0);
+    cluster_registry_set_info(b->reg, 2, 0);
+    cluster_registry_set_info(c->reg, 3, 0);
+    WAIT_UNTIL(strlen(get(r, "t10:info:A", got, sizeof(got))) &&
+                   strlen(get(r, "t10:info:C", got, sizeof(got))),
+               2000);
+    run_for(1200); /* past the start-up grace */
+
+    node_free(a); /* no leave */
+    int64_t t0 = now_ms();
+    WAIT_UNTIL(!strlen(get(r, "t10:node:A", got, sizeof(got))), 2500);
+    int64_t node_gone = now_ms() - t0;
+    WAIT_UNTIL(!strlen(get(r, "t10:info:A", got, sizeof(got))), 500);
+    print_message("killed node: member key gone after %lld ms, info key after %lld ms\n",
+                  (long long)node_gone, (long long)(now_ms() - t0));
+    WAIT_UNTIL(b->downs == 1, 2500);
+    assert_int_equal(info_of(b, &ans), 0);
+    assert_int_equal(ans.n, 2);
+    assert_int_equal(info_find(&ans, "A"), -1);
+    assert_true(ans.nodes[1].known && ans.nodes[1].workers == 3);
+
+    int done = 0;
+    assert_int_equal(cluster_registry_leave(c->reg, NULL, &done), 0);
+    WAIT_UNTIL(b->downs == 2, 1000);
+    assert_string_equal(get(r, "t10:info:C", got, sizeof(got)), "");
+    assert_string_equal(get(r, "t10:node:C", got, sizeof(got)), "");
+    assert_true(strlen(get(r, "t10:info:B", got, sizeof(got))) > 0);
+    node_free(c);
+    node_free(b);
+    redis_free(r);
+}
+
+/* Redis down: CLUSTER_E_DOWN at once; hung: CLUSTER_E_TIMEOUT within the
+ * command timeout, at most CLUSTER_MAX_INFO_REQS in flight; cancelled or
+ * freed with the registry: never answered; the error counter moves. */
+static void test_node_info_failures(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    /* heartbeats 15 s apart: none in flight when Redis stops, so its watchdog does not drop the
+     * connection before the requests time out */
+    struct tnode *a = node_new(r, "t11:", "A", 60000), *b = node_new(r, "t11:", "B", 60000);
+    struct info_answer ans, cancelled, many[CLUSTER_MAX_INFO_REQS], freed;
+    struct cluster_info_req *h = NULL;
+    struct cluster_registry_stats st;
+    WAIT_UNTIL(a->ups == 1 && b->ups == 1, 5000);
+    cluster_registry_set_info(a->reg, 5, 0);
+
+    /* cancelled before the reply: no callback (ASan: nothing leaks) */
+    memset(&cancelled, 0, sizeof(cancelled));
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &cancelled, &h), 0);
+    assert_non_null(h);
+    cluster_info_cancel(h);
+    memset(&ans, 0, sizeof(ans));
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &ans, NULL), 0);
+    WAIT_UNTIL(ans.calls == 1, 2000);
+    run_for(100);
+    assert_int_equal(cancelled.calls, 0);
+    cluster_registry_stats(b->reg, &st);
+    assert_int_equal(st.errors, 0);
+
+    /* a hung Redis: answered CLUSTER_E_TIMEOUT within the command timeout (1500 ms) */
+    kill(r->pid, SIGSTOP);
+    int64_t t0 = now_ms();
+    memset(&ans, 0, sizeof(ans));
+    memset(&cancelled, 0, sizeof(cancelled));
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &ans, NULL), 0);
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &cancelled, &h), 0);
+    cluster_info_cancel(h);
+    memset(many, 0, sizeof(many));
+    int sent = 2;
+    for (int i = 0; sent < CLUSTER_MAX_INFO_REQS; i++, sent++)
+        assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &many[i], NULL), 0);
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &many[CLUSTER_MAX_INFO_REQS - 1], NULL),
+                     CLUSTER_E_LIMIT);
+    WAIT_UNTIL(ans.calls == 1, 2000);
+    int64_t waited = now_ms() - t0;
+    print_message("cluster_info against a stopped Redis answered %d after %lld ms\n", ans.result,
+                  (long long)waited);
+    assert_int_equal(ans.result, CLUSTER_E_TIMEOUT);
+    assert_true(waited >= 1300 && waited <= 1500 + 100); /* + the loop's own lateness on a busy machine */
+    run_for(50);
+    for (int i = 0; i < CLUSTER_MAX_INFO_REQS - 2; i++) {
+        assert_int_equal(many[i].calls, 1);
+        assert_int_equal(many[i].result, CLUSTER_E_TIMEOUT);
+    }
+    assert_int_equal(many[CLUSTER_MAX_INFO_REQS - 1].calls, 0);
+    assert_int_equal(cancelled.calls, 0);
+    cluster_registry_stats(b->reg, &st);
+    assert_true(st.errors >= 1);
+    kill(r->pid, SIGCONT);
+    WAIT_UNTIL(b->redis_up && info_of(b, &ans) == 0, 5000);
+    assert_int_equal(ans.n, 2);
+    assert_true(ans.nodes[1].known && ans.nodes[1].workers == 5);
+
+    /* Redis gone: CLUSTER_E_DOWN at once, never a callback; the members are still known */
+    uint64_t errors_before = st.errors;
+    redis_kill(r);
+    WAIT_UNTIL(!b->redis_up, 3000);
+    memset(&ans, 0, sizeof(ans));
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &ans, &h), CLUSTER_E_DOWN);
+    assert_null(h);
+    run_for(200);
+    assert_int_equal(ans.calls, 0);
+    cluster_registry_stats(b->reg, &st);
+    print_message("errors after Redis was killed: %llu (before: %llu)\n", (unsigned long long)st.errors,
+                  (unsigned long long)errors_before);
+    assert_true(st.errors > errors_before);
+    struct member_list ml = {0};
+    cluster_registry_members(b->reg, member_cb, &ml);
+    assert_string_equal(ml.names, "A@10.0.0.65:7000");
+
+    /* freed with a request in flight: its callback never comes */
+    redis_start(r);
+    WAIT_UNTIL(b->redis_up, 5000);
+    memset(&freed, 0, sizeof(freed));
+    assert_int_equal(cluster_registry_cluster_info(b->reg, info_cb, &freed, NULL), 0);
+    node_free(b);
+    run_for(200);
+    assert_int_equal(freed.calls, 0);
+    node_free(a);
+    redis_free(r);
+}
+
+/* Freeing the registry from inside a cluster_info callback is deferred safely,
+ * and the other request in flight is never answered. */
+static int info_free_calls;
+static void info_free_cb(struct cluster_registry *reg, int result, const struct cluster_node_info *nodes,
+                         size_t n, void *ud)
+{
+    (void)result, (void)nodes, (void)n, (void)ud;
+    info_free_calls++;
+    cluster_registry_free(reg);
+    free_me = NULL;
+}
+
+static void test_node_info_free_in_callback(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    struct cluster_options o = {.redis_url = url_of(r), .node_id = "A", .advertise = "h:1"};
+    struct tnode n = {.name = "A"};
+    struct info_answer other = {0};
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, &n, &free_me), 0);
+    WAIT_UNTIL(n.redis_up, 3000);
+    assert_int_equal(cluster_registry_set_info(free_me, 1, 0), 0);
+    info_free_calls = 0;
+    assert_int_equal(cluster_registry_cluster_info(free_me, info_free_cb, NULL, NULL), 0);
+    assert_int_equal(cluster_registry_cluster_info(free_me, info_cb, &other, NULL), 0);
+    WAIT_UNTIL(free_me == NULL, 3000);
+    run_for(100);
+    assert_int_equal(info_free_calls, 1);
+    assert_int_equal(other.calls, 0);
+    redis_free(r);
+}
+
 /* After each test, pass or fail: whatever it left behind. */
 static int test_teardown(void **state)
 {
@@ -981,6 +1349,10 @@ int main(void)
         cmocka_unit_test_teardown(test_requirepass, test_teardown),
         cmocka_unit_test_teardown(test_new_errors, test_teardown),
         cmocka_unit_test_teardown(test_free_in_callback, test_teardown),
+        cmocka_unit_test_teardown(test_node_info, test_teardown),
+        cmocka_unit_test_teardown(test_node_info_expiry, test_teardown),
+        cmocka_unit_test_teardown(test_node_info_failures, test_teardown),
+        cmocka_unit_test_teardown(test_node_info_free_in_callback, test_teardown),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
