@@ -14,7 +14,9 @@
 #
 # Ports (override with the environment): WHT_LB_PORT (8080) for viewers and
 # workers; nodes on WHT_NODE_BASE_PORT+1..3 (8081..8083) with peer ports
-# WHT_PEER_BASE_PORT+1..3 (9081..9083); Redis on WHT_REDIS_PORT (6399).
+# WHT_PEER_BASE_PORT+1..3 (9081..9083) and admin listeners (/metrics,
+# /dashboard) on WHT_ADMIN_BASE_PORT+1..3 (9181..9183); Redis on
+# WHT_REDIS_PORT (6399).
 # State, logs and generated secrets live in WHT_CLUSTER_DIR
 # (/tmp/whtunnel-cluster). WHT_BIN_DIR runs the whtunnel and whclient found
 # there instead of building (the tests do).
@@ -24,6 +26,7 @@ dir=${WHT_CLUSTER_DIR:-/tmp/whtunnel-cluster}
 lb_port=${WHT_LB_PORT:-8080}
 base=${WHT_NODE_BASE_PORT:-8080}
 peer_base=${WHT_PEER_BASE_PORT:-9080}
+admin_base=${WHT_ADMIN_BASE_PORT:-9180}
 redis_port=${WHT_REDIS_PORT:-6399}
 bin=${WHT_BIN_DIR:+$WHT_BIN_DIR/node/whtunnel}
 bin=${bin:-$root/build/node/whtunnel}
@@ -62,6 +65,7 @@ start_node() { # N
     REDIS_URL="redis://:$REDIS_PASSWORD@127.0.0.1:$redis_port" \
         WHT_NODE_ID="node$i" \
         WHT_PEER_ADDR="127.0.0.1:$((peer_base + i))" \
+        WHT_ADMIN_ADDR="127.0.0.1:$((admin_base + i))" \
         WHT_CLUSTER_SECRET="$CLUSTER_SECRET" \
         TASKCLUSTER_PROXY_SECRET_A="$WORKER_SECRET" \
         URL_PREFIX="http://127.0.0.1:$lb_port" \
@@ -127,6 +131,8 @@ EOF
     $client ws://127.0.0.1:$lb_port demo 8000 --token $tok
   then browse http://127.0.0.1:$lb_port/demo/ (any node serves it; try each:
   http://127.0.0.1:$((base + 1))/demo/ ... and $0 kill 2).
+  Each node's dashboard and metrics: http://127.0.0.1:$((admin_base + 1))/dashboard
+  ... $((admin_base + 3)) (/metrics, /status, /cluster; deploy/prometheus/ scrapes them).
   $0 status | token ID | kill N | drain N | restart N | stop
 
 EOF

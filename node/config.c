@@ -31,12 +31,13 @@ enum config__group {
     CFG_G_LIMITS,
     CFG_G_CLUSTER,
     CFG_G_LOGGING,
+    CFG_G_ADMIN,
     CFG_G_COUNT,
 };
 
 static const char *const config__group_names[CFG_G_COUNT] = {
     "Listener", "Tokens", "TLS", "Routing", "Limits", "Cluster (standalone unless REDIS_URL is set)",
-    "Logging",
+    "Logging", "Admin (metrics, probes, status, dashboard)",
 };
 
 struct config__entry {
@@ -66,6 +67,7 @@ struct config__entry {
 #define DAY (24 * HOUR)
 
 static const char *const config__log_levels[] = {"error", "warn", "info", "debug", NULL};
+static const char *const config__log_formats[] = {"auto", "text", "json", NULL};
 
 static const struct config__entry config__table[] = {
     /* listener */
@@ -352,6 +354,46 @@ static const struct config__entry config__table[] = {
      .def = "info",
      .choices = config__log_levels,
      .help = "Least severe messages logged: error, warn, info or debug."},
+    {.name = "log-format",
+     .env = "WHT_LOG_FORMAT",
+     .flag = "--log-format",
+     .meta = "<format>",
+     .type = CFG_CHOICE,
+     .group = CFG_G_LOGGING,
+     CFG_STR(log_format),
+     .def = "auto",
+     .choices = config__log_formats,
+     .help = "Log lines as text or as JSON lines; auto is JSON with ENV=production, text otherwise."},
+    {.name = "access-log",
+     .env = "WHT_ACCESS_LOG",
+     .flag = "--access-log",
+     .meta = "<bool>",
+     .type = CFG_BOOL,
+     .group = CFG_G_LOGGING,
+     .off = CFG_OFF(access_log, bool),
+     .def = "true",
+     .help = "One log line per viewer request (worker, method, path without query, status, bytes, duration)."},
+    /* admin */
+    {.name = "admin-addr",
+     .env = "WHT_ADMIN_ADDR",
+     .flag = "--admin-addr",
+     .meta = "<host:port|off>",
+     .type = CFG_STRING,
+     .group = CFG_G_ADMIN,
+     CFG_STR(admin_addr),
+     .def = "",
+     .help = "Admin listener (/metrics, /healthz, /readyz, /status, /cluster, /workers/<id>/requests, "
+             "/dashboard); empty: 127.0.0.1 and PORT + 2; off: none."},
+    {.name = "admin-token",
+     .env = "WHT_ADMIN_TOKEN",
+     .flag = "--admin-token",
+     .meta = "<token>",
+     .type = CFG_SECRET,
+     .group = CFG_G_ADMIN,
+     CFG_STR(admin_token),
+     .def = "",
+     .help = "Bearer token required for /status, /cluster, /workers/... and /dashboard on the admin "
+             "listener (not for /metrics and the probes); empty: none."},
 };
 
 #define CFG_N (sizeof(config__table) / sizeof(config__table[0]))
@@ -908,6 +950,11 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
     }
     if (cfg_validate_cluster(cfg, err, errlen) != 0)
         return CONFIG_E_INVALID;
+    if (cfg->admin_addr[0] && strcmp(cfg->admin_addr, "off") != 0 && !cfg_valid_hostport(cfg->admin_addr, 1)) {
+        cfg_err(err, errlen, "invalid WHT_ADMIN_ADDR (--admin-addr) \"%s\": expected host:port or off",
+                cfg_quote(cfg->admin_addr, q));
+        return CONFIG_E_INVALID;
+    }
     if (!cfg->listen_addr[0]) {
         cfg_err(err, errlen,
                 "WHT_LISTEN_ADDR (--listen) must not be empty (0.0.0.0 listens on every interface)");

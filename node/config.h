@@ -87,7 +87,12 @@ struct config {
     char *redis_prefix;   /* WHT_REDIS_PREFIX, --redis-prefix: key prefix, default "wht:" */
     int64_t drain_timeout_ms; /* WHT_DRAIN_TIMEOUT, --drain-timeout: 0..10m, default 30s */
     /* logging */
-    char *log_level; /* WHT_LOG_LEVEL, --log-level: error, warn, info or debug; default info */
+    char *log_level;  /* WHT_LOG_LEVEL, --log-level: error, warn, info or debug; default info */
+    char *log_format; /* WHT_LOG_FORMAT, --log-format: auto, text or json; default auto */
+    bool access_log;  /* WHT_ACCESS_LOG, --access-log: a line per viewer request; default true */
+    /* admin */
+    char *admin_addr;  /* WHT_ADMIN_ADDR, --admin-addr: host:port, "off"; "" 127.0.0.1:PORT+2 */
+    char *admin_token; /* WHT_ADMIN_TOKEN, --admin-token (secret): bearer for the admin pages */
 };
 
 /* Sets every field to its default (the table's default text, parsed like any

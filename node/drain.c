@@ -187,6 +187,7 @@ int drain_start(struct node *n)
     d->deadline_ms = util_now_ms() + n->cfg->drain_timeout_ms;
     LOG_I("drain: asking %u workers to reconnect elsewhere; exiting once idle, at most in %lld ms",
           workers_count(n), (long long)n->cfg->drain_timeout_ms);
+    cluster_registry_set_info(n->cluster, workers_count(n), 1);
     workers_drain(n, d->deadline_ms);
     d->ev = event_new(n->base, -1, EV_PERSIST, drain_cb, n);
     struct timeval tv = {0, DRAIN_CHECK_MS * 1000};

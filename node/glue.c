@@ -63,6 +63,7 @@ void glue_worker_registered(struct node *n, const char *id)
 {
     if (!n->cluster)
         return;
+    cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
     int rc = cluster_registry_register(n->cluster, id, strlen(id));
     if (rc < 0)
         LOG_W("worker=%s not recorded in the cluster registry: %s (served by this node only)", id,
@@ -71,7 +72,10 @@ void glue_worker_registered(struct node *n, const char *id)
 
 void glue_worker_closed(struct node *n, const char *id, int replaced, struct wsmux_waiter_list *waiting)
 {
-    if (replaced || !n->cluster || n->stopping)
+    if (!n->cluster || n->stopping)
+        return;
+    cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
+    if (replaced)
         return;
     if (n->draining)
         drain_worker_left(n, id, waiting); /* still ours in the registry until it re-registers elsewhere */
@@ -200,6 +204,7 @@ int glue_start(struct node *n, links_incoming_cb incoming)
     advertise(n, listen, hostname, bport);
     if (registry_start(n) != 0)
         return -1;
+    cluster_registry_set_info(n->cluster, 0, 0);
     n->stats_ev = event_new(n->base, -1, EV_PERSIST, stats_cb, n);
     struct timeval tv = {STATS_LOG_MS / 1000, 0};
     if (n->stats_ev)

@@ -61,7 +61,7 @@ struct links {
 
 /* ---- the session ----------------------------------------------------------- */
 
-static void link_closed(struct wsmux *s, const char *why, void *ud)
+static void link_closed(struct wsmux *s, enum wsmux_end end, void *ud)
 {
     struct link *l = ud;
     struct links *ls = l->node->links;
@@ -119,13 +119,43 @@ unsigned links_count(const struct node *n)
     return n->links ? n->links->count : 0;
 }
 
+unsigned links_up(const struct node *n)
+{
+    const struct link *l;
+    unsigned k = 0;
+    if (!n->links)
+        return 0;
+    TAILQ_FOREACH(l, &n->links->all, entry)
+    {
+        k += wsmux_started(l->ws) && !wsmux_closing(l->ws);
+    }
+    return k;
+}
+
+const char *links_state(const struct node *n, const char *node_id)
+{
+    const struct link *l;
+    const char *state = "none";
+    if (!n->links)
+        return state;
+    TAILQ_FOREACH(l, &n->links->all, entry)
+    {
+        if (strcmp(l->id, node_id) == 0 && !wsmux_closing(l->ws)) {
+            if (wsmux_started(l->ws))
+                return "up";
+            state = "connecting";
+        }
+    }
+    return state;
+}
+
 void links_close_to(struct node *n, const char *node_id, const char *why)
 {
     struct link *l, *next;
     for (l = TAILQ_FIRST(&n->links->all); l; l = next) {
         next = TAILQ_NEXT(l, entry);
         if (strcmp(l->id, node_id) == 0)
-            wsmux_close(l->ws, why); /* leaves the list */
+            wsmux_close(l->ws, WSMUX_END_CLOSED, why); /* leaves the list */
     }
 }
 
@@ -136,7 +166,7 @@ static void dial_fail(struct link *l, const char *what, const char *detail)
     char why[300];
     snprintf(why, sizeof why, "%s: %s", what, detail);
     LOG_W("peer=%s %s", l->id, why);
-    wsmux_close(l->ws, why);
+    wsmux_close(l->ws, WSMUX_END_LOST, why);
 }
 
 /* The 101 and its headers; NULL if it is one, else why not. */
@@ -242,7 +272,7 @@ struct wsmux *links_get(struct node *n, const char *node_id, const char *addr)
     if (!bev || !(l = link_new(ls, bev, node_id, 1)))
         return NULL;
     if (dial_request(l, addr) != 0) {
-        wsmux_close(l->ws, "cannot make the handshake");
+        wsmux_close(l->ws, WSMUX_END_LOST, "cannot make the handshake");
         return NULL;
     }
     struct timeval tv = {PEER_HANDSHAKE_MS / 1000, (suseconds_t)(PEER_HANDSHAKE_MS % 1000) * 1000};
@@ -445,7 +475,7 @@ void links_stop(struct node *n)
         return;
     struct link *l;
     while ((l = TAILQ_FIRST(&ls->all)))
-        wsmux_close(l->ws, "node stopping");
+        wsmux_close(l->ws, WSMUX_END_STOPPING, "node stopping");
     while (!LIST_EMPTY(&ls->accepting))
         accept_free(LIST_FIRST(&ls->accepting));
     if (ls->listener)

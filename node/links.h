@@ -34,5 +34,9 @@ struct wsmux *links_get(struct node *n, const char *node_id, const char *addr);
 void links_close_to(struct node *n, const char *node_id, const char *why);
 /* Links up or being dialed. */
 unsigned links_count(const struct node *n);
+/* Links up (handshake done). */
+unsigned links_up(const struct node *n);
+/* The state of the link to node_id: "up", "connecting" or "none". */
+const char *links_state(const struct node *n, const char *node_id);
 
 #endif

@@ -278,6 +278,32 @@ static void log__putf(struct log__line *l, const char *fmt, ...)
         log__put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
+/* Writes v in decimal to out (at least 21 bytes); returns the length. No
+ * printf: an access line per request must cost little. */
+static size_t log__u64(char *out, uint64_t v)
+{
+    char tmp[21];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* ms with two decimals ("1.25"), rounded; at most 1e15. */
+static size_t log__ms(char *out, double ms)
+{
+    uint64_t h = (uint64_t)(ms * 100 + 0.5);
+    size_t n = log__u64(out, h / 100);
+    out[n++] = '.';
+    out[n++] = (char)('0' + h / 10 % 10);
+    out[n++] = (char)('0' + h % 10);
+    return n;
+}
+
 /* The time of a line, "2026-12-01T20:00:01.123Z" (24 bytes, UTC). The date
  * and the seconds are kept from the last call of the same second. */
 static void log__put_time(struct log__line *l)
@@ -294,8 +320,11 @@ static void log__put_time(struct log__line *l)
             strcpy(log__s.time_text, "1970-01-01T00:00:00");
         log__s.time_sec = sec;
     }
+    int frac = (int)(ms % 1000);
+    char tail[5] = {'.', (char)('0' + frac / 100), (char)('0' + frac / 10 % 10), (char)('0' + frac % 10),
+                    'Z'};
     log__puts(l, log__s.time_text);
-    log__putf(l, ".%03dZ", (int)(ms % 1000));
+    log__put(l, tail, sizeof tail);
 }
 
 /* The length of the valid UTF-8 sequence of 2 to 4 bytes at s (n bytes
@@ -375,8 +404,14 @@ static void log__put_text_value(struct log__line *l, const char *s, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
     const unsigned char *u = (const unsigned char *)s;
-    size_t start = 0;
-    for (size_t i = 0; i < n; i++) {
+    size_t start = 0, i = 0;
+    while (i < n && u[i] - 0x21u < 0x5eu) /* the usual case: nothing to escape */
+        i++;
+    if (i == n) {
+        log__put(l, s, n);
+        return;
+    }
+    for (; i < n; i++) {
         if (u[i] > 0x20 && u[i] < 0x7f)
             continue;
         char esc[3] = {'%', hex[u[i] >> 4], hex[u[i] & 15]};
@@ -415,8 +450,9 @@ static void log__put_json_head(struct log__line *l, enum log_level level)
 /* "<time> <level padded to 5> " */
 static void log__put_text_head(struct log__line *l, enum log_level level)
 {
+    static const char *const padded[] = {" error ", " warn  ", " info  ", " debug "};
     log__put_time(l);
-    log__putf(l, " %-5s ", names[level]);
+    log__put(l, padded[level], 7);
 }
 
 /* ---- log_write --------------------------------------------------------------------------------- */
@@ -585,11 +621,14 @@ static void log__access_fields(const struct log_access *a, struct log__av f[11],
     double ms = a->duration_ms >= 0 ? a->duration_ms : 0; /* NaN too */
     if (ms > 1e15)
         ms = 1e15;
-    snprintf(nums[0], 32, "%llu", (unsigned long long)a->conn);
-    snprintf(nums[1], 32, "%d", a->status);
-    snprintf(nums[2], 32, "%llu", (unsigned long long)a->bytes_in);
-    snprintf(nums[3], 32, "%llu", (unsigned long long)a->bytes_out);
-    snprintf(nums[4], 32, "%.2f", ms);
+    nums[0][log__u64(nums[0], a->conn)] = 0;
+    if (a->status < 0)
+        snprintf(nums[1], 32, "%d", a->status);
+    else
+        nums[1][log__u64(nums[1], (uint64_t)a->status)] = 0;
+    nums[2][log__u64(nums[2], a->bytes_in)] = 0;
+    nums[3][log__u64(nums[3], a->bytes_out)] = 0;
+    nums[4][log__ms(nums[4], ms)] = 0;
 #define LOG_AV_STR(tk, jk, str)                                                                              \
     {                                                                                                        \
         tk, jk, (str) ? (str) : "", (str) ? strlen(str) : 0, 0                                               \
@@ -616,34 +655,66 @@ static void log__access_fields(const struct log_access *a, struct log__av f[11],
     memcpy(f, all, sizeof all);
 }
 
+/* The text form of an access line into l (enough room: see log_access). */
+static void log__access_text(struct log__line *l, const struct log_access *a, size_t path_len)
+{
+    char num[24];
+    double ms = a->duration_ms >= 0 ? a->duration_ms : 0; /* NaN too */
+    log__put_text_head(l, LOG_INFO);
+    log__put(l, "access conn=", 12);
+    log__put(l, num, log__u64(num, a->conn));
+    log__put(l, " worker=", 8);
+    log__put_text_value(l, a->worker ? a->worker : "", a->worker ? strlen(a->worker) : 0);
+    log__put(l, " method=", 8);
+    log__put_text_value(l, a->method ? a->method : "", a->method ? a->method_len : 0);
+    log__put(l, " path=", 6);
+    log__put_text_value(l, a->path ? a->path : "", path_len);
+    log__put(l, " status=", 8);
+    if (a->status >= 0)
+        log__put(l, num, log__u64(num, (uint64_t)a->status));
+    else
+        log__putf(l, "%d", a->status);
+    log__put(l, " in=", 4);
+    log__put(l, num, log__u64(num, a->bytes_in));
+    log__put(l, " out=", 5);
+    log__put(l, num, log__u64(num, a->bytes_out));
+    log__put(l, " ms=", 4);
+    log__put(l, num, log__ms(num, ms > 1e15 ? 1e15 : ms));
+    log__put(l, " via=", 5);
+    log__put_text_value(l, a->via ? a->via : "", a->via ? strlen(a->via) : 0);
+    log__put(l, " request_id=", 12);
+    log__put_text_value(l, a->request_id ? a->request_id : "", a->request_id ? strlen(a->request_id) : 0);
+    log__put(l, " client=", 8);
+    log__put_text_value(l, a->client ? a->client : "", a->client ? strlen(a->client) : 0);
+    log__put(l, "\n", 1);
+}
+
 void log_access(const struct log_access *a)
 {
     if (log_current_level < LOG_INFO)
         return;
-    struct log__av f[11];
-    char nums[5][32];
-    log__access_fields(a, f, nums);
-    size_t need = LOG_FIXED;
-    for (size_t i = 0; i < 11; i++)
-        need += LOG_ESC_MAX * f[i].n;
+    size_t path_len = a->path ? a->path_len : 0;
+    const char *q = path_len ? memchr(a->path, '?', path_len) : NULL;
+    if (q)
+        path_len = (size_t)(q - a->path);
+    size_t strs = path_len + (a->method ? a->method_len : 0) + (a->worker ? strlen(a->worker) : 0) +
+                  (a->via ? strlen(a->via) : 0) + (a->request_id ? strlen(a->request_id) : 0) +
+                  (a->client ? strlen(a->client) : 0);
     struct log__line l;
-    if (log__line_open(&l, need) != 0)
+    if (log__line_open(&l, LOG_FIXED + LOG_ESC_MAX * strs) != 0)
         return; /* short of memory: strings that long are not worth the line */
-    int json = log__s.format == LOG_FORMAT_JSON;
-    if (json)
+    if (log__s.format == LOG_FORMAT_JSON) {
+        struct log__av f[11];
+        char nums[5][32];
+        log__access_fields(a, f, nums);
         log__put_json_head(&l, LOG_INFO);
-    else
-        log__put_text_head(&l, LOG_INFO);
-    log__puts(&l, json ? "\"msg\":\"access\"" : "access");
-    for (size_t i = 0; i < 11; i++) {
-        if (json) {
+        log__puts(&l, "\"msg\":\"access\"");
+        for (size_t i = 0; i < 11; i++)
             log__put_json_field(&l, f[i].json_key, f[i].s, f[i].n, f[i].number);
-        } else {
-            log__putf(&l, " %s=", f[i].text_key);
-            log__put_text_value(&l, f[i].s, f[i].n);
-        }
+        log__puts(&l, "}\n");
+    } else {
+        log__access_text(&l, a, path_len);
     }
-    log__puts(&l, json ? "}\n" : "\n");
     log__emit(0, l.p, l.len);
     log__line_close(&l);
 }

@@ -193,6 +193,8 @@ int main(int argc, char **argv)
     enum log_level lvl;
     if (cfg.log_level && log_parse_level(cfg.log_level, &lvl) == 0)
         log_current_level = lvl;
+    if (strcmp(cfg.log_format, "json") == 0 || (strcmp(cfg.log_format, "auto") == 0 && production))
+        log_set_format(LOG_FORMAT_JSON);
     struct event_base *base = event_base_new();
     if (!base) {
         fprintf(stderr, "whtunnel: cannot create the event loop\n");

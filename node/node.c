@@ -15,7 +15,9 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 
+#include "node/admin.h"
 #include "node/drain.h"
 #include "node/glue.h"
 #include "node/log.h"
@@ -181,6 +183,11 @@ static void signal_cb(evutil_socket_t sig, short what, void *ud)
 
 /* ---- wiring ------------------------------------------------------------------ */
 
+static void log_flush_cb(evutil_socket_t fd, short what, void *ud)
+{
+    log_flush();
+}
+
 static void *serve_relayed(struct node *n, struct bufferevent *bev, int tls, const char *ip, struct relay *r)
 {
     return viewer_start(n, bev, tls, ip, r);
@@ -227,6 +234,8 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
 {
     memset(n, 0, sizeof *n);
     n->base = base;
+    n->start_wall_ms = util_wall_ms();
+    RAND_bytes((unsigned char *)&n->request_id_prefix, sizeof n->request_id_prefix);
     n->cfg = cfg;
     n->keys.secret_a = cfg->secret_a;
     n->keys.secret_a_len = cfg->secret_a ? strlen(cfg->secret_a) : 0;
@@ -242,8 +251,12 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
         fprintf(stderr, "whtunnel: out of memory\n");
         return -1;
     }
-    if (listen_viewers(n) != 0 || glue_start(n, relay_incoming) != 0)
+    if (listen_viewers(n) != 0 || glue_start(n, relay_incoming) != 0 || admin_start(n) != 0)
         return -1;
+    n->log_ev = event_new(base, -1, EV_PERSIST, log_flush_cb, n);
+    struct timeval tv = {0, LOG_FLUSH_MS * 1000};
+    if (n->log_ev)
+        event_add(n->log_ev, &tv);
     n->sigint_ev = evsignal_new(base, SIGINT, signal_cb, n);
     n->sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, n);
     event_add(n->sigint_ev, NULL);
@@ -254,6 +267,7 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
 void node_stop(struct node *n)
 {
     n->stopping = 1;
+    admin_stop(n);
     viewer_free_all(n);
     workers_free(n);
     relay_free(n);
@@ -265,6 +279,8 @@ void node_stop(struct node *n)
         event_free(n->sigint_ev);
     if (n->sigterm_ev)
         event_free(n->sigterm_ev);
+    if (n->log_ev)
+        event_free(n->log_ev);
     /* let deferred frees run */
     event_base_loop(n->base, EVLOOP_NONBLOCK);
     if (n->ssl)

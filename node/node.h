@@ -29,12 +29,49 @@ struct viewers;
 struct links;
 struct relays;
 struct drain;
+struct admin;
 
-/* Counters, for /__cluster__ and the logs. */
+/* How a viewer request was served (the `path` label of the request metrics). */
+enum node_via {
+    NODE_VIA_LOCAL,
+    NODE_VIA_RELAYED_IN,
+    NODE_VIA_RELAYED_OUT,
+    NODE_VIA_ENDPOINT,
+    NODE_VIA_COUNT
+};
+
+/* Registration outcomes (the `outcome` label). */
+enum node_reg {
+    NODE_REG_OK,
+    NODE_REG_BAD_ID,
+    NODE_REG_BAD_AUTHORIZATION,
+    NODE_REG_NOT_WEBSOCKET,
+    NODE_REG_BAD_HANDSHAKE,
+    NODE_REG_BAD_TOKEN,
+    NODE_REG_DRAINING,
+    NODE_REG_RELAYED,
+    NODE_REG_COUNT
+};
+
+#define NODE_HEAD_BUCKETS 13 /* bounds in metrics.c; one more slot counts what is above the last */
+#define NODE_END_KINDS 16    /* >= WSMUX_END_COUNT */
+
+/* Counters and gauges: /__cluster__, the logs, /metrics (metrics.c). Each is
+ * changed by the module that sees the event; nothing else keeps them. */
 struct node_stats {
     uint64_t connections, requests, registrations, workers;
     uint64_t responses_5xx, responses_4xx;
     uint64_t relayed_out, relayed_in, relay_misses, relay_retries, peer_links;
+    uint64_t served[NODE_VIA_COUNT][5];        /* requests ended, by path and status class 1xx..5xx */
+    uint64_t head_time[NODE_HEAD_BUCKETS + 1]; /* time to the response head, per bucket */
+    double head_time_sum;                      /* seconds */
+    uint64_t bytes_in, bytes_out;              /* viewer bytes received and sent */
+    uint64_t reg[NODE_REG_COUNT];              /* registrations by outcome */
+    uint64_t sessions_opened;                  /* worker sessions */
+    uint64_t sessions_closed[NODE_END_KINDS];  /* ... by enum wsmux_end */
+    int64_t streams_worker, streams_peer;      /* streams open (gauges) */
+    int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
+    uint64_t tls_handshakes, tls_failures;
 };
 
 struct node {
@@ -64,6 +101,12 @@ struct node {
     char node_id[65];
     char advertise[300];
     struct token_keys peer_keys; /* WHT_CLUSTER_SECRET */
+    /* admin (WHT_ADMIN_ADDR) */
+    struct admin *admin;
+    struct event *log_ev; /* flushes the log buffer */
+    int64_t start_wall_ms;
+    uint32_t request_id_prefix; /* random: request ids this node makes */
+    uint64_t request_ids;
 };
 
 /* Starts the node on base with cfg (read-only from now on, must outlive

@@ -123,7 +123,7 @@ void relay_cancel(struct relay_lookup *lk)
 }
 
 void relay_write_request(struct mux_stream *st, int fresh, const char *ip, int tls, const char *head,
-                         size_t len)
+                         size_t len, const char *request_id)
 {
     if (fresh) {
         char pre[RELAY_PREAMBLE_MAX];
@@ -132,7 +132,18 @@ void relay_write_request(struct mux_stream *st, int fresh, const char *ip, int t
             n = relay_format_preamble(pre, sizeof pre, "0.0.0.0", tls); /* "unknown" */
         mux_stream_write(st, pre, (size_t)n);
     }
-    mux_stream_write(st, head, len); /* a fresh or idle stream has room for any head we accept */
+    /* a fresh or idle stream has room for any head we accept */
+    const char *eol = request_id ? memchr(head, '\n', len) : NULL;
+    if (eol) {
+        char line[96];
+        size_t first = (size_t)(eol - head) + 1;
+        int k = snprintf(line, sizeof line, "X-Request-Id: %s\r\n", request_id);
+        mux_stream_write(st, head, first);
+        mux_stream_write(st, line, (size_t)k);
+        head += first;
+        len -= first;
+    }
+    mux_stream_write(st, head, len);
 }
 
 enum relay_miss relay_check_miss(struct node *n, const char *id, const struct http1_response *r, int has_body,

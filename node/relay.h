@@ -60,9 +60,11 @@ void relay_cancel(struct relay_lookup *lk);
 
 /* Writes a request to a stream from relay_find(): on a fresh stream the
  * preamble first (ip, tls: the viewer's), then the viewer's head bytes as
- * received (the owner rewrites it as for its own viewers). */
+ * received (the owner rewrites it as for its own viewers), with
+ * "X-Request-Id: <request_id>" as its first header line when request_id is
+ * not NULL (the sender made the id: the owner keeps the first one). */
 void relay_write_request(struct mux_stream *st, int fresh, const char *ip, int tls, const char *head,
-                         size_t len);
+                         size_t len, const char *request_id);
 
 enum relay_miss {
     RELAY_NOT_MISS = 0, /* an answer: pass it on */

@@ -39,7 +39,8 @@ static size_t copy_request_headers(struct evbuffer *b, const struct http1_reques
         }
         if (HEADER_IS(h, "content-length") || HEADER_IS(h, "x-forwarded-proto") ||
             HEADER_IS(h, "x-forwarded-host") || HEADER_IS(h, "x-webhooktunnel-original-path") ||
-            HEADER_IS(h, "x-websocktunnel-original-path") || (own_host && HEADER_IS(h, "host")))
+            HEADER_IS(h, "x-websocktunnel-original-path") || HEADER_IS(h, "x-request-id") ||
+            (own_host && HEADER_IS(h, "host")))
             continue;
         copy_header(b, h);
     }
@@ -74,6 +75,11 @@ void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, con
     else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
         add_header(b, "Host", r->host, r->host_len);
     forwarded_for(b, r, xff, x->peer_ip);
+    if (x->request_id && x->request_id[0]) {
+        evbuffer_add(b, "X-Request-Id: ", 14);
+        evbuffer_add(b, x->request_id, strlen(x->request_id));
+        evbuffer_add(b, "\r\n", 2);
+    }
     evbuffer_add_printf(b, "X-Forwarded-Proto: %s\r\n", x->tls ? "https" : "http");
     if (r->host)
         add_header(b, "X-Forwarded-Host", r->host, r->host_len);

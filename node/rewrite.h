@@ -14,11 +14,12 @@
 struct rewrite_request {
     const char *target; /* the request-target the worker sees */
     size_t target_len;
-    const char *worker_id; /* the Host of an HTTP/1.0 request without one */
-    const char *peer_ip;   /* appended to X-Forwarded-For */
-    int tls;               /* X-Forwarded-Proto https */
-    int path_mode;         /* routed by path: X-Webhooktunnel/Websocktunnel-Original-Path */
-    int keep_alive;        /* else "Connection: close" (unless an upgrade) */
+    const char *worker_id;  /* the Host of an HTTP/1.0 request without one */
+    const char *peer_ip;    /* appended to X-Forwarded-For */
+    int tls;                /* X-Forwarded-Proto https */
+    int path_mode;          /* routed by path: X-Webhooktunnel/Websocktunnel-Original-Path */
+    int keep_alive;         /* else "Connection: close" (unless an upgrade) */
+    const char *request_id; /* X-Request-Id (the viewer's own X-Request-Id lines are dropped) */
 };
 
 /* Appends request r, rewritten for the worker, to out. */

@@ -18,6 +18,7 @@
 #include "node/drain.h"
 #include "node/endpoints.h"
 #include "node/log.h"
+#include "node/metrics.h"
 #include "node/node.h"
 #include "node/pump.h"
 #include "node/relay.h"
@@ -98,8 +99,16 @@ struct viewer {
     unsigned relayed : 1;      /* arrived over a peer link: never relayed again */
     unsigned stream_fresh : 1; /* relaying: the stream still needs its preamble */
     unsigned retried;          /* relaying: this request was sent again after a miss */
-    struct relay *relay;       /* relayed: the stream this connection is joined to */
-    TAILQ_ENTRY(viewer) link;  /* the node's live viewers, then the dead ones */
+    /* the current request, for the metrics, the access log and the worker's ring */
+    int64_t req_start_us; /* monotonic: when its head was read */
+    uint64_t req_in, req_out;
+    int status; /* of the response head written, 0 before */
+    enum node_via via;
+    unsigned in_request : 1, tls_done : 1, id_made : 1;
+    unsigned req_worker : 1; /* the request is for worker_id */
+    char request_id[65];
+    struct relay *relay;      /* relayed: the stream this connection is joined to */
+    TAILQ_ENTRY(viewer) link; /* the node's live viewers, then the dead ones */
 };
 
 TAILQ_HEAD(viewer_list, viewer);
@@ -130,12 +139,123 @@ static void set_state(struct viewer *v, enum viewer_state to)
     }
     if (v->state != to)
         LOG_D("conn=%llu %s -> %s", (unsigned long long)v->serial, state_names[v->state], state_names[to]);
+    if (to == V_TUNNEL && v->state != V_TUNNEL)
+        v->node->stats.websockets_open++;
+    else if (v->state == V_TUNNEL && to != V_TUNNEL)
+        v->node->stats.websockets_open--;
     v->state = to;
 }
 
 static struct viewer *of_waiter(struct wsmux_waiter *wt)
 {
     return (struct viewer *)((char *)wt - offsetof(struct viewer, waiter));
+}
+
+/* ---- the current request's figures ---------------------------------------------------------- */
+
+/* The response head (status) is written: the time to it. */
+static void head_written(struct viewer *v, int status)
+{
+    if (!v->in_request || v->status)
+        return;
+    v->status = status;
+    metrics_head_time(&v->node->stats, (double)(util_now_us() - v->req_start_us) / 1e6);
+}
+
+static const char *const via_names[NODE_VIA_COUNT] = {"local", "relayed_in", "relayed_out", "endpoint"};
+
+/* The request is over (answered, failed, or the viewer left): counted, logged
+ * and remembered by its worker. Once per request. */
+static void request_end(struct viewer *v)
+{
+    if (!v->in_request)
+        return;
+    v->in_request = 0;
+    struct node *n = v->node;
+    int status = v->status ? v->status : 499; /* no answer: the viewer went away */
+    double ms = (double)(util_now_us() - v->req_start_us) / 1000.0;
+    const char *q = memchr(v->req.path, '?', v->req.path_len);
+    size_t path_len = q ? (size_t)(q - v->req.path) : v->req.path_len;
+    metrics_request(&n->stats, v->via, status);
+    if (n->cfg->access_log) {
+        struct log_access a = {.worker = v->req_worker ? v->worker_id : "",
+                               .method = v->req.method,
+                               .method_len = v->req.method_len,
+                               .path = v->req.path,
+                               .path_len = path_len,
+                               .status = status,
+                               .bytes_in = v->req_in,
+                               .bytes_out = v->req_out,
+                               .duration_ms = ms,
+                               .via = via_names[v->via],
+                               .request_id = v->request_id,
+                               .client = v->peer_ip,
+                               .conn = v->serial};
+        log_access(&a);
+    }
+    if (v->via == NODE_VIA_LOCAL || v->via == NODE_VIA_RELAYED_IN) {
+        struct workers_request r = {.time_ms = util_wall_ms(),
+                                    .method = v->req.method,
+                                    .method_len = v->req.method_len,
+                                    .path = v->req.path,
+                                    .path_len = path_len,
+                                    .status = status,
+                                    .duration_ms = ms,
+                                    .bytes_in = v->req_in,
+                                    .bytes_out = v->req_out,
+                                    .relayed = v->relayed,
+                                    .request_id = v->request_id};
+        if (v->req_worker)
+            workers_record(n, v->worker_id, strlen(v->worker_id), &r);
+    }
+}
+
+/* A sane X-Request-Id of the viewer's, or one made here. */
+static void request_id(struct viewer *v)
+{
+    const struct http1_header *h = http1_find_header(&v->req.headers, "x-request-id");
+    v->id_made =
+        !(h && h->value_len >= 1 && h->value_len <= 64 && util_chars_only(h->value, h->value_len, "._:-"));
+    if (!v->id_made) {
+        memcpy(v->request_id, h->value, h->value_len);
+        v->request_id[h->value_len] = 0;
+        return;
+    }
+    struct node *n = v->node;
+    static const char hex[] = "0123456789abcdef";
+    uint64_t x = (uint64_t)n->request_id_prefix << 32 | (++n->request_ids & 0xffffffffu);
+    for (int i = 15; i >= 0; i--, x >>= 4)
+        v->request_id[i] = hex[x & 15];
+    v->request_id[16] = 0;
+}
+
+/* A request head was read: its figures start. */
+static void request_start(struct viewer *v)
+{
+    v->in_request = 1;
+    v->req_start_us = util_now_us();
+    v->req_in = v->head_len;
+    v->req_out = 0;
+    v->status = 0;
+    v->via = v->relayed ? NODE_VIA_RELAYED_IN : NODE_VIA_LOCAL;
+    v->req_worker = 0;
+    v->node->stats.bytes_in += v->head_len;
+    request_id(v);
+}
+
+/* The viewer's output: its length now, and the bytes added since mark
+ * counted as sent (every write to the viewer is counted so; the socket
+ * drains nothing while the node's code runs). */
+static size_t out_mark(struct viewer *v)
+{
+    return evbuffer_get_length(bufferevent_get_output(v->bev));
+}
+
+static void out_count(struct viewer *v, size_t mark)
+{
+    size_t n = out_mark(v) - mark;
+    v->req_out += n;
+    v->node->stats.bytes_out += n;
 }
 
 /* Closes once the output is out. */
@@ -157,7 +277,11 @@ static void fail(struct viewer *v, int status, const char *body)
         v->node->stats.responses_5xx++;
     else
         v->node->stats.responses_4xx++;
+    size_t mark = out_mark(v);
     respond_text(v->bev, status, body, 1);
+    out_count(v, mark);
+    head_written(v, status);
+    request_end(v);
     finish(v);
 }
 
@@ -203,6 +327,9 @@ static void close_viewer(struct viewer *v)
 {
     if (v->state == V_CLOSED)
         return;
+    if (v->state == V_TUNNEL)
+        head_written(v, 101);
+    request_end(v);
     set_state(v, V_CLOSED);
     release_stream(v);
     if (v->relay) {
@@ -236,6 +363,8 @@ void viewer_abort(struct viewer *v)
 
 /* ---- the request head ------------------------------------------------------------- */
 
+static void unparsed_request(struct viewer *v);
+
 /* The head being read must be complete by header_timeout from its first byte
  * (from the accept for a connection's first request), however it trickles in. */
 static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
@@ -248,6 +377,7 @@ static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
         return;
     }
     LOG_D("conn=%llu request head not complete in time", (unsigned long long)v->serial);
+    unparsed_request(v);
     fail(v, 408, "request head not received in time\n");
 }
 
@@ -270,8 +400,17 @@ static int parse_head(struct viewer *v, const char **p)
     return http1_parse_request_from(*p, len, &v->req, max, &v->head_scan);
 }
 
+/* A head that could not be parsed is a request too (for the figures). */
+static void unparsed_request(struct viewer *v)
+{
+    memset(&v->req, 0, sizeof v->req);
+    v->head_len = evbuffer_get_length(bufferevent_get_input(v->bev)); /* what came of it */
+    request_start(v);
+}
+
 static void bad_request(struct viewer *v, int rc)
 {
+    unparsed_request(v);
     int status = http1_request_error_status(rc);
     LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
     fail(v, status, http1_strerror(rc));
@@ -313,6 +452,7 @@ static void next_head(struct viewer *v)
     v->retried = 0;
     v->node->stats.requests++;
     v->nreq++;
+    request_start(v);
     route_request(v);
 }
 
@@ -323,7 +463,8 @@ static void next_head(struct viewer *v)
 static void write_request_head(struct viewer *v)
 {
     if (wsmux_role(v->worker) == WSMUX_PEER) {
-        relay_write_request(v->stream, v->stream_fresh, v->peer_ip, v->tls, v->head, v->head_len);
+        relay_write_request(v->stream, v->stream_fresh, v->peer_ip, v->tls, v->head, v->head_len,
+                            v->id_made ? v->request_id : NULL);
         v->stream_fresh = 0;
         return;
     }
@@ -336,6 +477,7 @@ static void write_request_head(struct viewer *v)
         .tls = v->tls,
         .path_mode = v->path_mode,
         .keep_alive = v->keep_alive,
+        .request_id = v->request_id,
     };
     rewrite_request_head(b, &v->req, &x);
     size_t len = evbuffer_get_length(b);
@@ -403,6 +545,8 @@ static void pump_up(struct viewer *v)
             return;
         }
         pump_commit(in, v->stream, p, (size_t)k);
+        v->req_in += (size_t)k;
+        v->node->stats.bytes_in += (size_t)k;
         if (v->state == V_PROXY && v->req_body == HTTP1_BODY_LENGTH) {
             v->req_left -= (size_t)k;
             if (v->req_left == 0)
@@ -484,12 +628,19 @@ static void relay_route(struct viewer *v)
 {
     set_state(v, V_WAIT);
     v->waiter.on = NULL;
+    if (!v->relayed)
+        v->via = NODE_VIA_RELAYED_OUT;
     relay_find(v->node, v->worker_id, strlen(v->worker_id), &v->waiter, &v->lookup);
 }
 
 static void answer(struct viewer *v, enum route_endpoint ep)
 {
+    v->via = NODE_VIA_ENDPOINT;
+    size_t mark = out_mark(v);
     endpoints_answer(v->node, ep, v->bev, v->keep_alive);
+    out_count(v, mark);
+    head_written(v, ep == ROUTE_EP_DRAINING ? 503 : 200);
+    request_end(v);
     if (ep == ROUTE_EP_DRAINING)
         v->keep_alive = 0;
     if (!v->keep_alive)
@@ -502,7 +653,9 @@ static void register_worker(struct viewer *v, const struct http1_header *idh)
 {
     struct workers_refusal why;
     release_stream(v);
+    v->in_request = 0; /* a registration: counted as one, not as a viewer request */
     if (workers_register(v->node, v->bev, &v->req, idh, v->tls, v->serial, &why) != 0) {
+        v->node->stats.reg[why.outcome]++;
         fail(v, why.status, why.body);
         return;
     }
@@ -532,11 +685,15 @@ static int reuse_stream(struct viewer *v, const struct route *rt)
 static void to_worker(struct viewer *v, const struct route *rt)
 {
     if ((rt->kind == ROUTE_LOCAL || rt->kind == ROUTE_RELAY) && reuse_stream(v, rt)) {
+        v->req_worker = 1;
+        if (rt->kind == ROUTE_RELAY && !v->relayed)
+            v->via = NODE_VIA_RELAYED_OUT;
         send_request(v); /* keep-alive: same worker, same stream, same backend connection */
         return;
     }
     release_stream(v);
     set_worker_id(v, rt->id, rt->id_len);
+    v->req_worker = 1;
     switch (rt->kind) {
     case ROUTE_LOCAL: attach(v, rt->worker); break;
     case ROUTE_RELAY: relay_route(v); break;
@@ -545,12 +702,17 @@ static void to_worker(struct viewer *v, const struct route *rt)
         if (drain_park(v->node, rt->id, rt->id_len, &v->waiter) != 0)
             relay_route(v); /* it found its new home meanwhile */
         break;
-    case ROUTE_MISS:
+    case ROUTE_MISS: {
         v->node->stats.relay_misses++;
         v->node->stats.responses_4xx++;
+        size_t mark = out_mark(v);
         relay_answer_miss(v->bev); /* never relayed twice */
+        out_count(v, mark);
+        head_written(v, 404);
+        request_end(v);
         finish(v);
         break;
+    }
     default: break;
     }
 }
@@ -579,6 +741,10 @@ static void route_request(struct viewer *v)
     case ROUTE_REGISTER: register_worker(v, rt.idh); break;
     case ROUTE_FAIL:
         release_stream(v);
+        if (rt.idh) { /* a registration refused: relayed, or the node drains */
+            v->in_request = 0;
+            n->stats.reg[rt.status == 503 ? NODE_REG_DRAINING : NODE_REG_RELAYED]++;
+        }
         fail(v, rt.status, rt.body);
         break;
     default: to_worker(v, &rt); break;
@@ -590,6 +756,7 @@ static void route_request(struct viewer *v)
 static void response_complete(struct viewer *v)
 {
     v->resp_done = 1;
+    request_end(v);
     v->stream_reusable =
         v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
     if (!v->stream_reusable)
@@ -644,8 +811,10 @@ static ssize_t response_bytes(struct viewer *v, const uint8_t *data, size_t len)
  * only as the viewer drains) or were consumed already. */
 static void body_down(struct viewer *v, const uint8_t *data, size_t len, int counted)
 {
+    size_t mark = out_mark(v);
     ssize_t k = response_bytes(v, data, len);
     if (k < 0) {
+        out_count(v, mark);
         LOG_I("conn=%llu worker=%s bad chunked response: %s", (unsigned long long)v->serial, v->worker_id,
               http1_strerror((int)k));
         if (counted)
@@ -657,6 +826,7 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
     size_t take = (size_t)k;
     if (take && !(v->resp_dechunk && v->state == V_PROXY))
         evbuffer_add(bufferevent_get_output(v->bev), data, take); /* (dechunk() wrote the payload itself) */
+    out_count(v, mark);
     if (counted) {
         v->owed += take;
         if (len > take && v->stream)
@@ -695,8 +865,11 @@ static void response_head(struct viewer *v, const struct http1_response *r, int 
     v->resp_dechunk = r->body == HTTP1_BODY_CHUNKED && v->req.version_minor == 0;
     v->resp_left = r->content_length;
     http1_chunked_init(&v->resp_chunked, HTTP1_CHUNK_TRAILER_MAX);
+    size_t mark = out_mark(v);
     rewrite_response_head(bufferevent_get_output(v->bev), r, v->req.method_id, v->resp_dechunk,
                           &v->keep_alive);
+    out_count(v, mark);
+    head_written(v, r->status);
     evbuffer_drain(v->resp_head, (size_t)rc);
     size_t rest;
     uint8_t *tmp = take_rest(v, &rest);
@@ -763,7 +936,11 @@ static void try_response_head(struct viewer *v)
             return;
         if (r.status < 200 && !r.upgrade) { /* interim (100 Continue): pass on, read the next head */
             if (v->req.version_minor > 0)   /* never to an HTTP/1.0 viewer (RFC 9110 15.2) */
+            {
                 evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
+                v->req_out += (size_t)rc;
+                v->node->stats.bytes_out += (size_t)rc;
+            }
             evbuffer_drain(v->resp_head, (size_t)rc);
             v->resp_scan = 0; /* the next head starts */
             continue;
@@ -869,10 +1046,18 @@ static void write_cb(struct bufferevent *bev, void *ud)
 static void event_cb(struct bufferevent *bev, short what, void *ud)
 {
     struct viewer *v = ud;
-    if (what == BEV_EVENT_CONNECTED)
-        return; /* TLS: the handshake is done; the request head follows */
+    if (what == BEV_EVENT_CONNECTED) { /* TLS: the handshake is done; the request head follows */
+        v->tls_done = 1;
+        v->node->stats.tls_handshakes++;
+        return;
+    }
+    if (v->tls && !v->relayed && !v->tls_done) {
+        v->tls_done = 1; /* counted once */
+        v->node->stats.tls_failures++;
+    }
     if ((what & BEV_EVENT_TIMEOUT) && v->state == V_HEAD) {
         if (evbuffer_get_length(bufferevent_get_input(bev)) > 0) {
+            unparsed_request(v);
             fail(v, 408, "request head not received in time\n");
             return;
         }

@@ -13,6 +13,8 @@
 #include "node/respond.h"
 #include "node/token.h"
 #include "node/workers.h"
+
+#include <jansson.h>
 #include "util/htab.h"
 #include "util/util.h"
 
@@ -23,9 +25,34 @@ struct worker {
     struct node *node;
     struct wsmux *ws;
     uint64_t serial;
+    int64_t since_ms; /* wall clock at registration */
+    uint64_t requests, bytes_in, bytes_out;
+    struct ring *ring; /* recent requests, from the first one on */
     unsigned in_table : 1;
     unsigned replaced : 1; /* a newer registration holds the id: the registry record is not ours to drop */
+    unsigned client : 2;   /* enum client */
     char id[];
+};
+
+/* The generation of a worker's client, as its registration shows it. */
+enum client { CLIENT_WHCLIENT, CLIENT_WEBSOCKTUNNEL, CLIENT_WEBHOOKTUNNEL };
+static const char *const client_names[] = {"whclient", "websocktunnel", "webhooktunnel"};
+
+/* A remembered request (fixed size: the ring is one allocation). */
+struct ring_entry {
+    int64_t time_ms;
+    double duration_ms;
+    uint64_t bytes_in, bytes_out;
+    int status;
+    uint8_t relayed;
+    char method[16];
+    char path[WORKERS_RING_PATH];
+    char request_id[65];
+};
+
+struct ring {
+    unsigned next, count;
+    struct ring_entry e[WORKERS_RING];
 };
 
 struct workers {
@@ -91,7 +118,7 @@ void workers_free(struct node *n)
     size_t k;
     struct worker **all = snapshot(ws, &k);
     for (size_t i = 0; i < k; i++)
-        wsmux_close(all[i]->ws, "node stopping");
+        wsmux_close(all[i]->ws, WSMUX_END_STOPPING, "node stopping");
     free(all);
     util_htab_free(&ws->tab);
     free(ws);
@@ -100,12 +127,14 @@ void workers_free(struct node *n)
 
 /* ---- a worker's session ---------------------------------------------------- */
 
-static void session_closed(struct wsmux *s, const char *why, void *ud)
+static void session_closed(struct wsmux *s, enum wsmux_end end, void *ud)
 {
     struct worker *w = ud;
     struct node *n = w->node;
     table_remove(n->workers, w);
     n->stats.workers--;
+    if ((unsigned)end < NODE_END_KINDS)
+        n->stats.sessions_closed[end]++;
     struct wsmux_waiter_list waiting;
     TAILQ_INIT(&waiting);
     wsmux_take_waiters(s, &waiting);
@@ -120,7 +149,9 @@ static void session_closed(struct wsmux *s, const char *why, void *ud)
 
 static void session_freed(struct wsmux *s, void *ud)
 {
-    free(ud);
+    struct worker *w = ud;
+    free(w->ring);
+    free(w);
 }
 
 static const struct wsmux_events worker_events = {
@@ -128,7 +159,8 @@ static const struct wsmux_events worker_events = {
     .freed_cb = session_freed,
 };
 
-static struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, int ext)
+static struct worker *worker_start(struct node *n, struct bufferevent *bev, const char *id, int ext,
+                                   enum client client)
 {
     size_t len = strlen(id);
     struct worker *w = calloc(1, sizeof *w + len + 1);
@@ -139,6 +171,8 @@ static struct worker *worker_start(struct node *n, struct bufferevent *bev, cons
     memcpy(w->id, id, len + 1);
     w->node = n;
     w->serial = ++n->next_serial;
+    w->since_ms = util_wall_ms();
+    w->client = client;
     struct wsmux_options o = {.role = WSMUX_WORKER, .ext = ext, .name = w->id, .serial = w->serial};
     w->ws = wsmux_new(n, bev, &o, &worker_events, w);
     if (!w->ws) {
@@ -148,13 +182,14 @@ static struct worker *worker_start(struct node *n, struct bufferevent *bev, cons
     struct worker *old = find(n->workers, id, len);
     if (old) {
         old->replaced = 1; /* the registry record passes to the new session */
-        wsmux_close(old->ws, "replaced by a new registration");
+        wsmux_close(old->ws, WSMUX_END_REPLACED, "replaced by a new registration");
     }
     w->h.klen = (uint16_t)len;
     w->h.hash = util_htab_hash(&n->workers->tab, id, len);
     if (util_htab_insert(&n->workers->tab, &w->h) == 0)
         w->in_table = 1;
     n->stats.workers++;
+    n->stats.sessions_opened++;
     if (n->workers->ev->registered_cb)
         n->workers->ev->registered_cb(n, w->id);
     wsmux_begin(w->ws);
@@ -195,10 +230,11 @@ static void client_url(const struct node *n, const struct http1_request *req, in
     snprintf(out, cap, "%s://%.*s/%s", scheme, (int)req->host_len, req->host ? req->host : "", id);
 }
 
-static int refuse(struct workers_refusal *why, int status, const char *body)
+static int refuse(struct workers_refusal *why, int status, const char *body, enum node_reg outcome)
 {
     why->status = status;
     why->body = body;
+    why->outcome = outcome;
     return -1;
 }
 
@@ -209,17 +245,18 @@ static int check_request(const struct http1_request *req, const char **tok, size
     const struct http1_header *az = http1_find_header(&req->headers, "authorization");
     int brc = az ? token_parse_bearer(az->value, az->value_len, tok, tok_len) : TOKEN_E_BEARER;
     if (brc == TOKEN_E_TOO_LONG)
-        return refuse(why, 401, "invalid token\n");
+        return refuse(why, 401, "invalid token\n", NODE_REG_BAD_TOKEN);
     if (brc != 0)
-        return refuse(why, 400, "missing or malformed Authorization: Bearer token\n");
+        return refuse(why, 400, "missing or malformed Authorization: Bearer token\n",
+                      NODE_REG_BAD_AUTHORIZATION);
     struct ws_header hs[HTTP1_MAX_HEADERS];
     respond_ws_headers(&req->headers, hs);
     int rc = ws_check_request(req->method, req->method_len, req->version_minor, hs, req->headers.count, key,
                               key_len);
     if (rc == WS_E_NOT_UPGRADE || rc == WS_E_BAD_METHOD)
-        return refuse(why, 404, "registration needs a WebSocket upgrade\n");
+        return refuse(why, 404, "registration needs a WebSocket upgrade\n", NODE_REG_NOT_WEBSOCKET);
     if (rc != 0)
-        return refuse(why, 400, ws_strerror(rc));
+        return refuse(why, 400, ws_strerror(rc), NODE_REG_BAD_HANDSHAKE);
     return 0;
 }
 
@@ -231,7 +268,7 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
     const char *tok, *wskey;
     size_t tok_len, wskey_len;
     if (!util_valid_worker_id(idh->value, idh->value_len))
-        return refuse(why, 400, "invalid worker id\n");
+        return refuse(why, 400, "invalid worker id\n", NODE_REG_BAD_ID);
     memcpy(id, idh->value, idh->value_len);
     id[idh->value_len] = 0;
     if (check_request(req, &tok, &tok_len, &wskey, &wskey_len, why) != 0)
@@ -241,11 +278,11 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
     if (rc != 0) {
         LOG_I("conn=%llu worker=%s registration refused: %s", (unsigned long long)conn_serial, id,
               token_strerror(rc));
-        return refuse(why, 401, "invalid token\n");
+        return refuse(why, 401, "invalid token\n", NODE_REG_BAD_TOKEN);
     }
     char accept[29];
     if (ws_accept_key(wskey, wskey_len, accept) != 0)
-        return refuse(why, 400, "bad Sec-WebSocket-Key\n");
+        return refuse(why, 400, "bad Sec-WebSocket-Key\n", NODE_REG_BAD_HANDSHAKE);
     const struct http1_header *ext = http1_find_header(&req->headers, "x-whtunnel-ext");
     int use_ext = ext && ext->value_len == 1 && ext->value[0] == '1';
     char url[600], extra[1400], resp[2048];
@@ -254,12 +291,16 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
              url, url, use_ext ? "X-Whtunnel-Ext: 1\r\n" : "");
     int len = ws_format_response_101(resp, sizeof resp, accept, extra);
     if (len <= 0)
-        return refuse(why, 500, "response too large\n");
+        return refuse(why, 500, "response too large\n", NODE_REG_BAD_HANDSHAKE);
     evbuffer_add(bufferevent_get_output(bev), resp, (size_t)len);
     n->stats.registrations++;
+    n->stats.reg[NODE_REG_OK]++;
     LOG_I("conn=%llu worker=%s registered (%s, url %s)", (unsigned long long)conn_serial, id,
           use_ext ? "ext" : "compat", url);
-    worker_start(n, bev, id, use_ext);
+    enum client client = use_ext                                                  ? CLIENT_WHCLIENT
+                         : http1_find_header(&req->headers, "x-websocktunnel-id") ? CLIENT_WEBSOCKTUNNEL
+                                                                                  : CLIENT_WEBHOOKTUNNEL;
+    worker_start(n, bev, id, use_ext, client);
     return 0;
 }
 
@@ -277,11 +318,11 @@ void workers_moved(struct node *n, const char *id, size_t len)
         LOG_I("worker=%s registered on another node: requests for it go there", w->id);
         table_remove(n->workers, w);
         wsmux_release_waiters(w->ws, WSMUX_WAIT_MOVED);
-        wsmux_close_when_idle(w->ws, "moved to another node");
+        wsmux_close_when_idle(w->ws, WSMUX_END_MOVED, "moved to another node");
         if (wsmux_streams(w->ws) == 0)
-            wsmux_close(w->ws, "moved to another node");
+            wsmux_close(w->ws, WSMUX_END_MOVED, "moved to another node");
     } else {
-        wsmux_close(w->ws, "a newer registration lives on another node");
+        wsmux_close(w->ws, WSMUX_END_REPLACED, "a newer registration lives on another node");
     }
 }
 
@@ -295,7 +336,111 @@ void workers_drain(struct node *n, int64_t deadline_ms)
         /* a worker that got GOAWAY closes by itself once its streams are
          * done; one that cannot (the original protocol) is closed here */
         if (!wsmux_ext(w->ws))
-            wsmux_close_when_idle(w->ws, "drained: reconnect elsewhere");
+            wsmux_close_when_idle(w->ws, WSMUX_END_DRAINED, "drained: reconnect elsewhere");
     }
     free(all);
+}
+
+/* ---- what the workers did ------------------------------------------------------ */
+
+/* Copies at most cap-1 bytes of src (len) into dst, NUL-terminated; a cut
+ * string ends in "...". */
+static void copy_cut(char *dst, size_t cap, const char *src, size_t len)
+{
+    if (len < cap) {
+        memcpy(dst, src, len);
+        dst[len] = 0;
+        return;
+    }
+    memcpy(dst, src, cap - 4);
+    memcpy(dst + cap - 4, "...", 4);
+}
+
+void workers_record(struct node *n, const char *id, size_t len, const struct workers_request *r)
+{
+    struct worker *w = n->workers ? find(n->workers, id, len) : NULL;
+    if (!w)
+        return;
+    w->requests++;
+    w->bytes_in += r->bytes_in;
+    w->bytes_out += r->bytes_out;
+    if (!w->ring && !(w->ring = calloc(1, sizeof *w->ring)))
+        return;
+    struct ring_entry *e = &w->ring->e[w->ring->next];
+    w->ring->next = (w->ring->next + 1) % WORKERS_RING;
+    if (w->ring->count < WORKERS_RING)
+        w->ring->count++;
+    e->time_ms = r->time_ms;
+    e->duration_ms = r->duration_ms;
+    e->bytes_in = r->bytes_in;
+    e->bytes_out = r->bytes_out;
+    e->status = r->status;
+    e->relayed = (uint8_t)(r->relayed != 0);
+    copy_cut(e->method, sizeof e->method, r->method, r->method_len);
+    copy_cut(e->path, sizeof e->path, r->path, r->path_len);
+    copy_cut(e->request_id, sizeof e->request_id, r->request_id ? r->request_id : "",
+             r->request_id ? strlen(r->request_id) : 0);
+}
+
+/* "2026-12-01T20:00:01.123Z" for a wall-clock time in ms. */
+static json_t *json_time(int64_t ms)
+{
+    char buf[40];
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    size_t k = strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + k, sizeof buf - k, ".%03dZ", (int)(ms % 1000));
+    return json_string(buf);
+}
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp((*(struct worker *const *)a)->id, (*(struct worker *const *)b)->id);
+}
+
+static json_t *worker_json(const struct worker *w)
+{
+    return json_pack("{s:s, s:o, s:s, s:I, s:I, s:I, s:I}", "id", w->id, "connected_since",
+                     json_time(w->since_ms), "client", client_names[w->client], "streams",
+                     (json_int_t)wsmux_streams(w->ws), "requests", (json_int_t)w->requests, "bytes_in",
+                     (json_int_t)w->bytes_in, "bytes_out", (json_int_t)w->bytes_out);
+}
+
+json_t *workers_json(struct node *n, size_t offset, size_t limit)
+{
+    size_t k;
+    struct worker **all = snapshot(n->workers, &k);
+    json_t *arr = json_array();
+    if (!all || !arr) {
+        free(all);
+        json_decref(arr);
+        return NULL;
+    }
+    qsort(all, k, sizeof *all, by_id);
+    for (size_t i = offset; i < k && i - offset < limit; i++)
+        json_array_append_new(arr, worker_json(all[i]));
+    free(all);
+    return arr;
+}
+
+static json_t *entry_json(const struct ring_entry *e)
+{
+    return json_pack("{s:o, s:s, s:s, s:i, s:f, s:I, s:I, s:s, s:s}", "time", json_time(e->time_ms), "method",
+                     e->method, "path", e->path, "status", e->status, "duration_ms", e->duration_ms,
+                     "bytes_in", (json_int_t)e->bytes_in, "bytes_out", (json_int_t)e->bytes_out, "via",
+                     e->relayed ? "relayed" : "local", "request_id", e->request_id);
+}
+
+json_t *workers_requests_json(struct node *n, const char *id, size_t len)
+{
+    struct worker *w = find(n->workers, id, len);
+    if (!w)
+        return NULL;
+    json_t *arr = json_array();
+    for (unsigned i = 0; w->ring && i < w->ring->count; i++) {
+        unsigned k = (w->ring->next + WORKERS_RING - 1 - i) % WORKERS_RING; /* newest first */
+        json_array_append_new(arr, entry_json(&w->ring->e[k]));
+    }
+    return json_pack("{s:s, s:b, s:o}", "worker", w->id, "connected", 1, "requests", arr);
 }

@@ -14,6 +14,7 @@
 #include <event2/bufferevent.h>
 
 #include "node/http1.h"
+#include "node/node.h"
 #include "node/wsmux.h"
 
 struct node;
@@ -39,10 +40,12 @@ uint32_t workers_count(const struct node *n);
 /* The session of worker id (len bytes), or NULL. */
 struct wsmux *workers_find(struct node *n, const char *id, size_t len);
 
-/* Why a registration was refused: the status and text for the viewer. */
+/* Why a registration was refused: the status and text for the viewer, and
+ * the outcome for the metrics. */
 struct workers_refusal {
     int status;
     const char *body;
+    enum node_reg outcome;
 };
 
 /* Registers the worker that req (a complete request head on bev, whose
@@ -64,5 +67,38 @@ void workers_moved(struct node *n, const char *id, size_t len);
  * GOAWAY (they reconnect elsewhere once their streams are done), the others
  * are closed once idle. Requests for them wait until deadline_ms. */
 void workers_drain(struct node *n, int64_t deadline_ms);
+
+/* ---- what the workers did, for /status and /workers/<id>/requests ---- */
+
+#define WORKERS_RING 50      /* requests remembered per worker */
+#define WORKERS_RING_PATH 96 /* bytes of a remembered path (longer ones are cut, with "...") */
+
+/* One request that reached a worker through this node (no bodies, header
+ * values, query strings or tokens). */
+struct workers_request {
+    int64_t time_ms; /* wall clock, when it ended */
+    const char *method;
+    size_t method_len;
+    const char *path; /* without the query (cut at '?' by the recorder) */
+    size_t path_len;
+    int status;
+    double duration_ms;
+    uint64_t bytes_in, bytes_out;
+    int relayed;            /* relayed here by another node */
+    const char *request_id; /* NUL-terminated */
+};
+
+/* Records a request to worker id (len bytes) if it is connected here:
+ * counters, and the worker's ring (allocated on its first request). */
+void workers_record(struct node *n, const char *id, size_t len, const struct workers_request *r);
+
+struct json_t;
+/* JSON of the workers, sorted by id, from offset, at most limit of them:
+ * an array of {id, connected_since, client, streams, requests, bytes_in,
+ * bytes_out}. A new reference, or NULL (out of memory). */
+struct json_t *workers_json(struct node *n, size_t offset, size_t limit);
+/* JSON of the recent requests of worker id: {worker, connected, requests:
+ * [...newest first]}. NULL when this node never served it. */
+struct json_t *workers_requests_json(struct node *n, const char *id, size_t len);
 
 #endif

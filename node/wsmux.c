@@ -45,6 +45,7 @@ struct wsmux {
     uint64_t buffer_limit; /* reading pauses while the session holds more unconsumed bytes */
     struct wsmux_waiter_list waiting;
     const char *idle_why; /* close once the last stream is done */
+    enum wsmux_end idle_end;
     unsigned closing : 1, read_paused : 1, started : 1, draining : 1;
 };
 
@@ -206,14 +207,14 @@ static void closing_event_cb(struct bufferevent *bev, short what, void *ud)
     event_active(w->free_ev, EV_TIMEOUT, 0);
 }
 
-void wsmux_close(struct wsmux *w, const char *why)
+void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
 {
     if (w->closing)
         return;
     LOG_I("%s=%s session=%llu closed: %s", kind_name(w), w->o.name, (unsigned long long)w->o.serial, why);
     w->closing = 1;
     if (w->ev->closed_cb)
-        w->ev->closed_cb(w, why, w->ud);
+        w->ev->closed_cb(w, end, w->ud);
     bufferevent_disable(w->bev, EV_READ | EV_WRITE);
     wsmux_release_waiters(w, WSMUX_WAIT_GONE);
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
@@ -240,14 +241,15 @@ static void handle_message(struct wsmux *w, const struct ws_event *ev)
         if (ev->opcode == WS_OP_BINARY) {
             int rc = mux_session_feed(w->mux, ev->data, ev->len, now);
             if (rc != 0)
-                wsmux_close(w, mux_strerror(rc));
+                wsmux_close(w, WSMUX_END_PROTOCOL, mux_strerror(rc));
         }
         break;
     case WS_EV_PING: send_control(w, WS_OP_PONG, ev->data, ev->len); break;
     case WS_EV_PONG: w->last_pong_ms = now; break;
     case WS_EV_CLOSE:
         send_close(w, 1000);
-        wsmux_close(w, w->o.role == WSMUX_PEER ? "closed by the peer" : "closed by the worker");
+        wsmux_close(w, WSMUX_END_CLOSED,
+                    w->o.role == WSMUX_PEER ? "closed by the peer" : "closed by the worker");
         break;
     default: break;
     }
@@ -262,7 +264,7 @@ static int read_chunk(struct wsmux *w, uint8_t *buf, size_t len)
         ssize_t k = ws_parse(&w->parser, buf + off, len - off, &ev);
         if (k < 0) {
             send_close(w, ws_err_close_code((int)k));
-            wsmux_close(w, ws_strerror((int)k));
+            wsmux_close(w, WSMUX_END_PROTOCOL, ws_strerror((int)k));
             return -1;
         }
         off += (size_t)k;
@@ -303,7 +305,7 @@ static void write_cb(struct bufferevent *bev, void *ud)
 
 static void event_cb(struct bufferevent *bev, short what, void *ud)
 {
-    wsmux_close(ud, (what & BEV_EVENT_EOF) ? "connection closed" : "connection error");
+    wsmux_close(ud, WSMUX_END_LOST, (what & BEV_EVENT_EOF) ? "connection closed" : "connection error");
 }
 
 /* ---- timers: pings, mux deadlines, waiters ------------------------------------ */
@@ -328,7 +330,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *ud)
     int64_t interval = w->node->cfg->ping_interval_ms;
     if (now - w->last_ping_ms >= interval) {
         if (w->last_pong_ms < w->last_ping_ms) {
-            wsmux_close(w, "no pong within the ping interval");
+            wsmux_close(w, WSMUX_END_PING_TIMEOUT, "no pong within the ping interval");
             return;
         }
         send_control(w, WS_OP_PING, NULL, 0);
@@ -441,6 +443,11 @@ int wsmux_closing(const struct wsmux *w)
     return w->closing;
 }
 
+int wsmux_started(const struct wsmux *w)
+{
+    return w->started;
+}
+
 enum wsmux_role wsmux_role(const struct wsmux *w)
 {
     return w->o.role;
@@ -458,6 +465,17 @@ int wsmux_ext(const struct wsmux *w)
 
 /* ---- streams for waiters ------------------------------------------------------- */
 
+/* A stream opened for a waiter is open (+1) or done (-1): the session's
+ * slots and the node's gauge. */
+static void count_stream(struct wsmux *w, int d)
+{
+    w->streams = (uint32_t)((int64_t)w->streams + d);
+    if (w->o.role == WSMUX_PEER)
+        w->node->stats.streams_peer += d;
+    else
+        w->node->stats.streams_worker += d;
+}
+
 /* Opens a stream for wt (not queued); 0, or the mux error. Streams opened on
  * a dialed link before its handshake is done wait in the mux session. */
 static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
@@ -466,7 +484,7 @@ static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
     struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
     if (!st)
         return err;
-    w->streams++;
+    count_stream(w, 1);
     wt->on = NULL;
     wt->session = w;
     wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
@@ -536,7 +554,7 @@ static void serve_waiting(struct wsmux *w)
         if (!st)
             break;
         wsmux_detach(wt);
-        w->streams++;
+        count_stream(w, 1);
         wt->session = w;
         wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
     }
@@ -547,12 +565,12 @@ void wsmux_stream_done(struct wsmux *w)
     if (!w)
         return;
     if (w->streams > 0)
-        w->streams--;
+        count_stream(w, -1);
     if (w->closing)
         return;
     if (w->draining) {
         if (w->streams == 0 && w->idle_why)
-            wsmux_close(w, w->idle_why);
+            wsmux_close(w, w->idle_end, w->idle_why);
         return;
     }
     serve_waiting(w);
@@ -570,9 +588,10 @@ void wsmux_drain(struct wsmux *w, int64_t deadline_ms)
     }
 }
 
-void wsmux_close_when_idle(struct wsmux *w, const char *why)
+void wsmux_close_when_idle(struct wsmux *w, enum wsmux_end end, const char *why)
 {
     w->idle_why = why;
+    w->idle_end = end;
     if (w->draining && w->streams == 0)
-        wsmux_close(w, why);
+        wsmux_close(w, end, why);
 }

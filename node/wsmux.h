@@ -63,12 +63,27 @@ struct wsmux_stream_ops {
     void (*closed)(struct mux_stream *st, int err, void *ud);
 };
 
+enum wsmux_role { WSMUX_WORKER, WSMUX_PEER };
+
+/* Why a session ended (metrics and logs; the text passed along says more). */
+enum wsmux_end {
+    WSMUX_END_CLOSED = 0,   /* the other side closed (WebSocket close) */
+    WSMUX_END_LOST,         /* the connection closed or failed */
+    WSMUX_END_REPLACED,     /* a newer registration of the worker (here or on another node) */
+    WSMUX_END_PING_TIMEOUT, /* no pong within the ping interval */
+    WSMUX_END_PROTOCOL,     /* a WebSocket or wsmux protocol error */
+    WSMUX_END_DRAINED,      /* the node drains: reconnect elsewhere */
+    WSMUX_END_MOVED,        /* the worker registered on another node while this one drains */
+    WSMUX_END_STOPPING,     /* the node stops */
+    WSMUX_END_COUNT
+};
+
 /* What the owner hears. */
 struct wsmux_events {
     /* The session closed (once; why for the log). Waiters still queued after
      * this returns get WSMUX_WAIT_GONE; the owner may take them first
      * (wsmux_take_waiters). */
-    void (*closed_cb)(struct wsmux *w, const char *why, void *ud);
+    void (*closed_cb)(struct wsmux *w, enum wsmux_end end, void *ud);
     /* The peer opened a stream (peer links only; a worker's are refused):
      * accept it (mux_stream_accept with user data starting with its ops) or
      * reset it. */
@@ -76,8 +91,6 @@ struct wsmux_events {
     /* The struct is about to be freed: the owner frees what it keeps for w. */
     void (*freed_cb)(struct wsmux *w, void *ud);
 };
-
-enum wsmux_role { WSMUX_WORKER, WSMUX_PEER };
 
 struct wsmux_options {
     enum wsmux_role role;
@@ -95,9 +108,11 @@ struct wsmux *wsmux_new(struct node *n, struct bufferevent *bev, const struct ws
 void wsmux_begin(struct wsmux *w);
 /* The bufferevent, for a dialer that runs it until wsmux_begin(). */
 struct bufferevent *wsmux_bev(struct wsmux *w);
-/* Closes the session (no-op when closing already). */
-void wsmux_close(struct wsmux *w, const char *why);
+/* Closes the session (no-op when closing already); why: for the log. */
+void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why);
 int wsmux_closing(const struct wsmux *w);
+/* The session runs (a dialed link: its handshake is done). */
+int wsmux_started(const struct wsmux *w);
 enum wsmux_role wsmux_role(const struct wsmux *w);
 /* Streams open on the session (opened by us). */
 uint32_t wsmux_streams(const struct wsmux *w);
@@ -122,7 +137,7 @@ void wsmux_kick(struct wsmux *w);
  * deadline_ms (for the worker's next home). An ext worker gets GOAWAY.
  * close_when_idle: the session closes once its last stream is done, with why. */
 void wsmux_drain(struct wsmux *w, int64_t deadline_ms);
-void wsmux_close_when_idle(struct wsmux *w, const char *why);
+void wsmux_close_when_idle(struct wsmux *w, enum wsmux_end end, const char *why);
 int wsmux_ext(const struct wsmux *w);
 
 #endif

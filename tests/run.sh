@@ -15,6 +15,8 @@ label=${WHT_TEST_LABEL:-}
 passed=0
 failed=0
 failed_names=()
+skip_log=$(mktemp)
+trap 'rm -f "$skip_log"' EXIT
 
 run_build() { # name, cmake args...
     local name=$1; shift
@@ -31,7 +33,9 @@ run_build() { # name, cmake args...
     echo "=== test $name"
     local args=(--test-dir "$bdir" --output-on-failure --timeout 900)
     [ -n "$label" ] && args+=(-L "$label")
-    ctest "${args[@]}" | tee "$bdir/ctest.log"
+    : >"$bdir/skips.log"
+    WHT_SKIP_LOG="$bdir/skips.log" ctest "${args[@]}" | tee "$bdir/ctest.log"
+    sed "s|^|$name: |" "$bdir/skips.log" >>"$skip_log"
     local p f
     p=$(grep -cE "Test +#[0-9]+: .* Passed" "$bdir/ctest.log")
     f=$(grep -cE "Test +#[0-9]+: .*(\*\*\*|Failed|Not Run|Timeout)" "$bdir/ctest.log")
@@ -41,6 +45,8 @@ run_build() { # name, cmake args...
 }
 
 run_build release -DCMAKE_BUILD_TYPE=RelWithDebInfo -DWHT_WERROR=ON
+# slow checks (a browser, a Prometheus server) run once, in the release build
+WHT_SLOW_CHECKS=0 \
 ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
 UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
     run_build asan -DCMAKE_BUILD_TYPE=Debug -DWHT_SANITIZE=ON -DWHT_WERROR=ON
@@ -53,6 +59,11 @@ if [ -z "$label" ] || [ "$label" = fuzz ]; then
     fi
 fi
 
+skipped=$(wc -l <"$skip_log")
+if [ "$skipped" -gt 0 ]; then
+    echo "skipped (each with its reason):"
+    sed 's/^/  /' "$skip_log"
+fi
 [ ${#failed_names[@]} -gt 0 ] && echo "failed: ${failed_names[*]}"
-echo "tests: $passed passed, $failed failed"
+echo "tests: $passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -10,6 +10,8 @@
 /* Milliseconds of the monotonic clock (CLOCK_MONOTONIC): for timeouts and
  * deadlines, never for dates. */
 int64_t util_now_ms(void);
+/* The same in microseconds (for durations). */
+int64_t util_now_us(void);
 
 /* Milliseconds since the Unix epoch (CLOCK_REALTIME): for dates and the
  * cluster's generation floor. */

@@ -277,3 +277,22 @@ def node(procs):
     n = Node()
     procs.append(n)
     return n
+
+
+# ---- skips are reported, and slow checks run in one build only ---------------------
+
+def slow_check():
+    """Skips a slow check (a browser, a Prometheus server) in a build that does not run them:
+    tests/run.sh runs them once, in the release build (WHT_SLOW_CHECKS=0 for the sanitizer build)."""
+    if os.environ.get("WHT_SLOW_CHECKS", "1") == "0":
+        pytest.skip("slow check: runs once, in the release build (WHT_SLOW_CHECKS=0 here)")
+
+
+def pytest_runtest_logreport(report):
+    """Every skip, with its reason, goes to $WHT_SKIP_LOG (tests/run.sh prints them in its summary)."""
+    path = os.environ.get("WHT_SKIP_LOG")
+    if not path or not report.skipped:
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    with open(path, "a") as f:
+        f.write("%s: %s\n" % (report.nodeid, reason.replace("Skipped: ", "", 1)))

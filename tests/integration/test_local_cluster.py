@@ -53,7 +53,8 @@ def test_local_cluster_script(procs):
     state = tempfile.mkdtemp(prefix="wht-local-cluster-")
     env = dict(os.environ, WHT_CLUSTER_DIR=state, WHT_BIN_DIR=os.path.dirname(os.path.dirname(binary("whtunnel"))),
                WHT_LB_PORT=str(free_block(1) + 1), WHT_NODE_BASE_PORT=str(free_block(3)),
-               WHT_PEER_BASE_PORT=str(free_block(3)), WHT_REDIS_PORT=str(free_block(1) + 1))
+               WHT_PEER_BASE_PORT=str(free_block(3)), WHT_ADMIN_BASE_PORT=str(free_block(3)),
+               WHT_REDIS_PORT=str(free_block(1) + 1))
     env["PATH"] = env.get("PATH", "") + ":/usr/sbin:/sbin"
     lb = int(env["WHT_LB_PORT"])
     nodes = [int(env["WHT_NODE_BASE_PORT"]) + i for i in (1, 2, 3)]
