@@ -226,14 +226,14 @@ static void requests_page(struct admin_conn *c, const char *id, size_t len)
 /* The target's path, without the query. */
 static size_t path_len(const struct http1_request *r)
 {
-    const char *q = memchr(r->path, '?', r->path_len);
+    const char *q = r->path_len ? memchr(r->path, '?', r->path_len) : NULL;
     return q ? (size_t)(q - r->path) : r->path_len;
 }
 
 /* The raw value of query parameter name (*len bytes), or NULL. */
 static const char *query(const struct http1_request *r, const char *name, size_t *len)
 {
-    const char *q = memchr(r->path, '?', r->path_len), *end = r->path + r->path_len;
+    const char *q = r->path_len ? memchr(r->path, '?', r->path_len) : NULL, *end = r->path + r->path_len;
     size_t nl = strlen(name);
     while (q && q < end) {
         const char *k = q + 1, *amp = memchr(k, '&', (size_t)(end - k));

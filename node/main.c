@@ -10,6 +10,7 @@
 #include <openssl/rand.h>
 
 #include "node/config.h"
+#include "node/admin.h"
 #include "node/log.h"
 #include "node/node.h"
 #include "node/token.h"
@@ -130,7 +131,7 @@ static void program_path(const char *rel, const char *name, char *out, size_t ca
     free(real);
 }
 
-static void print_first_run(const struct config *cfg, const char *secret)
+static void print_first_run(const struct config *cfg, const char *secret, int admin)
 {
     char client[4096], self[4096];
     program_path("../client/whclient", "whclient", client, sizeof client);
@@ -151,10 +152,13 @@ static void print_first_run(const struct config *cfg, const char *secret)
             "  Expose a local service on port 8000 as worker \"demo\" (token valid 24 h):\n"
             "    %s %s://%s:%lld demo 8000 --token %s\n"
             "  then browse %s://%s:%lld/demo/\n"
-            "  (ENV=production refuses to start without TASKCLUSTER_PROXY_SECRET_A/B.)\n\n",
+            "  (ENV=production refuses to start without TASKCLUSTER_PROXY_SECRET_A/B.)\n",
             secret, self, client, scheme, host, (long long)cfg->port, tok, scheme[2] ? "https" : "http", host,
             (long long)cfg->port);
     free(tok);
+    if (admin)
+        fprintf(stderr, "  Dashboard and metrics: http://127.0.0.1:%d/dashboard and /metrics\n", admin);
+    fprintf(stderr, "\n");
 }
 
 int main(int argc, char **argv)
@@ -202,12 +206,13 @@ int main(int argc, char **argv)
     }
     struct node n;
     if (node_start(&n, base, &cfg) != 0) {
+        node_stop(&n); /* what started before the failure */
         event_base_free(base);
         config_free(&cfg);
         return 1;
     }
     if (generated)
-        print_first_run(&cfg, generated);
+        print_first_run(&cfg, generated, admin_port(&n));
     event_base_dispatch(base);
     node_stop(&n);
     event_base_free(base);

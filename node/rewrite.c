@@ -75,12 +75,22 @@ void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, con
     else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
         add_header(b, "Host", r->host, r->host_len);
     forwarded_for(b, r, xff, x->peer_ip);
-    if (x->request_id && x->request_id[0]) {
-        evbuffer_add(b, "X-Request-Id: ", 14);
-        evbuffer_add(b, x->request_id, strlen(x->request_id));
-        evbuffer_add(b, "\r\n", 2);
+    if (x->request_id && x->request_id[0]) { /* one add: a line per request must cost little */
+        char line[96];
+        size_t n = strlen(x->request_id);
+        if (n > sizeof line - 16)
+            n = sizeof line - 16;
+        memcpy(line, "X-Request-Id: ", 14);
+        memcpy(line + 14, x->request_id, n);
+        memcpy(line + 14 + n, "\r\n", 2);
+        evbuffer_add(b, line, n + 16);
     }
-    evbuffer_add_printf(b, "X-Forwarded-Proto: %s\r\n", x->tls ? "https" : "http");
+    static const char proto_https[] = "X-Forwarded-Proto: https\r\n",
+                      proto_http[] = "X-Forwarded-Proto: http\r\n";
+    if (x->tls)
+        evbuffer_add(b, proto_https, sizeof proto_https - 1);
+    else
+        evbuffer_add(b, proto_http, sizeof proto_http - 1);
     if (r->host)
         add_header(b, "X-Forwarded-Host", r->host, r->host_len);
     if (x->path_mode) {

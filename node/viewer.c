@@ -174,7 +174,7 @@ static void request_end(struct viewer *v)
     struct node *n = v->node;
     int status = v->status ? v->status : 499; /* no answer: the viewer went away */
     double ms = (double)(util_now_us() - v->req_start_us) / 1000.0;
-    const char *q = memchr(v->req.path, '?', v->req.path_len);
+    const char *q = v->req.path_len ? memchr(v->req.path, '?', v->req.path_len) : NULL;
     size_t path_len = q ? (size_t)(q - v->req.path) : v->req.path_len;
     metrics_request(&n->stats, v->via, status);
     if (n->cfg->access_log) {
@@ -412,7 +412,8 @@ static void bad_request(struct viewer *v, int rc)
 {
     unparsed_request(v);
     int status = http1_request_error_status(rc);
-    LOG_D("conn=%llu bad request: %s", (unsigned long long)v->serial, http1_strerror(rc));
+    LOG_D("conn=%llu request_id=%s bad request: %s", (unsigned long long)v->serial, v->request_id,
+          http1_strerror(rc));
     fail(v, status, http1_strerror(rc));
 }
 
@@ -815,8 +816,8 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
     ssize_t k = response_bytes(v, data, len);
     if (k < 0) {
         out_count(v, mark);
-        LOG_I("conn=%llu worker=%s bad chunked response: %s", (unsigned long long)v->serial, v->worker_id,
-              http1_strerror((int)k));
+        LOG_I("conn=%llu worker=%s request_id=%s bad chunked response: %s", (unsigned long long)v->serial,
+              v->worker_id, v->request_id, http1_strerror((int)k));
         if (counted)
             mux_stream_consume(v->stream, len);
         release_stream(v);
@@ -926,8 +927,8 @@ static void try_response_head(struct viewer *v)
         if (rc == HTTP1_INCOMPLETE)
             return;
         if (rc < 0) {
-            LOG_I("conn=%llu worker=%s bad response head: %s", (unsigned long long)v->serial, v->worker_id,
-                  http1_strerror(rc));
+            LOG_I("conn=%llu worker=%s request_id=%s bad response head: %s", (unsigned long long)v->serial,
+                  v->worker_id, v->request_id, http1_strerror(rc));
             release_stream(v);
             fail(v, 502, "the worker sent a malformed response\n");
             return;

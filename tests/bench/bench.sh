@@ -24,6 +24,8 @@
 #   --no-install      do not run deploy/install-deps.sh --bench
 #   --no-netns        stay in this network namespace (default: a private one made
 #                     with unshare -n, loopback only, when that works)
+#   --access-log      nodes log at level info, so with an access line per request
+#                     (default: level warn, no access lines; metrics are always on)
 #
 # Environment:
 #   WHT_BUILD_DIR     build with node/whtunnel and client/whclient (default
@@ -48,9 +50,10 @@ WORKERS=1000
 SLOW_SECONDS=60
 INSTALL=1
 NETNS=1
+NODE_LOG_LEVEL=warn
 ARGS=("$@")
 
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
@@ -61,6 +64,7 @@ while [ $# -gt 0 ]; do
     --slow-seconds) SLOW_SECONDS=${2:?}; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --no-netns) NETNS=0; shift ;;
+    --access-log) NODE_LOG_LEVEL=info; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
@@ -244,7 +248,7 @@ start_proxy() {
 start_node() {
     NODE_PORT=$(free_port)
     start "$1" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
-        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL=warn ENV=development "$WHTUNNEL"
+        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL="$NODE_LOG_LEVEL" ENV=development "$WHTUNNEL"
     NODE_PID=$LAST_PID
     wait_port "$NODE_PORT" "$NODE_PID" "$1"
 }

@@ -111,7 +111,9 @@ class Node(Proc):
     def __init__(self, env=None, port=None, args=()):
         self.port = port or free_port()
         e = {"PORT": str(self.port), "WHT_LISTEN_ADDR": "127.0.0.1", "TASKCLUSTER_PROXY_SECRET_A": SECRET_A,
-             "TASKCLUSTER_PROXY_SECRET_B": SECRET_B, "WHT_LOG_LEVEL": "debug"}
+             "TASKCLUSTER_PROXY_SECRET_B": SECRET_B, "WHT_LOG_LEVEL": "debug",
+             # the default admin port (PORT + 2) may be another node's port: free ports come in sequence
+             "WHT_ADMIN_ADDR": "127.0.0.1:0"}
         e.update(env or {})
         super().__init__([binary("whtunnel")] + list(args), env=e, name="node")
         wait_for(lambda: port_open(self.port) or not self.alive(), 10, "node to listen")
