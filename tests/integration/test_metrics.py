@@ -230,3 +230,77 @@ def test_request_id_to_the_worker(procs, sane):
     else:
         assert re.fullmatch(r"[0-9a-f]{16}", sent[0])
     wait_for(lambda: "request_id=%s " % sent[0] in n.output(), 5, "the access line with the id")
+
+
+def test_tls_handshakes_and_websockets_counted(procs, tmp_path):
+    import ssl
+    from test_tls import make_ca, make_cert
+    d = str(tmp_path)
+    ca = make_ca(d)
+    key, cert = make_cert(d, "server", "IP:127.0.0.1,DNS:localhost")
+    n = admin_node(procs, {"TLS_KEY": key, "TLS_CERTIFICATE": cert})
+    b = Backend()
+    procs.append(b)
+    c = Client("wss://127.0.0.1:%d" % n.port, "w1", b.port, args=("--ca", ca))
+    procs.append(c)
+    m0 = metrics(n.admin)
+    ctx = ssl.create_default_context(cafile=ca)
+    for _ in range(3):  # three handshakes that complete
+        s = ctx.wrap_socket(socket.create_connection(("127.0.0.1", n.port), timeout=10), server_hostname="127.0.0.1")
+        s.sendall(b"GET /__heartbeat__ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while s.recv(65536):
+            pass
+        s.close()
+    for _ in range(2):  # two that fail: plain bytes to the TLS port, and a client that gives up
+        s = socket.create_connection(("127.0.0.1", n.port), timeout=10)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            s.recv(100)
+        except OSError:
+            pass
+        s.close()
+    wait_for(lambda: diff(metrics(n.admin), m0).get("whtunnel_tls_handshake_failures_total") == 2, 5,
+             "two failed handshakes counted")
+    d1 = diff(metrics(n.admin), m0)
+    assert d1.get("whtunnel_tls_handshakes_total") == 3, d1
+    # a WebSocket through the tunnel is open while it lasts, then counted as one 101
+    import asyncio
+    import websockets
+
+    async def ws():
+        async with websockets.connect("wss://127.0.0.1:%d/w1/ws" % n.port, ssl=ctx) as w:
+            await w.send("hi")
+            assert await w.recv() == "hi"
+            assert metrics(n.admin)["whtunnel_websockets_open"] == 1
+    asyncio.run(ws())
+    wait_for(lambda: metrics(n.admin)["whtunnel_websockets_open"] == 0, 5, "the WebSocket to be closed")
+    assert diff(metrics(n.admin), m0).get(REQ % ("local", "1xx")) == 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_access_log_formats_and_off(procs, fmt):
+    n = admin_node(procs, {"WHT_LOG_FORMAT": fmt, "WHT_LOG_LEVEL": "info"})
+    off = admin_node(procs, {"WHT_ACCESS_LOG": "false", "WHT_LOG_LEVEL": "info"})
+    for node in (n, off):
+        assert raw(node.port, b"GET /nobody/p?secret=1 HTTP/1.1\r\nHost: x\r\nX-Request-Id: rid-7\r\n"
+                              b"Connection: close\r\n\r\n").startswith(b"HTTP/1.1 404")
+    if fmt == "json":
+        def line():
+            for l in n.output().splitlines():
+                j = json.loads(l)  # every line is JSON
+                if j.get("msg") == "access":
+                    return j
+        wait_for(lambda: line() is not None, 5, "the JSON access line")
+        j = line()
+        assert (j["method"], j["path"], j["status"], j["via"], j["request_id"]) == ("GET", "/nobody/p", 404, "local",
+                                                                                      "rid-7")
+        assert j["bytes_in"] > 0 and j["bytes_out"] > 0 and "secret" not in json.dumps(j)
+    else:
+        wait_for(lambda: " access " in n.output(), 5, "the access line")
+        assert re.search(r" access conn=\d+ worker= method=GET path=/nobody/p status=404 .* request_id=rid-7 ",
+                         n.output())
+        assert "secret" not in n.output()
+    # the node with the access log off: the request is counted, but no line
+    wait_for(lambda: metrics(off.admin)[REQ % ("local", "4xx")] == 1, 5, "the request counted")
+    raw(off.port, b"GET /__heartbeat__ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert " access " not in off.output()
