@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -97,15 +99,66 @@ static int cmd_token(int argc, char **argv)
     return 0;
 }
 
-/* Development mode without secrets: make one up and show how to connect. */
-static char *dev_secret(void)
+/* Development mode without secrets: the node uses a development secret kept
+ * in a file, so that a restart keeps the workers' tokens valid. The file:
+ * WHT_DEV_SECRET_FILE, else $XDG_STATE_HOME/whtunnel/dev-secret, else
+ * $HOME/.local/state/whtunnel/dev-secret. */
+static void dev_secret_path(char *out, size_t cap)
 {
-    unsigned char raw[24];
+    const char *f = getenv("WHT_DEV_SECRET_FILE"), *x = getenv("XDG_STATE_HOME"), *h = getenv("HOME");
+    if (f && f[0])
+        snprintf(out, cap, "%s", f);
+    else if (x && x[0])
+        snprintf(out, cap, "%s/whtunnel/dev-secret", x);
+    else if (h && h[0])
+        snprintf(out, cap, "%s/.local/state/whtunnel/dev-secret", h);
+    else
+        out[0] = 0;
+}
+
+/* mkdir -p of the directories above path's last component (mode 0700). */
+static void make_parents(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p == '/') {
+            *p = 0;
+            mkdir(tmp, 0700);
+            *p = '/';
+        }
+    }
+}
+
+/* A secret of 48 hex digits: the one kept at path, or a new one kept there.
+ * *kept says whether it is in the file (0: made for this run only). */
+static char *dev_secret(const char *path, int *kept)
+{
     static char hex[49];
+    *kept = 0;
+    FILE *f = path[0] ? fopen(path, "r") : NULL;
+    if (f) {
+        size_t n = fread(hex, 1, 48, f);
+        fclose(f);
+        hex[48] = 0;
+        if (n == 48 && strspn(hex, "0123456789abcdef") == 48) {
+            *kept = 1;
+            return hex;
+        }
+    }
+    unsigned char raw[24];
     if (RAND_bytes(raw, sizeof raw) != 1)
         return NULL;
     for (size_t i = 0; i < sizeof raw; i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
+    if (path[0]) {
+        make_parents(path);
+        int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fd >= 0) {
+            *kept = write(fd, hex, 48) == 48 && write(fd, "\n", 1) == 1;
+            close(fd);
+        }
+    }
     return hex;
 }
 
@@ -131,7 +184,7 @@ static void program_path(const char *rel, const char *name, char *out, size_t ca
     free(real);
 }
 
-static void print_first_run(const struct config *cfg, const char *secret, int admin)
+static void print_first_run(const struct config *cfg, const char *secret, int admin, const char *kept_at)
 {
     char client[4096], self[4096];
     program_path("../client/whclient", "whclient", client, sizeof client);
@@ -145,7 +198,9 @@ static void print_first_run(const struct config *cfg, const char *secret, int ad
     const char *scheme = cfg->tls_key && cfg->tls_key[0] ? "wss" : "ws";
     fprintf(stderr,
             "\n"
-            "  whtunnel is running in development mode with a secret generated just now.\n"
+            "  whtunnel is running in development mode with a development secret, kept in\n"
+            "    %s\n"
+            "  %s\n"
             "  To mint more tokens in another shell:\n"
             "    export TASKCLUSTER_PROXY_SECRET_A=%s\n"
             "    %s token --id <id>\n"
@@ -153,6 +208,9 @@ static void print_first_run(const struct config *cfg, const char *secret, int ad
             "    %s %s://%s:%lld demo 8000 --token %s\n"
             "  then browse %s://%s:%lld/demo/\n"
             "  (ENV=production refuses to start without TASKCLUSTER_PROXY_SECRET_A/B.)\n",
+            kept_at[0] ? kept_at : "(nowhere: set HOME or WHT_DEV_SECRET_FILE to keep it)",
+            kept_at[0] ? "(the next start uses it again, so tokens stay valid; delete the file for a new one)"
+                       : "(a restart makes a new one: every worker's token stops working)",
             secret, self, client, scheme, host, (long long)cfg->port, tok, scheme[2] ? "https" : "http", host,
             (long long)cfg->port);
     free(tok);
@@ -183,9 +241,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *generated = NULL;
+    char kept_at[4096] = "";
+    int kept = 0;
     int production = cfg.env && strcmp(cfg.env, "production") == 0;
     if ((!cfg.secret_a || !cfg.secret_a[0]) && (!cfg.secret_b || !cfg.secret_b[0]) && !production) {
-        generated = dev_secret();
+        dev_secret_path(kept_at, sizeof kept_at);
+        generated = dev_secret(kept_at, &kept);
+        if (!kept)
+            kept_at[0] = 0;
         if (generated)
             config_set_generated_secret(&cfg, generated);
     }
@@ -212,7 +275,7 @@ int main(int argc, char **argv)
         return 1;
     }
     if (generated)
-        print_first_run(&cfg, generated, admin_port(&n));
+        print_first_run(&cfg, generated, admin_port(&n), kept_at);
     event_base_dispatch(base);
     node_stop(&n);
     event_base_free(base);

@@ -5,12 +5,13 @@ client), so every header and status can be controlled."""
 
 import base64
 import os
+import re
 import socket
 import time
 
 import pytest
 
-from conftest import SECRET_A, SECRET_B, Node, make_token, wait_for
+from conftest import SECRET_A, SECRET_B, Client, Node, make_token, wait_for
 
 
 def register(port, wid="w1", token=None, headers=None, path="/", upgrade=True, id_header="X-Websocktunnel-Id",
@@ -202,3 +203,22 @@ def test_unreadable_tls_files_refuse_to_start(tmp_path):
     r = subprocess.run([binary("whtunnel")], env=env, capture_output=True, timeout=10)
     assert r.returncode != 0
     assert b"TLS" in r.stderr
+
+
+def test_development_secret_kept_across_restarts(procs, backend, tmp_path):
+    """Without secrets (development), a restart keeps the generated secret: the banner's token still works."""
+    env = {"TASKCLUSTER_PROXY_SECRET_A": "", "TASKCLUSTER_PROXY_SECRET_B": "", "HOME": str(tmp_path),
+           "XDG_STATE_HOME": ""}
+    first = Node(env=env)
+    procs.append(first)
+    wait_for(lambda: "--token " in first.output(), 5, "the development banner")
+    token = re.search(r"--token (\S+)", first.output()).group(1)
+    path = str(tmp_path / ".local" / "state" / "whtunnel" / "dev-secret")
+    assert path in first.output()
+    assert oct(os.stat(path).st_mode & 0o777) == "0o600"
+    first.stop()
+    second = Node(env=env, port=first.port)
+    procs.append(second)
+    c = Client(second.url, "demo", backend.port, token=token)
+    procs.append(c)
+    assert c.url and c.url.endswith("/demo")
