@@ -230,6 +230,23 @@ static void client_url(const struct node *n, const struct http1_request *req, in
     snprintf(out, cap, "%s://%.*s/%s", scheme, (int)req->host_len, req->host ? req->host : "", id);
 }
 
+/* What a worker's owner can do about a refused token. */
+static const char *token_hint(int rc)
+{
+    switch (rc) {
+    case TOKEN_E_SIGNATURE:
+        return " (was the node's secret changed? TASKCLUSTER_PROXY_SECRET_A/B must be the one the token was "
+               "made "
+               "with)";
+    case TOKEN_E_TID: return " (the token is for another worker id: make one for this id)";
+    case TOKEN_E_EXPIRED: return " (get a new token)";
+    case TOKEN_E_NOT_YET_VALID: return " (is this machine's clock, or the node's, wrong?)";
+    case TOKEN_E_AUDIENCE: return " (the node checks AUDIENCE: the token needs that aud)";
+    case TOKEN_E_WINDOW: return " (a token may be valid for 31 days at most)";
+    default: return "";
+    }
+}
+
 static int refuse(struct workers_refusal *why, int status, const char *body, enum node_reg outcome)
 {
     why->status = status;
@@ -278,7 +295,8 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
     if (rc != 0) {
         LOG_I("conn=%llu worker=%s registration refused: %s", (unsigned long long)conn_serial, id,
               token_strerror(rc));
-        return refuse(why, 401, "invalid token\n", NODE_REG_BAD_TOKEN);
+        snprintf(why->text, sizeof why->text, "invalid token: %s%s\n", token_strerror(rc), token_hint(rc));
+        return refuse(why, 401, why->text, NODE_REG_BAD_TOKEN);
     }
     char accept[29];
     if (ws_accept_key(wskey, wskey_len, accept) != 0)

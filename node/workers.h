@@ -44,8 +44,9 @@ struct wsmux *workers_find(struct node *n, const char *id, size_t len);
  * the outcome for the metrics. */
 struct workers_refusal {
     int status;
-    const char *body;
+    const char *body; /* static, or text */
     enum node_reg outcome;
+    char text[256]; /* a body made for this refusal */
 };
 
 /* Registers the worker that req (a complete request head on bev, whose

@@ -222,3 +222,31 @@ def test_development_secret_kept_across_restarts(procs, backend, tmp_path):
     c = Client(second.url, "demo", backend.port, token=token)
     procs.append(c)
     assert c.url and c.url.endswith("/demo")
+
+
+@pytest.mark.parametrize("case,words", [
+    ("wrong secret", ["signature", "TASKCLUSTER_PROXY_SECRET_A/B"]),
+    ("expired", ["expired", "new token"]),
+    ("not yet valid", ["not valid yet", "clock"]),
+    ("wrong tid", ["tid", "another worker id"]),
+    ("window over 31 days", ["31 days"]),
+    ("alg HS384", ["HS256"]),
+])
+def test_refusal_says_why(node, case, words):
+    """The 401 body names the reason and what to do about the common ones."""
+    s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
+    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               "X-Websocktunnel-Id: w1\r\nAuthorization: Bearer %s\r\n\r\n" % bad_tokens()[case]).encode())
+    data = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        data += d
+    s.close()
+    assert data.startswith(b"HTTP/1.1 401 "), data[:40]
+    body = data.split(b"\r\n\r\n", 1)[-1].decode()
+    assert body.startswith("invalid token: "), body
+    for w in words:
+        assert w in body, (case, body)
