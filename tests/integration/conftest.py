@@ -190,9 +190,8 @@ def check_streamed_lines(port, path, lines=10):
     assert sum(1 for g in gaps if g > 0.05) >= lines - 3, gaps
 
 
-def read_until_close(port, request):
-    """Sends request on a new connection and reads until the node closes it:
-    (head as text, body bytes)."""
+def read_all(port, request):
+    """Sends request on a new connection and returns every byte until the node closes it."""
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.sendall(request)
     buf = b""
@@ -202,7 +201,13 @@ def read_until_close(port, request):
             break
         buf += d
     s.close()
-    head, _, body = buf.partition(b"\r\n\r\n")
+    return buf
+
+
+def read_until_close(port, request):
+    """Sends request on a new connection and reads until the node closes it:
+    (head as text, body bytes)."""
+    head, _, body = read_all(port, request).partition(b"\r\n\r\n")
     return head.decode(errors="replace"), body
 
 

@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from conftest import Backend, Client, Node, free_port, make_token, port_open, wait_for
+from conftest import Backend, Client, Node, free_port, make_token, port_open, read_all, wait_for
 from test_cluster import CLUSTER_SECRET, Redis, cluster_node, wait_peers  # noqa: F401 (fixtures)
 
 
@@ -37,18 +37,7 @@ def diff(after, before):
     return {k: after[k] - before.get(k, 0) for k in after if after[k] != before.get(k, 0)}
 
 
-def raw(port, data):
-    """Sends data, returns everything until the node closes (Connection: close)."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(data)
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
-    s.close()
-    return got
+raw = read_all  # every byte of the answer, until the node closes
 
 
 REQ = "whtunnel_requests_total{path=\"%s\",code=\"%s\"}"
