@@ -197,7 +197,6 @@ static void cluster_page(struct admin_conn *c)
         reply_json(c, json_pack("{s:b, s:[o]}", "cluster", 0, "nodes", self));
         return;
     }
-    cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
     int rc = cluster_registry_cluster_info(n->cluster, info_cb, c, &c->info);
     if (rc == 0)
         return; /* info_cb answers */

@@ -110,7 +110,6 @@ static struct link *link_new(struct links *ls, struct bufferevent *bev, const ch
     TAILQ_INSERT_TAIL(&ls->all, l, entry);
     l->in_list = 1;
     ls->count++;
-    ls->node->stats.peer_links++;
     return l;
 }
 

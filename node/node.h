@@ -59,9 +59,8 @@ enum node_reg {
 /* Counters and gauges: /__cluster__, the logs, /metrics (metrics.c). Each is
  * changed by the module that sees the event; nothing else keeps them. */
 struct node_stats {
-    uint64_t connections, requests, registrations, workers;
-    uint64_t responses_5xx, responses_4xx;
-    uint64_t relayed_out, relayed_in, relay_misses, relay_retries, peer_links;
+    uint64_t workers; /* worker sessions open */
+    uint64_t relayed_out, relayed_in, relay_misses, relay_retries;
     uint64_t served[NODE_VIA_COUNT][5];        /* requests ended, by path and status class 1xx..5xx */
     uint64_t head_time[NODE_HEAD_BUCKETS + 1]; /* time to the response head, per bucket */
     double head_time_sum;                      /* seconds */

@@ -251,11 +251,15 @@ static size_t out_mark(struct viewer *v)
     return evbuffer_get_length(bufferevent_get_output(v->bev));
 }
 
-static void out_count(struct viewer *v, size_t mark)
+static void sent(struct viewer *v, size_t n)
 {
-    size_t n = out_mark(v) - mark;
     v->req_out += n;
     v->node->stats.bytes_out += n;
+}
+
+static void out_count(struct viewer *v, size_t mark)
+{
+    sent(v, out_mark(v) - mark);
 }
 
 /* Closes once the output is out. */
@@ -273,10 +277,6 @@ static void finish(struct viewer *v)
 /* Answers the current request with a small text and closes. */
 static void fail(struct viewer *v, int status, const char *body)
 {
-    if (status >= 500)
-        v->node->stats.responses_5xx++;
-    else
-        v->node->stats.responses_4xx++;
     size_t mark = out_mark(v);
     respond_text(v->bev, status, body, 1);
     out_count(v, mark);
@@ -451,7 +451,6 @@ static void next_head(struct viewer *v)
     http1_parse_request(v->head, v->head_len, &v->req, v->head_len); /* pointers into our copy */
     v->keep_alive = v->req.keep_alive && !v->node->draining;
     v->retried = 0;
-    v->node->stats.requests++;
     v->nreq++;
     request_start(v);
     route_request(v);
@@ -628,7 +627,6 @@ static void attach(struct viewer *v, struct wsmux *w)
 static void relay_route(struct viewer *v)
 {
     set_state(v, V_WAIT);
-    v->waiter.on = NULL;
     if (!v->relayed)
         v->via = NODE_VIA_RELAYED_OUT;
     relay_find(v->node, v->worker_id, strlen(v->worker_id), &v->waiter, &v->lookup);
@@ -705,7 +703,6 @@ static void to_worker(struct viewer *v, const struct route *rt)
         break;
     case ROUTE_MISS: {
         v->node->stats.relay_misses++;
-        v->node->stats.responses_4xx++;
         size_t mark = out_mark(v);
         relay_answer_miss(v->bev); /* never relayed twice */
         out_count(v, mark);
@@ -939,8 +936,7 @@ static void try_response_head(struct viewer *v)
             if (v->req.version_minor > 0)   /* never to an HTTP/1.0 viewer (RFC 9110 15.2) */
             {
                 evbuffer_add(bufferevent_get_output(v->bev), p, (size_t)rc);
-                v->req_out += (size_t)rc;
-                v->node->stats.bytes_out += (size_t)rc;
+                sent(v, (size_t)rc);
             }
             evbuffer_drain(v->resp_head, (size_t)rc);
             v->resp_scan = 0; /* the next head starts */
@@ -1115,7 +1111,6 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
     snprintf(v->peer_ip, sizeof v->peer_ip, "%s", peer_ip);
     v->resp_head = evbuffer_new();
     n->nconns++;
-    n->stats.connections++;
     TAILQ_INSERT_TAIL(&n->viewers->live, v, link);
     setup_bev(v);
     v->head_ev = evtimer_new(n->base, head_timeout_cb, v);

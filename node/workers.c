@@ -311,7 +311,6 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
     if (len <= 0)
         return refuse(why, 500, "response too large\n", NODE_REG_BAD_HANDSHAKE);
     evbuffer_add(bufferevent_get_output(bev), resp, (size_t)len);
-    n->stats.registrations++;
     n->stats.reg[NODE_REG_OK]++;
     LOG_I("conn=%llu worker=%s registered (%s, url %s)", (unsigned long long)conn_serial, id,
           use_ext ? "ext" : "compat", url);

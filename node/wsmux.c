@@ -476,7 +476,7 @@ static void count_stream(struct wsmux *w, int d)
         w->node->stats.streams_worker += d;
 }
 
-/* Opens a stream for wt (not queued); 0, or the mux error. Streams opened on
+/* Opens a stream for wt (taken off the queue if it was on it); 0, or the mux error. Streams opened on
  * a dialed link before its handshake is done wait in the mux session. */
 static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
 {
@@ -484,8 +484,8 @@ static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
     struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
     if (!st)
         return err;
+    wsmux_detach(wt); /* when it was queued */
     count_stream(w, 1);
-    wt->on = NULL;
     wt->session = w;
     wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
     return 0;
@@ -548,16 +548,9 @@ void wsmux_release_waiters(struct wsmux *w, enum wsmux_wait result)
 static void serve_waiting(struct wsmux *w)
 {
     struct wsmux_waiter *wt;
-    while ((wt = TAILQ_FIRST(&w->waiting)) && w->streams < w->max_streams) {
-        int err;
-        struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
-        if (!st)
+    while ((wt = TAILQ_FIRST(&w->waiting)) && w->streams < w->max_streams)
+        if (open_for(w, wt) != 0)
             break;
-        wsmux_detach(wt);
-        count_stream(w, 1);
-        wt->session = w;
-        wt->ready_cb(wt, st, WSMUX_WAIT_STREAM);
-    }
 }
 
 void wsmux_stream_done(struct wsmux *w)
