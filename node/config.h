@@ -78,6 +78,12 @@ struct config {
     uint64_t session_buffer;    /* WHT_SESSION_BUFFER, --session-buffer: 64k..1g, default 8m */
     int64_t ping_interval_ms;   /* WHT_PING_INTERVAL, --ping-interval: 1s..10m, default 20s */
     int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: 1..1000000, 10000 */
+    /* limits on a worker's streams (docs/node.md, "Time limits"); 0 is off, except for the first */
+    int64_t accept_timeout_ms;               /* WHT_ACCEPT_TIMEOUT, --accept-timeout: 100ms..10m, 30s */
+    int64_t response_timeout_ms;             /* WHT_RESPONSE_TIMEOUT, --response-timeout: 0..1d, 60s */
+    int64_t stream_idle_timeout_ms;          /* WHT_STREAM_IDLE_TIMEOUT, --stream-idle-timeout: 0..1d, 10m */
+    int64_t stream_idle_timeout_upgraded_ms; /* WHT_STREAM_IDLE_TIMEOUT_UPGRADED,
+                                                --stream-idle-timeout-upgraded: 0..1d, 1h */
     /* cluster */
     char *redis_url;      /* REDIS_URL, --redis-url: redis://[:password@]host[:port][/db]; "" standalone */
     char *node_id;        /* WHT_NODE_ID, --node-id: [A-Za-z0-9_.-], at most 64; "" computed by the node */

@@ -45,6 +45,8 @@ static const char *const end_label[WSMUX_END_COUNT] = {
     "closed_by_worker", "connection_lost", "replaced", "ping_timeout",
     "protocol_error",   "drained",         "moved",    "node_stopping"};
 
+static const char *const timeout_label[NODE_TIMEOUT_COUNT] = {"accept", "response", "idle"};
+
 static void requests(struct evbuffer *o, const struct node_stats *st)
 {
     help(o, "whtunnel_requests_total", "counter", "Viewer requests ended, by path and status class.");
@@ -89,6 +91,11 @@ static void workers(struct evbuffer *o, struct node *n)
     evbuffer_add_printf(
         o, "whtunnel_streams_open{to=\"worker\"} %lld\nwhtunnel_streams_open{to=\"peer\"} %lld\n",
         (long long)st->streams_worker, (long long)st->streams_peer);
+    help(o, "whtunnel_stream_timeouts_total", "counter",
+         "Exchanges with a worker ended by a limit: accept, response (head), idle.");
+    for (int i = 0; i < NODE_TIMEOUT_COUNT; i++)
+        evbuffer_add_printf(o, "whtunnel_stream_timeouts_total{kind=\"%s\"} %llu\n", timeout_label[i],
+                            (unsigned long long)st->stream_timeouts[i]);
     one(o, "whtunnel_viewer_connections_open", "gauge", "Viewer connections open (relayed ones included).",
         (double)n->nconns);
     one(o, "whtunnel_websockets_open", "gauge", "Viewer connections upgraded (after a 101).",

@@ -53,6 +53,14 @@ enum node_reg {
     NODE_REG_COUNT
 };
 
+/* Exchanges with a worker ended by a limit (the `kind` label of whtunnel_stream_timeouts_total). */
+enum node_timeout {
+    NODE_TIMEOUT_ACCEPT,   /* the stream was not accepted within WHT_ACCEPT_TIMEOUT */
+    NODE_TIMEOUT_RESPONSE, /* no response head within WHT_RESPONSE_TIMEOUT */
+    NODE_TIMEOUT_IDLE,     /* no byte moved within WHT_STREAM_IDLE_TIMEOUT(_UPGRADED) */
+    NODE_TIMEOUT_COUNT
+};
+
 #define NODE_HEAD_BUCKETS 13 /* bounds in metrics.c; one more slot counts what is above the last */
 #define NODE_END_KINDS 16    /* >= WSMUX_END_COUNT */
 
@@ -71,6 +79,7 @@ struct node_stats {
     int64_t streams_worker, streams_peer;      /* streams open (gauges) */
     int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
     uint64_t tls_handshakes, tls_failures;
+    uint64_t stream_timeouts[NODE_TIMEOUT_COUNT]; /* by enum node_timeout */
 };
 
 struct node {

@@ -33,6 +33,7 @@
 #define VIEWER_OUT_LOW (64 * 1024)
 #define VIEWER_IN_HIGH (64 * 1024)
 #define RESP_HEAD_MAX (64 * 1024)
+#define RELAY_GRACE_MS 1000 /* relaying: the owner's limits, plus this, before ours end the wait */
 
 /* Where a viewer connection is. */
 enum viewer_state {
@@ -93,12 +94,17 @@ struct viewer {
     int resp_started, resp_done, resp_keep_alive;
     int resp_dechunk;          /* an HTTP/1.0 viewer: the chunked body goes as its bare payload */
     uint64_t owed;             /* stream bytes delivered, not yet consumed */
-    struct event *head_ev;     /* absolute deadline for the request head being read */
+    struct event *timer_ev;    /* the head's deadline, or the exchange's limits (lazily: see timer_cb) */
+    int64_t timer_at;          /* timer_ev fires at this or earlier (monotonic ms); INT64_MAX: not pending */
+    int64_t mark_ms;           /* the exchange last moved: stream accepted, request sent, a byte either way */
+    uint64_t up_taken;         /* relaying: request bytes the link stream had sent when last looked at */
     int keep_alive;            /* the viewer may send another request */
     uint32_t nreq;             /* request heads read on this connection */
     unsigned relayed : 1;      /* arrived over a peer link: never relayed again */
     unsigned stream_fresh : 1; /* relaying: the stream still needs its preamble */
     unsigned retried;          /* relaying: this request was sent again after a miss */
+    unsigned head_timed : 1;   /* timer_ev is the deadline of the head being read */
+    unsigned accepted : 1;     /* the stream was accepted by the worker (or the owner node) */
     /* the current request, for the metrics, the access log and the worker's ring */
     int64_t req_start_us; /* monotonic: when its head was read */
     uint64_t req_in, req_out;
@@ -285,8 +291,8 @@ static void fail(struct viewer *v, int status, const char *body)
     finish(v);
 }
 
-/* Lets go of the stream, the worker slot and any wait, without waiting for the worker. */
-static void release_stream(struct viewer *v)
+/* Lets go of the stream (reset with reason), the worker slot and any wait, without waiting for the worker. */
+static void reset_stream(struct viewer *v, uint32_t reason)
 {
     relay_cancel(&v->lookup);
     drain_unpark(&v->waiter);
@@ -294,13 +300,19 @@ static void release_stream(struct viewer *v)
     if (v->stream) {
         struct mux_stream *st = v->stream;
         v->stream = NULL;
-        mux_stream_reset(st, MUX_REASON_CANCEL);
+        mux_stream_reset(st, reason);
         wsmux_stream_done(v->worker);
         wsmux_kick(v->worker);
     }
     v->worker = NULL;
     v->owed = 0;
     v->stream_reusable = 0;
+    v->accepted = 0;
+}
+
+static void release_stream(struct viewer *v)
+{
+    reset_stream(v, MUX_REASON_CANCEL);
 }
 
 static void credit(struct viewer *v)
@@ -342,8 +354,8 @@ static void close_viewer(struct viewer *v)
     if (v->bev)
         bufferevent_free(v->bev);
     v->bev = NULL;
-    if (v->head_ev)
-        event_free(v->head_ev);
+    if (v->timer_ev)
+        event_free(v->timer_ev);
     if (v->resp_head)
         evbuffer_free(v->resp_head);
     free(v->head);
@@ -367,11 +379,8 @@ static void unparsed_request(struct viewer *v);
 
 /* The head being read must be complete by header_timeout from its first byte
  * (from the accept for a connection's first request), however it trickles in. */
-static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
+static void head_timeout(struct viewer *v)
 {
-    struct viewer *v = ud;
-    if (v->state != V_HEAD)
-        return;
     if (evbuffer_get_length(bufferevent_get_input(v->bev)) == 0) {
         close_viewer(v); /* a connection that never sent anything */
         return;
@@ -385,7 +394,9 @@ static void arm_head_deadline(struct viewer *v)
 {
     int64_t ms = v->node->cfg->header_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    evtimer_add(v->head_ev, &tv);
+    v->head_timed = 1;
+    v->timer_at = INT64_MIN; /* (set once the head is read) */
+    evtimer_add(v->timer_ev, &tv);
 }
 
 /* Parses the head in the input; the head length, HTTP1_INCOMPLETE, or an error. */
@@ -430,7 +441,7 @@ static void next_head(struct viewer *v)
     bufferevent_enable(v->bev, EV_READ);
     if (evbuffer_get_length(in) == 0)
         return;
-    if (!evtimer_pending(v->head_ev, NULL)) /* the first byte of a head: its deadline starts */
+    if (!v->head_timed) /* the first byte of a head: its deadline starts */
         arm_head_deadline(v);
     const char *p;
     int rc = parse_head(v, &p);
@@ -440,7 +451,7 @@ static void next_head(struct viewer *v)
         bad_request(v, rc);
         return;
     }
-    evtimer_del(v->head_ev);
+    v->head_timed = 0; /* the timer stays: it looks at the exchange's limits when it fires */
     free(v->head);
     v->head = malloc((size_t)rc);
     memcpy(v->head, p, (size_t)rc);
@@ -453,7 +464,114 @@ static void next_head(struct viewer *v)
     v->retried = 0;
     v->nreq++;
     request_start(v);
+    /* the head's deadline is pending: it is this, at the latest */
+    v->timer_at = v->req_start_us / 1000 + v->node->cfg->header_timeout_ms;
     route_request(v);
+}
+
+/* ---- time limits of an exchange with the worker ------------------------------------------ */
+
+/* The timer fires at `at` (now: the time now, ms), unless it fires earlier
+ * already: its callback then looks again. */
+static void arm_at(struct viewer *v, int64_t now, int64_t at)
+{
+    if (at >= v->timer_at)
+        return;
+    v->timer_at = at;
+    int64_t ms = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(v->timer_ev, &tv);
+}
+
+/* The limit (ms, 0: none) on the exchange's current wait, and its kind:
+ * before the response head, WHT_RESPONSE_TIMEOUT (or the idle limit when it
+ * is off); after it, WHT_STREAM_IDLE_TIMEOUT (_UPGRADED after a 101). On a
+ * stream to the owner node (peer), the owner's limits run first: its answer
+ * (a 504) comes through before ours would end the wait. */
+static int64_t exchange_limit(const struct viewer *v, int peer, enum node_timeout *kind)
+{
+    const struct config *c = v->node->cfg;
+    enum node_timeout k = NODE_TIMEOUT_IDLE;
+    int64_t lim, extra = 0;
+    if (v->state == V_TUNNEL) {
+        lim = c->stream_idle_timeout_upgraded_ms;
+    } else if (v->resp_started) {
+        lim = c->stream_idle_timeout_ms;
+    } else {
+        lim = c->response_timeout_ms ? c->response_timeout_ms : c->stream_idle_timeout_ms;
+        k = c->response_timeout_ms ? NODE_TIMEOUT_RESPONSE : NODE_TIMEOUT_IDLE;
+        extra = c->accept_timeout_ms; /* the owner waits for its worker to accept first */
+    }
+    if (kind)
+        *kind = k;
+    return lim && peer ? lim + extra + RELAY_GRACE_MS : lim;
+}
+
+/* The exchange's wait starts again at now: the stream was accepted, a request
+ * went on a kept stream, the response head or a 101 came. */
+static void exchange_restart(struct viewer *v, int64_t now)
+{
+    int peer = wsmux_role(v->worker) == WSMUX_PEER;
+    v->mark_ms = now;
+    if (peer && v->stream) { /* what has credit goes at once: only the rest tells that the owner moves */
+        uint64_t q = mux_stream_queued(v->stream), credit = mux_stream_send_credit(v->stream);
+        v->up_taken = v->req_in - q + (q < credit ? q : credit);
+    }
+    int64_t lim = exchange_limit(v, peer, NULL);
+    if (lim)
+        arm_at(v, now, now + lim);
+}
+
+/* A limit ran out: 504 before the response head, else the stream is reset
+ * and the connection closed (the viewer has a head already). */
+static void exchange_timed_out(struct viewer *v, enum node_timeout kind, int peer)
+{
+    static const char *const kinds[NODE_TIMEOUT_COUNT] = {"accept", "response", "idle"};
+    v->node->stats.stream_timeouts[kind]++;
+    LOG_I("conn=%llu worker=%s request_id=%s %s timeout (%s)", (unsigned long long)v->serial, v->worker_id,
+          v->request_id, kinds[kind], state_names[v->state]);
+    if (v->state == V_PROXY && !v->resp_started) {
+        reset_stream(v, MUX_REASON_TIMEOUT);
+        fail(v, 504,
+             peer ? "the node that holds the worker did not answer in time\n"
+                  : "the worker did not send a response in time\n");
+        return;
+    }
+    reset_stream(v, MUX_REASON_TIMEOUT);
+    close_viewer(v);
+}
+
+static void exchange_timer(struct viewer *v)
+{
+    int peer = wsmux_role(v->worker) == WSMUX_PEER;
+    enum node_timeout kind;
+    int64_t lim = exchange_limit(v, peer, &kind);
+    if (!lim)
+        return;
+    int64_t now = util_now_ms();
+    if (peer) { /* the owner took request bytes from the link: its worker moves */
+        uint64_t taken = v->req_in - mux_stream_queued(v->stream);
+        if (taken != v->up_taken) {
+            v->up_taken = taken;
+            v->mark_ms = now;
+        }
+    }
+    if (now < v->mark_ms + lim) {
+        arm_at(v, now, v->mark_ms + lim);
+        return;
+    }
+    exchange_timed_out(v, kind, peer);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewer *v = ud;
+    v->timer_at = INT64_MAX;
+    if (v->state == V_HEAD && v->head_timed)
+        head_timeout(v);
+    else if ((v->state == V_PROXY || v->state == V_TUNNEL) && v->stream && v->accepted)
+        exchange_timer(v);
+    /* else a deadline that no longer applies; an unaccepted stream has the session's accept timeout */
 }
 
 /* ---- the request going up ------------------------------------------------------------ */
@@ -498,6 +616,8 @@ static void send_request(struct viewer *v)
     v->resp_started = v->resp_done = 0;
     v->stream_reusable = 0;
     write_request_head(v);
+    if (v->accepted) /* a kept stream: the wait for the answer starts (else once accepted) */
+        exchange_restart(v, v->req_start_us / 1000);
     wsmux_kick(v->worker);
     pump_up(v);
 }
@@ -545,6 +665,8 @@ static void pump_up(struct viewer *v)
             return;
         }
         pump_commit(in, v->stream, p, (size_t)k);
+        if (k > 0)
+            v->mark_ms = util_now_ms(); /* the exchange moved */
         v->req_in += (size_t)k;
         v->node->stats.bytes_in += (size_t)k;
         if (v->state == V_PROXY && v->req_body == HTTP1_BODY_LENGTH) {
@@ -599,6 +721,7 @@ static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum ws
         v->worker = wt->session;
         v->stream = st;
         v->stream_fresh = wsmux_role(v->worker) == WSMUX_PEER;
+        v->accepted = 0; /* stream_accepted() starts the wait for the answer */
         send_request(v);
         return;
     }
@@ -839,6 +962,8 @@ static void body_down(struct viewer *v, const uint8_t *data, size_t len, int cou
             return;
         }
     }
+    if (take)
+        v->mark_ms = util_now_ms(); /* the exchange moved */
     credit(v);
 }
 
@@ -877,6 +1002,7 @@ static void response_head(struct viewer *v, const struct http1_response *r, int 
     } else if (r->upgrade) {
         set_state(v, V_TUNNEL);
         v->keep_alive = 0;
+        exchange_restart(v, util_now_ms()); /* the upgraded connection's idle limit */
         if (rest)
             body_down(v, tmp, rest, 0);
         if (v->state == V_TUNNEL)
@@ -885,8 +1011,11 @@ static void response_head(struct viewer *v, const struct http1_response *r, int 
         if (rest)
             v->resp_keep_alive = 0; /* bytes after a complete response: framing broken */
         response_complete(v);
-    } else if (rest) {
-        body_down(v, tmp, rest, 0);
+    } else {
+        if (rest)
+            body_down(v, tmp, rest, 0);
+        if (v->state == V_PROXY && v->resp_started && !v->resp_done) /* the body follows: its idle limit */
+            exchange_restart(v, util_now_ms());
     }
     free(tmp);
 }
@@ -996,13 +1125,22 @@ static void stream_closed(struct mux_stream *st, int err, void *ud)
 {
     struct viewer *v = ud;
     struct wsmux *w = v->worker;
+    int peer = w && wsmux_role(w) == WSMUX_PEER;
     v->stream = NULL;
     v->worker = NULL;
     v->owed = 0;
     v->stream_reusable = 0;
+    v->accepted = 0;
     wsmux_stream_done(w);
     if (v->state == V_PROXY && !v->resp_done) {
-        if (!v->resp_started)
+        if (err == MUX_E_TIMEOUT) { /* not accepted within WHT_ACCEPT_TIMEOUT; the session reset it */
+            v->node->stats.stream_timeouts[NODE_TIMEOUT_ACCEPT]++;
+            LOG_I("conn=%llu worker=%s request_id=%s accept timeout", (unsigned long long)v->serial,
+                  v->worker_id, v->request_id);
+            fail(v, 504,
+                 peer ? "the node that holds the worker did not accept the stream in time\n"
+                      : "the worker did not accept the stream in time\n");
+        } else if (!v->resp_started)
             fail(v, 502, "the worker went away before answering\n");
         else
             finish(v);
@@ -1011,11 +1149,20 @@ static void stream_closed(struct mux_stream *st, int err, void *ud)
     }
 }
 
+static void stream_accepted(struct mux_stream *st, void *ud)
+{
+    struct viewer *v = ud;
+    v->accepted = 1;
+    if (v->state == V_PROXY)
+        exchange_restart(v, util_now_ms()); /* the request is the worker's: the wait for the answer starts */
+}
+
 static const struct wsmux_stream_ops viewer_stream_ops = {
     .data = stream_data,
     .eof = stream_eof,
     .writable = stream_writable,
     .closed = stream_closed,
+    .accepted = stream_accepted,
 };
 
 /* ---- the viewer's socket ------------------------------------------------------------------ */
@@ -1113,8 +1260,8 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
     n->nconns++;
     TAILQ_INSERT_TAIL(&n->viewers->live, v, link);
     setup_bev(v);
-    v->head_ev = evtimer_new(n->base, head_timeout_cb, v);
-    if (!v->head_ev || !v->resp_head) {
+    v->timer_ev = evtimer_new(n->base, timer_cb, v);
+    if (!v->timer_ev || !v->resp_head) {
         v->relay = NULL;
         close_viewer(v);
         return NULL;

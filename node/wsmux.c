@@ -37,6 +37,7 @@ struct wsmux {
     struct mux_session *mux;
     struct event *flush_ev; /* deferred flush of mux output */
     struct event *timer_ev; /* pings, mux deadlines, waiters' deadlines */
+    int64_t timer_at;       /* when timer_ev fires (monotonic ms) */
     struct event *free_ev;  /* deferred free, never from inside a callback */
     int64_t last_pong_ms, last_ping_ms;
     int64_t drain_deadline_ms;
@@ -168,8 +169,16 @@ static void writable_cb(struct mux_stream *st, void *ud)
         ops->writable(st, ud);
 }
 
+static void accepted_cb(struct mux_stream *st, void *ud)
+{
+    const struct wsmux_stream_ops *ops = ops_of(ud);
+    if (ops && ops->accepted)
+        ops->accepted(st, ud);
+}
+
 static const struct mux_callbacks wsmux_mux_callbacks = {
     .stream_incoming_cb = incoming_cb,
+    .stream_accepted_cb = accepted_cb,
     .stream_data_cb = data_cb,
     .stream_eof_cb = eof_cb,
     .stream_writable_cb = writable_cb,
@@ -352,6 +361,7 @@ static void arm_timer(struct wsmux *w)
         at = wt->deadline_ms;
     int64_t wait = at > now ? at - now : 0;
     struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    w->timer_at = at;
     event_add(w->timer_ev, &tv);
 }
 
@@ -364,6 +374,7 @@ static void limits(struct wsmux *w, struct mux_config *mc)
     mc->ext = w->o.ext;
     mc->window = (uint32_t)cfg->stream_window;
     mc->send_buffer = (uint32_t)cfg->stream_window;
+    mc->accept_timeout_ms = cfg->accept_timeout_ms;
     if (w->o.role == WSMUX_PEER) {
         /* A link carries the relayed viewers of a pair of nodes: pausing it
          * for a few slow viewers would stall all the others. Our peers keep
@@ -481,9 +492,12 @@ static void count_stream(struct wsmux *w, int d)
 static int open_for(struct wsmux *w, struct wsmux_waiter *wt)
 {
     int err;
-    struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, util_now_ms(), &err);
+    int64_t now = util_now_ms();
+    struct mux_stream *st = mux_stream_open(w->mux, wt->stream_ud, now, &err);
     if (!st)
         return err;
+    if (w->started && now + w->node->cfg->accept_timeout_ms < w->timer_at)
+        arm_timer(w); /* its accept deadline comes before the next tick */
     wsmux_detach(wt); /* when it was queued */
     count_stream(w, 1);
     wt->session = w;

@@ -55,12 +55,15 @@ struct wsmux_waiter {
 };
 TAILQ_HEAD(wsmux_waiter_list, wsmux_waiter);
 
-/* A stream's events, for the party whose user data the stream carries. */
+/* A stream's events, for the party whose user data the stream carries.
+ * accepted (may be NULL): a stream we opened was accepted; one that is not
+ * within WHT_ACCEPT_TIMEOUT is reset and closed with MUX_E_TIMEOUT. */
 struct wsmux_stream_ops {
     void (*data)(struct mux_stream *st, const uint8_t *data, size_t len, void *ud);
     void (*eof)(struct mux_stream *st, void *ud);
     void (*writable)(struct mux_stream *st, void *ud);
     void (*closed)(struct mux_stream *st, int err, void *ud);
+    void (*accepted)(struct mux_stream *st, void *ud);
 };
 
 enum wsmux_role { WSMUX_WORKER, WSMUX_PEER };

@@ -133,6 +133,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.idle_timeout_ms, 120000);
     assert_int_equal(c.max_streams_per_worker, 128);
     assert_int_equal(c.queue_timeout_ms, 5000);
+    assert_int_equal(c.accept_timeout_ms, 30000);
+    assert_int_equal(c.response_timeout_ms, 60000);
+    assert_int_equal(c.stream_idle_timeout_ms, 600000);
+    assert_int_equal(c.stream_idle_timeout_upgraded_ms, 3600000);
     assert_int_equal(c.stream_window, 256 * 1024);
     assert_int_equal(c.session_buffer, 8 * 1024 * 1024);
     assert_int_equal(c.ping_interval_ms, 20000);
@@ -177,6 +181,10 @@ static void test_env_only(void **state)
                    "WHT_IDLE_TIMEOUT=2m",
                    "WHT_MAX_STREAMS_PER_WORKER=190",
                    "WHT_QUEUE_TIMEOUT=0",
+                   "WHT_ACCEPT_TIMEOUT=1500ms",
+                   "WHT_RESPONSE_TIMEOUT=0",
+                   "WHT_STREAM_IDLE_TIMEOUT=1h",
+                   "WHT_STREAM_IDLE_TIMEOUT_UPGRADED=0",
                    "WHT_STREAM_WINDOW=1m",
                    "WHT_SESSION_BUFFER=1g",
                    "WHT_PING_INTERVAL=5m",
@@ -211,6 +219,10 @@ static void test_env_only(void **state)
     assert_int_equal(c.idle_timeout_ms, 120000);
     assert_int_equal(c.max_streams_per_worker, 190);
     assert_int_equal(c.queue_timeout_ms, 0);
+    assert_int_equal(c.accept_timeout_ms, 1500);
+    assert_int_equal(c.response_timeout_ms, 0);
+    assert_int_equal(c.stream_idle_timeout_ms, 3600000);
+    assert_int_equal(c.stream_idle_timeout_upgraded_ms, 0);
     assert_int_equal(c.stream_window, 1 << 20);
     assert_int_equal(c.session_buffer, 1 << 30);
     assert_int_equal(c.ping_interval_ms, 300000);
@@ -411,6 +423,12 @@ static void test_bad_values(void **state)
         {"--idle-timeout", "999ms"},
         {"--idle-timeout", "2d"},
         {"--queue-timeout", "10m1ms"},
+        {"--accept-timeout", "0"},
+        {"--accept-timeout", "99ms"},
+        {"--accept-timeout", "10m1ms"},
+        {"--response-timeout", "1d1ms"},
+        {"--stream-idle-timeout", "25h"},
+        {"--stream-idle-timeout-upgraded", "-1s"},
         {"--ping-interval", "0"},
         {"--ping-interval", "9999999999999999999d"},
         /* choice */
@@ -458,6 +476,12 @@ static void test_bounds_accepted(void **state)
         {"--queue-timeout", "0"},
         {"--queue-timeout", "0s"},
         {"--queue-timeout", "0ms"},
+        {"--accept-timeout", "100ms"},
+        {"--accept-timeout", "10m"},
+        {"--response-timeout", "0"},
+        {"--response-timeout", "1d"},
+        {"--stream-idle-timeout", "0"},
+        {"--stream-idle-timeout-upgraded", "24h"},
         {"--ping-interval", "10m"},
         {"--log-level", "error"},
         {"--log-level", "debug"},
