@@ -11,6 +11,7 @@
 
 #include <openssl/crypto.h>
 
+#include "util/cidr.h"
 #include "util/util.h"
 
 enum config__type {
@@ -91,6 +92,29 @@ static const struct config__entry config__table[] = {
      CFG_STR(listen_addr),
      .def = "0.0.0.0",
      .help = "IP address to bind (IPv4 or IPv6, e.g. 127.0.0.1 or ::)."},
+    {.name = "proxy-protocol",
+     .env = "WHT_PROXY_PROTOCOL",
+     .flag = "--proxy-protocol",
+     .meta = "<cidr,...>",
+     .type = CFG_STRING,
+     .group = CFG_G_LISTENER,
+     CFG_STR(proxy_protocol),
+     .def = "",
+     .help = "Load balancers that send the PROXY protocol (v1 or v2), as comma-separated networks, e.g. "
+             "10.0.0.0/8,::1/128. A connection from one of them must start with a PROXY header (before TLS), "
+             "whose source address is then the viewer's; a connection from one of them without a header is "
+             "closed, and a header from any other address is refused (400). Empty: none."},
+    {.name = "trusted-proxies",
+     .env = "WHT_TRUSTED_PROXIES",
+     .flag = "--trusted-proxies",
+     .meta = "<cidr,...>",
+     .type = CFG_STRING,
+     .group = CFG_G_LISTENER,
+     CFG_STR(trusted_proxies),
+     .def = "",
+     .help = "HTTP proxies in front of the node, as comma-separated networks. A request from one of them "
+             "keeps its X-Forwarded-For, with the proxy's address appended; any other request's "
+             "X-Forwarded-For is replaced by the viewer's address. Empty: none."},
     /* tokens */
     {.name = "env",
      .env = "ENV",
@@ -866,6 +890,29 @@ int config_set_generated_secret(struct config *cfg, const char *secret)
     return rc;
 }
 
+/* A list of networks (util/cidr.h) in the setting of entry named env/flag. */
+static int cfg_validate_cidrs(const char *value, const char *env, const char *flag, char *err, size_t errlen)
+{
+    struct util_cidr_list *l = malloc(sizeof *l);
+    size_t off = 0, len = 0;
+    char q[72], entry[UTIL_CIDR_MAX_ENTRY + 8];
+    if (!l) {
+        cfg_err(err, errlen, "out of memory");
+        return CONFIG_E_NOMEM;
+    }
+    int rc = util_cidr_parse_list(value, strlen(value), l, &off, &len);
+    free(l);
+    if (rc == 0)
+        return 0;
+    snprintf(entry, sizeof entry, "%.*s", (int)(len > UTIL_CIDR_MAX_ENTRY ? UTIL_CIDR_MAX_ENTRY : len),
+             value + off);
+    cfg_err(err, errlen,
+            "invalid %s (%s): entry \"%s\": %s; expected comma-separated networks such as "
+            "10.0.0.0/8,127.0.0.1/32,::1/128",
+            env, flag, cfg_quote(entry, q), util_cidr_strerror(rc));
+    return CONFIG_E_INVALID;
+}
+
 /* The cluster's settings (REDIS_URL and what goes with it). */
 static int cfg_validate_cluster(const struct config *cfg, char *err, size_t errlen)
 {
@@ -955,6 +1002,9 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                 cfg_quote(cfg->admin_addr, q));
         return CONFIG_E_INVALID;
     }
+    if (cfg_validate_cidrs(cfg->proxy_protocol, "WHT_PROXY_PROTOCOL", "--proxy-protocol", err, errlen) != 0 ||
+        cfg_validate_cidrs(cfg->trusted_proxies, "WHT_TRUSTED_PROXIES", "--trusted-proxies", err, errlen) != 0)
+        return CONFIG_E_INVALID;
     if (!cfg->listen_addr[0]) {
         cfg_err(err, errlen,
                 "WHT_LISTEN_ADDR (--listen) must not be empty (0.0.0.0 listens on every interface)");

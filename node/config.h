@@ -55,6 +55,10 @@ struct config {
     /* listener */
     int port;          /* PORT, --port: 0..65535, 0 lets the kernel pick; default 8080 */
     char *listen_addr; /* WHT_LISTEN_ADDR, --listen: address to bind; default 0.0.0.0 */
+    char *proxy_protocol;  /* WHT_PROXY_PROTOCOL, --proxy-protocol: CIDR list of load balancers whose
+                              connections start with a PROXY protocol header; "" none */
+    char *trusted_proxies; /* WHT_TRUSTED_PROXIES, --trusted-proxies: CIDR list of HTTP proxies whose
+                              X-Forwarded-For is kept (and appended to); "" none */
     /* routing */
     char *url_prefix; /* URL_PREFIX, --url-prefix: public base URL (http[s]://host[:port][/path]);
                          "" derives it from the registration's Host */
@@ -115,7 +119,8 @@ int config_load(struct config *cfg, char **environ_like, int argc, char **argv, 
  * generated one; WHT_STREAM_WINDOW <= WHT_SESSION_BUFFER; URL_PREFIX an
  * http(s) URL; WHT_DOMAIN a host name; REDIS_URL a redis:// URL and then
  * WHT_CLUSTER_SECRET of at least CONFIG_MIN_CLUSTER_SECRET bytes; peer
- * addresses host:port; WHT_NODE_ID and WHT_REDIS_PREFIX characters.
+ * addresses host:port; WHT_NODE_ID and WHT_REDIS_PREFIX characters;
+ * WHT_PROXY_PROTOCOL and WHT_TRUSTED_PROXIES lists of networks (util/cidr.h).
  * Returns 0 or CONFIG_E_INVALID with a message in err (as config_load). */
 int config_validate(const struct config *cfg, char *err, size_t errlen);
 

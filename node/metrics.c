@@ -41,6 +41,8 @@ static const char *const via_label[NODE_VIA_COUNT] = {"local", "relayed_in", "re
 static const char *const reg_label[NODE_REG_COUNT] = {
     "ok",       "bad_id", "bad_authorization", "not_websocket", "bad_handshake", "bad_token",
     "draining", "relayed"};
+static const char *const pp_label[NODE_PP_COUNT] = {"proxy",   "local",   "missing",
+                                                    "invalid", "timeout", "unexpected"};
 static const char *const end_label[WSMUX_END_COUNT] = {
     "closed_by_worker", "connection_lost", "replaced", "ping_timeout",
     "protocol_error",   "drained",         "moved",    "node_stopping"};
@@ -97,6 +99,11 @@ static void workers(struct evbuffer *o, struct node *n)
         (double)st->tls_handshakes);
     one(o, "whtunnel_tls_handshake_failures_total", "counter", "TLS handshakes that failed.",
         (double)st->tls_failures);
+    help(o, "whtunnel_proxy_headers_total", "counter",
+         "PROXY protocol headers on the viewer port (WHT_PROXY_PROTOCOL), by outcome.");
+    for (int i = 0; i < NODE_PP_COUNT; i++)
+        evbuffer_add_printf(o, "whtunnel_proxy_headers_total{outcome=\"%s\"} %llu\n", pp_label[i],
+                            (unsigned long long)st->proxy_headers[i]);
 }
 
 static void cluster(struct evbuffer *o, struct node *n)

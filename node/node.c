@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -26,6 +25,7 @@
 #include "node/relay.h"
 #include "node/viewer.h"
 #include "node/workers.h"
+#include "util/cidr.h"
 #include "util/util.h"
 
 /* ---- listener --------------------------------------------------------- */
@@ -44,22 +44,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev;
-    if (n->ssl) {
-        SSL *ssl = SSL_new(n->ssl);
-        bev = ssl ? bufferevent_openssl_socket_new(n->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                   BEV_OPT_CLOSE_ON_FREE)
-                  : NULL;
-        if (bev)
-            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    } else {
-        bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!bev) {
-        evutil_closesocket(fd);
-        return;
-    }
-    viewer_start(n, bev, n->ssl != NULL, ip, NULL);
+    viewer_accept(n, fd, sa, ip);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *ud)
@@ -224,6 +209,10 @@ static int listen_viewers(struct node *n)
         return -1;
     }
     evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    if (n->proxy_from.count)
+        LOG_I("PROXY protocol header required from %s (WHT_PROXY_PROTOCOL)", cfg->proxy_protocol);
+    if (n->trusted.count)
+        LOG_I("X-Forwarded-For kept from %s (WHT_TRUSTED_PROXIES)", cfg->trusted_proxies);
     LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
           cfg->domain && cfg->domain[0] ? "domain and path" : "path",
           cfg->domain && cfg->domain[0] ? ": *." : "", cfg->domain && cfg->domain[0] ? cfg->domain : "");
@@ -242,6 +231,12 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
     n->keys.secret_b = cfg->secret_b;
     n->keys.secret_b_len = cfg->secret_b ? strlen(cfg->secret_b) : 0;
     n->keys.audience = cfg->audience && cfg->audience[0] ? cfg->audience : NULL;
+    /* checked by config_validate() */
+    if (util_cidr_parse_list(cfg->proxy_protocol, strlen(cfg->proxy_protocol), &n->proxy_from, NULL, NULL) != 0 ||
+        util_cidr_parse_list(cfg->trusted_proxies, strlen(cfg->trusted_proxies), &n->trusted, NULL, NULL) != 0) {
+        fprintf(stderr, "whtunnel: bad WHT_PROXY_PROTOCOL or WHT_TRUSTED_PROXIES\n");
+        return -1;
+    }
     if (cfg->tls_key && cfg->tls_key[0]) {
         n->ssl = tls_context(cfg);
         if (!n->ssl)

@@ -16,6 +16,7 @@
 
 #include "node/config.h"
 #include "node/token.h"
+#include "util/cidr.h"
 
 #define NODE_VERSION "0.1.0"
 #define NODE_MAX_SINGLE_IO (256 * 1024)    /* bytes one read or write system call may move */
@@ -53,6 +54,17 @@ enum node_reg {
     NODE_REG_COUNT
 };
 
+/* What became of a PROXY protocol header (the `outcome` label). */
+enum node_pp {
+    NODE_PP_PROXY,      /* read: the viewer's address is the header's source */
+    NODE_PP_LOCAL,      /* read: LOCAL or UNKNOWN (the balancer's own check): the connection's address */
+    NODE_PP_MISSING,    /* a WHT_PROXY_PROTOCOL address sent something else first: closed */
+    NODE_PP_INVALID,    /* ... a malformed header, or closed in the middle of one: closed */
+    NODE_PP_TIMEOUT,    /* ... no complete header within WHT_HEADER_TIMEOUT: closed */
+    NODE_PP_UNEXPECTED, /* a header from an address not in WHT_PROXY_PROTOCOL: 400 */
+    NODE_PP_COUNT
+};
+
 #define NODE_HEAD_BUCKETS 13 /* bounds in metrics.c; one more slot counts what is above the last */
 #define NODE_END_KINDS 16    /* >= WSMUX_END_COUNT */
 
@@ -71,6 +83,7 @@ struct node_stats {
     int64_t streams_worker, streams_peer;      /* streams open (gauges) */
     int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
     uint64_t tls_handshakes, tls_failures;
+    uint64_t proxy_headers[NODE_PP_COUNT]; /* PROXY protocol headers, by outcome */
 };
 
 struct node {
@@ -78,6 +91,8 @@ struct node {
     const struct config *cfg;
     struct token_keys keys; /* worker tokens */
     SSL_CTX *ssl;           /* TLS on the viewer port, or NULL */
+    struct util_cidr_list proxy_from; /* WHT_PROXY_PROTOCOL: who must send a PROXY header */
+    struct util_cidr_list trusted;    /* WHT_TRUSTED_PROXIES: whose X-Forwarded-For is kept */
     struct evconnlistener *listener;
     struct event *sigint_ev, *sigterm_ev;
     uint64_t next_serial; /* connections and sessions, for logs */

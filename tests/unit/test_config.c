@@ -39,6 +39,8 @@ static const char *const ALL_ENV[] = {
     "WHT_PEER_ADVERTISE",
     "WHT_CLUSTER_SECRET",
     "WHT_REDIS_PREFIX",
+    "WHT_PROXY_PROTOCOL",
+    "WHT_TRUSTED_PROXIES",
 };
 static const char *const ALL_FLAGS[] = {
     "--port",
@@ -67,6 +69,8 @@ static const char *const ALL_FLAGS[] = {
     "--peer-advertise",
     "--cluster-secret",
     "--redis-prefix",
+    "--proxy-protocol",
+    "--trusted-proxies",
 };
 #define NSET (sizeof(ALL_ENV) / sizeof(ALL_ENV[0]))
 
@@ -772,6 +776,17 @@ static void test_validate(void **state)
         {"WHT_NODE_ID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL, NULL,
          CONFIG_E_INVALID, "WHT_NODE_ID"},
         {"WHT_REDIS_PREFIX=a b", NULL, NULL, CONFIG_E_INVALID, "WHT_REDIS_PREFIX"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,127.0.0.1/32,::1/128", "WHT_TRUSTED_PROXIES=192.168.0.0/16, fd00::/8", NULL,
+         0, NULL},
+        {"WHT_PROXY_PROTOCOL=127.0.0.1", "WHT_TRUSTED_PROXIES=::1", NULL, 0, NULL},
+        {"WHT_PROXY_PROTOCOL=10.0.0.1/8", NULL, NULL, CONFIG_E_INVALID,
+         "WHT_PROXY_PROTOCOL (--proxy-protocol): entry \"10.0.0.1/8\": address bits set"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,localhost", NULL, NULL, CONFIG_E_INVALID,
+         "entry \"localhost\": not a numeric"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,", NULL, NULL, CONFIG_E_INVALID, "WHT_PROXY_PROTOCOL"},
+        {"WHT_TRUSTED_PROXIES=::1/129", NULL, NULL, CONFIG_E_INVALID,
+         "WHT_TRUSTED_PROXIES (--trusted-proxies): entry \"::1/129\": bad prefix length"},
+        {"WHT_TRUSTED_PROXIES=10.0.0.0/8 10.1.0.0/16", NULL, NULL, CONFIG_E_INVALID, "WHT_TRUSTED_PROXIES"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *env[] = {(char *)cases[i].env1, (char *)cases[i].env2, (char *)cases[i].env3, NULL};
