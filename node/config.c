@@ -37,8 +37,10 @@ enum config__group {
 };
 
 static const char *const config__group_names[CFG_G_COUNT] = {
-    "Listener", "Tokens", "TLS", "Routing", "Limits", "Cluster (standalone unless REDIS_URL is set)",
-    "Logging", "Admin (metrics, probes, status, dashboard)",
+    "Listener", "Tokens",
+    "TLS",      "Routing",
+    "Limits",   "Cluster (standalone unless REDIS_URL is set)",
+    "Logging",  "Admin (metrics, probes, status, dashboard)",
 };
 
 struct config__entry {
@@ -396,7 +398,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_LOGGING,
      .off = CFG_OFF(access_log, bool),
      .def = "true",
-     .help = "One log line per viewer request (worker, method, path without query, status, bytes, duration)."},
+     .help =
+         "One log line per viewer request (worker, method, path without query, status, bytes, duration)."},
     /* admin */
     {.name = "admin-addr",
      .env = "WHT_ADMIN_ADDR",
@@ -997,13 +1000,15 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
     }
     if (cfg_validate_cluster(cfg, err, errlen) != 0)
         return CONFIG_E_INVALID;
-    if (cfg->admin_addr[0] && strcmp(cfg->admin_addr, "off") != 0 && !cfg_valid_hostport(cfg->admin_addr, 1)) {
+    if (cfg->admin_addr[0] && strcmp(cfg->admin_addr, "off") != 0 &&
+        !cfg_valid_hostport(cfg->admin_addr, 1)) {
         cfg_err(err, errlen, "invalid WHT_ADMIN_ADDR (--admin-addr) \"%s\": expected host:port or off",
                 cfg_quote(cfg->admin_addr, q));
         return CONFIG_E_INVALID;
     }
     if (cfg_validate_cidrs(cfg->proxy_protocol, "WHT_PROXY_PROTOCOL", "--proxy-protocol", err, errlen) != 0 ||
-        cfg_validate_cidrs(cfg->trusted_proxies, "WHT_TRUSTED_PROXIES", "--trusted-proxies", err, errlen) != 0)
+        cfg_validate_cidrs(cfg->trusted_proxies, "WHT_TRUSTED_PROXIES", "--trusted-proxies", err, errlen) !=
+            0)
         return CONFIG_E_INVALID;
     if (!cfg->listen_addr[0]) {
         cfg_err(err, errlen,

@@ -53,8 +53,8 @@ enum config_err {
  * variable and flag of each field are in the comment. */
 struct config {
     /* listener */
-    int port;          /* PORT, --port: 0..65535, 0 lets the kernel pick; default 8080 */
-    char *listen_addr; /* WHT_LISTEN_ADDR, --listen: address to bind; default 0.0.0.0 */
+    int port;              /* PORT, --port: 0..65535, 0 lets the kernel pick; default 8080 */
+    char *listen_addr;     /* WHT_LISTEN_ADDR, --listen: address to bind; default 0.0.0.0 */
     char *proxy_protocol;  /* WHT_PROXY_PROTOCOL, --proxy-protocol: CIDR list of load balancers whose
                               connections start with a PROXY protocol header; "" none */
     char *trusted_proxies; /* WHT_TRUSTED_PROXIES, --trusted-proxies: CIDR list of HTTP proxies whose

@@ -232,8 +232,10 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
     n->keys.secret_b_len = cfg->secret_b ? strlen(cfg->secret_b) : 0;
     n->keys.audience = cfg->audience && cfg->audience[0] ? cfg->audience : NULL;
     /* checked by config_validate() */
-    if (util_cidr_parse_list(cfg->proxy_protocol, strlen(cfg->proxy_protocol), &n->proxy_from, NULL, NULL) != 0 ||
-        util_cidr_parse_list(cfg->trusted_proxies, strlen(cfg->trusted_proxies), &n->trusted, NULL, NULL) != 0) {
+    if (util_cidr_parse_list(cfg->proxy_protocol, strlen(cfg->proxy_protocol), &n->proxy_from, NULL, NULL) !=
+            0 ||
+        util_cidr_parse_list(cfg->trusted_proxies, strlen(cfg->trusted_proxies), &n->trusted, NULL, NULL) !=
+            0) {
         fprintf(stderr, "whtunnel: bad WHT_PROXY_PROTOCOL or WHT_TRUSTED_PROXIES\n");
         return -1;
     }

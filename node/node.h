@@ -89,8 +89,8 @@ struct node_stats {
 struct node {
     struct event_base *base;
     const struct config *cfg;
-    struct token_keys keys; /* worker tokens */
-    SSL_CTX *ssl;           /* TLS on the viewer port, or NULL */
+    struct token_keys keys;           /* worker tokens */
+    SSL_CTX *ssl;                     /* TLS on the viewer port, or NULL */
     struct util_cidr_list proxy_from; /* WHT_PROXY_PROTOCOL: who must send a PROXY header */
     struct util_cidr_list trusted;    /* WHT_TRUSTED_PROXIES: whose X-Forwarded-For is kept */
     struct evconnlistener *listener;

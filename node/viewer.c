@@ -61,7 +61,8 @@ static const unsigned transitions[] = {
     [V_CLOSED] = 0,
     [V_PP] = S(V_HEAD) | S(V_CLOSED),
 };
-static const char *const state_names[] = {"head", "wait", "proxy", "tunnel", "closing", "closed", "proxy-header"};
+static const char *const state_names[] = {"head",    "wait",   "proxy",       "tunnel",
+                                          "closing", "closed", "proxy-header"};
 
 struct viewer {
     const struct wsmux_stream_ops *ops; /* a stream's user data starts here */
@@ -70,10 +71,10 @@ struct viewer {
     struct bufferevent *bev;
     enum viewer_state state;
     int tls;
-    char peer_ip[64];     /* the viewer's address: the socket's, a PROXY header's, or a relay preamble's */
-    evutil_socket_t fd;   /* V_PP: the socket until its header is read, then -1 */
-    struct event *pp_ev;  /* V_PP: the socket is readable */
-    uint8_t *pp_buf;      /* V_PP: the header bytes taken off the socket so far (PROXYPROTO_MAX) */
+    char peer_ip[64];    /* the viewer's address: the socket's, a PROXY header's, or a relay preamble's */
+    evutil_socket_t fd;  /* V_PP: the socket until its header is read, then -1 */
+    struct event *pp_ev; /* V_PP: the socket is readable */
+    uint8_t *pp_buf;     /* V_PP: the header bytes taken off the socket so far (PROXYPROTO_MAX) */
     size_t pp_len;
     struct http1_request req; /* the current request head (points into head) */
     char *head;               /* the current request head bytes, malloc'd */
@@ -1268,7 +1269,8 @@ static void pp_read_cb(evutil_socket_t fd, short what, void *ud)
     }
     int rc = proxyproto_parse(v->pp_buf, v->pp_len + (size_t)n, &h);
     if (rc < 0) {
-        pp_refuse(v, rc == PROXYPROTO_E_NOT_PROXY ? NODE_PP_MISSING : NODE_PP_INVALID, proxyproto_strerror(rc));
+        pp_refuse(v, rc == PROXYPROTO_E_NOT_PROXY ? NODE_PP_MISSING : NODE_PP_INVALID,
+                  proxyproto_strerror(rc));
         return;
     }
     /* incomplete: every byte seen belongs to the header; else the header's rest */
