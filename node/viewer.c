@@ -275,14 +275,20 @@ static void finish(struct viewer *v)
 }
 
 /* Answers the current request with a small text and closes. */
-static void fail(struct viewer *v, int status, const char *body)
+/* Answers status with extra header lines (NULL: none) and a text body, and closes. */
+static void fail_with(struct viewer *v, int status, const char *extra, const char *body)
 {
     size_t mark = out_mark(v);
-    respond_text(v->bev, status, body, 1);
+    respond(v->bev, status, respond_reason(status), "text/plain; charset=utf-8", extra, body, 1);
     out_count(v, mark);
     head_written(v, status);
     request_end(v);
     finish(v);
+}
+
+static void fail(struct viewer *v, int status, const char *body)
+{
+    fail_with(v, status, NULL, body);
 }
 
 /* Lets go of the stream, the worker slot and any wait, without waiting for the worker. */
@@ -650,12 +656,12 @@ static void answer(struct viewer *v, enum route_endpoint ep)
 
 static void register_worker(struct viewer *v, const struct http1_header *idh)
 {
-    struct workers_refusal why;
+    struct workers_refusal why = {.extra = ""};
     release_stream(v);
     v->in_request = 0; /* a registration: counted as one, not as a viewer request */
     if (workers_register(v->node, v->bev, &v->req, idh, v->tls, v->serial, &why) != 0) {
         v->node->stats.reg[why.outcome]++;
-        fail(v, why.status, why.body);
+        fail_with(v, why.status, why.extra[0] ? why.extra : NULL, why.body);
         return;
     }
     v->bev = NULL; /* the worker's session owns it now */

@@ -4,6 +4,9 @@ and `whtunnel token` minting a token the node accepts."""
 import http.client
 import os
 import subprocess
+import time
+
+import pytest
 
 from conftest import SECRET_A, Node, Proc, binary, free_port, make_token, wait_for
 
@@ -49,6 +52,47 @@ def test_token_from_stdin_and_rejected_token(procs, backend, node):
     wait_for(lambda: status(node, "/st/echo") == 200, 10, "registration with the new token")
     # the token never appears in the logs
     assert make_token("st")[:40] not in c.output()
+
+
+@pytest.mark.parametrize("token,words", [
+    (lambda: make_token("why", secret="changed"), ["token signature is invalid", "secret changed"]),
+    (lambda: make_token("someone-else"), ["tid does not match", "another worker id"]),
+    (lambda: make_token("why", exp=int(time.time()) - 60, nbf=int(time.time()) - 600), ["expired"]),
+])
+def test_rejected_token_reason_and_hint(procs, backend, node, token, words):
+    """whclient prints why the node refused its token, with the hint the node gives."""
+    c = Proc([binary("whclient"), node.url, "why", str(backend.port), "--token", token()], name="client")
+    procs.append(c)
+    assert c.p.wait(10) == 1
+    out = c.output()
+    assert "token rejected by the node (401): " in out, out
+    for w in words:
+        assert w in out, out
+
+
+def test_url_that_is_not_a_node(procs, tmp_path):
+    """Pointed at a plain web server, whclient says the URL does not look like a node."""
+    port = free_port()
+    web = Proc(["/usr/bin/python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+                str(tmp_path)])
+    procs.append(web)
+    wait_for(lambda: status_at(port, "/") == 200, 10, "the web server")
+    c = Proc([binary("whclient"), "http://127.0.0.1:%d" % port, "nn", "1", "--token", make_token("nn")],
+             name="client")
+    procs.append(c)
+    wait_for(lambda: "does not look like a webhooktunnel node" in c.output(), 10, "the client to say so")
+    assert "HTTP 200" in c.output()
+
+
+def status_at(port, path):
+    try:
+        h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        h.request("GET", path)
+        r = h.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return None
 
 
 def test_out_file(procs, backend, node, tmp_path):
