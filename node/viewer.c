@@ -1008,7 +1008,9 @@ static void stream_closed(struct mux_stream *st, int err, void *ud)
     v->stream_reusable = 0;
     wsmux_stream_done(w);
     if (v->state == V_PROXY && !v->resp_done) {
-        if (!v->resp_started)
+        if (!v->resp_started && mux_stream_reset_reason(st) == MUX_REASON_BACKEND)
+            fail(v, 502, "the worker could not reach its local service (nothing answered on its target port)\n");
+        else if (!v->resp_started)
             fail(v, 502, "the worker went away before answering\n");
         else
             finish(v);

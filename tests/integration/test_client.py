@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from conftest import SECRET_A, Node, Proc, binary, free_port, make_token, wait_for
+from conftest import SECRET_A, Client, Node, Proc, binary, free_port, make_token, wait_for
 
 
 def status(node, path):
@@ -93,6 +93,22 @@ def status_at(port, path):
         return r.status
     except OSError:
         return None
+
+
+def test_local_service_down(procs, node):
+    """Nothing on the target port: whclient warns at start-up, and the viewer's 502 says that the
+    worker could not reach its local service (the extension's reset reason), not that it went away."""
+    dead = free_port()
+    c = Client(node.url, "down", dead)
+    procs.append(c)
+    assert "nothing listens on 127.0.0.1:%d" % dead in c.output()
+    h = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    h.request("GET", "/down/x")
+    r = h.getresponse()
+    body = r.read().decode()
+    assert r.status == 502
+    assert "could not reach its local service" in body, body
+    assert c.alive()
 
 
 def test_out_file(procs, backend, node, tmp_path):
