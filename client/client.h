@@ -162,6 +162,7 @@ struct client {
 
     /* reconnects */
     unsigned attempt; /* consecutive failed attempts */
+    unsigned replaced; /* sessions in a row that another registration of the id replaced */
     lws_sorted_usec_list_t sul_retry, sul_mux, sul_stdin, sul_drain;
 
     /* tokens */

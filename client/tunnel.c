@@ -114,6 +114,25 @@ static void schedule_retry(struct client *c, int now)
     lws_sul_schedule(c->ctx, 0, &c->sul_retry, retry_cb, (lws_usec_t)delay * LWS_US_PER_MS);
 }
 
+/* Another registration of our id took the session. Two clients with one id
+ * would take it from each other for ever: back off more each time, and say
+ * plainly what is going on once it repeats. */
+static void replaced(struct client *c, int64_t up_ms)
+{
+    c->replaced++;
+    if (c->attempt < 2 * c->replaced)
+        c->attempt = 2 * c->replaced;
+    if (c->replaced < 3)
+        CLIENT_WARN("replaced by another registration of %s after %.1f s (is another client using this id?)",
+                    client_cfg->id, (double)up_ms / 1000.0);
+    else
+        CLIENT_ERROR(
+            "replaced by another registration of %s %u times in a row: another client keeps registering "
+            "this id and each takes it from the other; give each client its own id",
+            client_cfg->id, c->replaced);
+    schedule_retry(c, 0);
+}
+
 /* Closes the WebSocket from our side (a drain after GOAWAY): the close frame
  * goes out from the next WRITEABLE. */
 static void close_ws(struct client *c)
@@ -376,6 +395,11 @@ static void ws_lost(struct client *c, const char *why)
         return;
     if (was == CLIENT_UP) {
         int64_t up = util_now_ms() - c->up_since_ms;
+        if (c->close_code == MUX_WS_CLOSE_REPLACED) {
+            replaced(c, up);
+            return;
+        }
+        c->replaced = 0;
         if (up >= UP_RESETS_BACKOFF_MS)
             c->attempt = 0;
         if (drained) {

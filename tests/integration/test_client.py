@@ -111,6 +111,22 @@ def test_local_service_down(procs, node):
     assert c.alive()
 
 
+def test_two_clients_with_one_id_are_told(procs, backend, node):
+    """A replaced session hears why (close 4001): each whclient says it was replaced by another
+    registration of its id, backs off, and after repeats says plainly what is going on."""
+    a = Client(node.url, "twin", backend.port)
+    procs.append(a)
+    b = Client(node.url, "twin", backend.port)
+    procs.append(b)
+    wait_for(lambda: "replaced by another registration of twin" in a.output(), 10, "the first client to be told")
+    assert "connection to the node lost" not in a.output()
+    wait_for(lambda: "times in a row" in a.output() + b.output(), 60, "the plain message after repeats")
+    assert "give each client its own id" in a.output() + b.output()
+    # they back off: far fewer registrations than a tight loop would make in that time
+    regs = a.output().count("registered as twin") + b.output().count("registered as twin")
+    assert regs < 20, regs
+
+
 def test_out_file(procs, backend, node, tmp_path):
     out = tmp_path / "url.txt"
     c = Proc([binary("whclient"), node.url, "of", str(backend.port), "--token", make_token("of"), "--out-file",
