@@ -223,7 +223,8 @@ void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
     if (w->ev->closed_cb)
         w->ev->closed_cb(w, end, w->ud);
     bufferevent_disable(w->bev, EV_READ | EV_WRITE);
-    wsmux_release_waiters(w, WSMUX_WAIT_GONE);
+    /* a link that closes before its waiters got streams: the node behind it cannot be reached */
+    wsmux_release_waiters(w, w->o.role == WSMUX_PEER ? WSMUX_WAIT_UNREACHABLE : WSMUX_WAIT_GONE);
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
     event_del(w->timer_ev);
     if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started) {
