@@ -18,7 +18,7 @@ import subprocess
 import websockets
 
 from backend import pattern
-from conftest import SECRET_A, SECRET_B, Client, Node, binary, free_port, make_token, port_open, wait_for
+from conftest import SECRET_B, Client, Node, binary, free_port, make_token, port_open, wait_for
 from test_registration import register
 from test_tls import make_ca, make_cert
 
@@ -211,6 +211,14 @@ def test_secret_a_rotation_through_its_file(procs, backend, tmp_path):
     assert status_of(n.port, "new1", NEW_A) == 101
     assert status_of(n.port, "old2", OLD_A) == 401
     assert status_of(n.port, "b1", SECRET_B) == 101
+    # `whtunnel token` reads the same file
+    env = dict(os.environ, TASKCLUSTER_PROXY_SECRET_A_FILE=sa)
+    env.pop("TASKCLUSTER_PROXY_SECRET_A", None)
+    tok = subprocess.run([binary("whtunnel"), "token", "--id", "new3"], env=env, capture_output=True, timeout=10,
+                         check=True).stdout.decode().strip()
+    status, _, s = register(n.port, "new3", token=tok)
+    s.close()
+    assert status == 101
     fresh = Client(n.url, "new2", backend.port, token=make_token("new2", secret=NEW_A))
     procs.append(fresh)
     # the worker registered with the old secret is still there and serves, on its first session
