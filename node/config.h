@@ -121,7 +121,9 @@ void config_defaults(struct config *cfg);
 
 /* Reads environ_like (a NULL-terminated array of "NAME=value" strings, as
  * `environ`; NULL means none), then argv[1..argc-1] (argv[0] is the program
- * name), into cfg, which config_defaults() initialised. Stops at the first
+ * name), into cfg, which config_defaults() initialised, then reads the
+ * files named by <VARIABLE>_FILE / --<flag>-file (see "Files" above; an
+ * unreadable or invalid one is CONFIG_E_FILE). Stops at the first
  * problem. Returns 0; CONFIG_HELP when --help or -h was met first; or a
  * negative enum config_err with a one-line message in err (errlen bytes,
  * NUL-terminated; err may be NULL) that names the setting, its variable and
