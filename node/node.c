@@ -96,6 +96,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *ud)
 
 static void log_flush_cb(evutil_socket_t fd, short what, void *ud)
 {
+    log_summarize();
     log_flush();
 }
 
