@@ -41,6 +41,8 @@ static const char *const via_label[NODE_VIA_COUNT] = {"local", "relayed_in", "re
 static const char *const reg_label[NODE_REG_COUNT] = {
     "ok",       "bad_id", "bad_authorization", "not_websocket", "bad_handshake", "bad_token",
     "draining", "relayed"};
+static const char *const pp_label[NODE_PP_COUNT] = {"proxy",   "local",   "missing",
+                                                    "invalid", "timeout", "unexpected"};
 static const char *const end_label[WSMUX_END_COUNT] = {
     "closed_by_worker", "connection_lost", "replaced", "ping_timeout",
     "protocol_error",   "drained",         "moved",    "node_stopping"};
@@ -104,6 +106,11 @@ static void workers(struct evbuffer *o, struct node *n)
         (double)st->tls_handshakes);
     one(o, "whtunnel_tls_handshake_failures_total", "counter", "TLS handshakes that failed.",
         (double)st->tls_failures);
+    help(o, "whtunnel_proxy_headers_total", "counter",
+         "PROXY protocol headers on the viewer port (WHT_PROXY_PROTOCOL), by outcome.");
+    for (int i = 0; i < NODE_PP_COUNT; i++)
+        evbuffer_add_printf(o, "whtunnel_proxy_headers_total{outcome=\"%s\"} %llu\n", pp_label[i],
+                            (unsigned long long)st->proxy_headers[i]);
 }
 
 static void cluster(struct evbuffer *o, struct node *n)
@@ -127,6 +134,18 @@ static void cluster(struct evbuffer *o, struct node *n)
     one(o, "whtunnel_redis_errors_total", "counter", "Redis error replies, timeouts and connection losses.",
         (double)cs.errors);
     one(o, "whtunnel_draining", "gauge", "1 while the node drains.", (double)n->draining);
+}
+
+static void reloads(struct evbuffer *o, const struct node_stats *st)
+{
+    help(o, "whtunnel_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
+    evbuffer_add_printf(o, "whtunnel_config_reloads_total{result=\"ok\"} %llu\n",
+                        (unsigned long long)st->reloads_ok);
+    evbuffer_add_printf(o, "whtunnel_config_reloads_total{result=\"error\"} %llu\n",
+                        (unsigned long long)st->reloads_failed);
+    one(o, "whtunnel_config_last_reload_success_timestamp_seconds", "gauge",
+        "When the configuration was last loaded successfully (start or SIGHUP), since unix epoch in seconds.",
+        (double)st->last_reload_wall_ms / 1000.0);
 }
 
 /* Open descriptors: the entries of /proc/self/fd (-1 if unknown). */
@@ -181,6 +200,7 @@ void metrics_write(struct node *n, struct evbuffer *o)
     workers(o, n);
     requests(o, &n->stats);
     cluster(o, n);
+    reloads(o, &n->stats);
     one(o, "whtunnel_log_lines_dropped_total", "counter", "Log lines dropped by the rate limit.",
         (double)log_dropped_total());
     process(o, n);

@@ -16,6 +16,7 @@
 
 #include "node/config.h"
 #include "node/token.h"
+#include "util/cidr.h"
 
 #define NODE_VERSION "0.1.0"
 #define NODE_MAX_SINGLE_IO (256 * 1024)    /* bytes one read or write system call may move */
@@ -53,6 +54,17 @@ enum node_reg {
     NODE_REG_COUNT
 };
 
+/* What became of a PROXY protocol header (the `outcome` label). */
+enum node_pp {
+    NODE_PP_PROXY,      /* read: the viewer's address is the header's source */
+    NODE_PP_LOCAL,      /* read: LOCAL or UNKNOWN (the balancer's own check): the connection's address */
+    NODE_PP_MISSING,    /* a WHT_PROXY_PROTOCOL address sent something else first: closed */
+    NODE_PP_INVALID,    /* ... a malformed header, or closed in the middle of one: closed */
+    NODE_PP_TIMEOUT,    /* ... no complete header within WHT_HEADER_TIMEOUT: closed */
+    NODE_PP_UNEXPECTED, /* a header from an address not in WHT_PROXY_PROTOCOL: 400 */
+    NODE_PP_COUNT
+};
+
 /* Exchanges with a worker ended by a limit (the `kind` label of whtunnel_stream_timeouts_total). */
 enum node_timeout {
     NODE_TIMEOUT_ACCEPT,   /* the stream was not accepted within WHT_ACCEPT_TIMEOUT */
@@ -79,16 +91,22 @@ struct node_stats {
     int64_t streams_worker, streams_peer;      /* streams open (gauges) */
     int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
     uint64_t tls_handshakes, tls_failures;
+    uint64_t reloads_ok, reloads_failed;          /* SIGHUP reloads (reload.c) */
+    int64_t last_reload_wall_ms;                  /* the last successful one, or the start */
+    uint64_t proxy_headers[NODE_PP_COUNT];        /* PROXY protocol headers, by outcome */
     uint64_t stream_timeouts[NODE_TIMEOUT_COUNT]; /* by enum node_timeout */
 };
 
 struct node {
     struct event_base *base;
     const struct config *cfg;
-    struct token_keys keys; /* worker tokens */
-    SSL_CTX *ssl;           /* TLS on the viewer port, or NULL */
+    struct config *cfg_files;         /* the same struct: reload.c alone swaps its file-backed settings */
+    struct token_keys keys;           /* worker tokens: point into cfg (reload.c repoints them) */
+    SSL_CTX *ssl;                     /* TLS for new viewer connections, or NULL; replaced by reload.c */
+    struct util_cidr_list proxy_from; /* WHT_PROXY_PROTOCOL: who must send a PROXY header */
+    struct util_cidr_list trusted;    /* WHT_TRUSTED_PROXIES: whose X-Forwarded-For is kept */
     struct evconnlistener *listener;
-    struct event *sigint_ev, *sigterm_ev;
+    struct event *sigint_ev, *sigterm_ev, *sighup_ev;
     uint64_t next_serial; /* connections and sessions, for logs */
     uint32_t nconns;      /* viewer connections open */
     uint32_t relays_open; /* relayed streams served */
@@ -117,10 +135,11 @@ struct node {
     uint64_t request_ids;
 };
 
-/* Starts the node on base with cfg (read-only from now on, must outlive
- * the node): listeners, TLS, the cluster when configured. Returns 0, or -1
- * after printing why to stderr. */
-int node_start(struct node *n, struct event_base *base, const struct config *cfg);
+/* Starts the node on base with cfg (must outlive the node; read-only but
+ * for the file-backed secrets, which SIGHUP reloads in it: reload.h):
+ * listeners, TLS, the cluster when configured. Returns 0, or -1 after
+ * printing why to stderr. */
+int node_start(struct node *n, struct event_base *base, struct config *cfg);
 /* Closes everything at once (after the loop exited). */
 void node_stop(struct node *n);
 
