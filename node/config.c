@@ -309,7 +309,20 @@ static const struct config__entry config__table[] = {
      .def = "10000",
      .min = 1,
      .max = 1000000,
-     .help = "Open connections (viewers and workers) accepted at once."},
+     .help = "Viewer connections open at once (requests, WebSockets, and connections not yet registered as "
+             "workers); a connection over it is closed at once. Worker sessions have their own limit. Lowered "
+             "at start-up, with a warning, when the open-files limit cannot hold both."},
+    {.name = "max-workers",
+     .env = "WHT_MAX_WORKERS",
+     .flag = "--max-workers",
+     .meta = "<n>",
+     .type = CFG_INT,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_workers, int),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "Worker sessions held at once; a registration over it gets 503 (register with another node)."},
     /* cluster */
     {.name = "redis-url",
      .env = "REDIS_URL",

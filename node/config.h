@@ -94,7 +94,8 @@ struct config {
     uint64_t stream_window;     /* WHT_STREAM_WINDOW, --stream-window: 4k..16m, default 256k */
     uint64_t session_buffer;    /* WHT_SESSION_BUFFER, --session-buffer: 64k..1g, default 8m */
     int64_t ping_interval_ms;   /* WHT_PING_INTERVAL, --ping-interval: 1s..10m, default 20s */
-    int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: 1..1000000, 10000 */
+    int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: viewer connections, 1..1000000, 10000 */
+    int max_workers;            /* WHT_MAX_WORKERS, --max-workers: worker sessions, 1..1000000, 10000 */
     /* cluster */
     char *redis_url;      /* REDIS_URL, --redis-url: redis://[:password@]host[:port][/db]; "" standalone */
     char *node_id;        /* WHT_NODE_ID, --node-id: [A-Za-z0-9_.-], at most 64; "" computed by the node */

@@ -39,8 +39,8 @@ static void one(struct evbuffer *o, const char *name, const char *type, const ch
 
 static const char *const via_label[NODE_VIA_COUNT] = {"local", "relayed_in", "relayed_out", "endpoint"};
 static const char *const reg_label[NODE_REG_COUNT] = {
-    "ok",       "bad_id", "bad_authorization", "not_websocket", "bad_handshake", "bad_token",
-    "draining", "relayed"};
+    "ok",        "bad_id",   "bad_authorization", "not_websocket", "bad_handshake",
+    "bad_token", "draining", "relayed",           "full"};
 static const char *const pp_label[NODE_PP_COUNT] = {"proxy",   "local",   "missing",
                                                     "invalid", "timeout", "unexpected"};
 static const char *const end_label[WSMUX_END_COUNT] = {
@@ -93,6 +93,14 @@ static void workers(struct evbuffer *o, struct node *n)
         (long long)st->streams_worker, (long long)st->streams_peer);
     one(o, "whtunnel_viewer_connections_open", "gauge", "Viewer connections open (relayed ones included).",
         (double)n->nconns);
+    one(o, "whtunnel_viewer_connections_max", "gauge",
+        "WHT_MAX_CONNECTIONS (after fitting the open files limit).", (double)n->cfg->max_connections);
+    one(o, "whtunnel_viewer_connections_refused_total", "counter",
+        "Viewer connections closed at once: WHT_MAX_CONNECTIONS were open.", (double)st->conn_refused);
+    one(o, "whtunnel_accept_pauses_total", "counter",
+        "Times the viewer listener paused for want of descriptors or memory.", (double)st->accept_pauses);
+    one(o, "whtunnel_workers_max", "gauge", "WHT_MAX_WORKERS (after fitting the open files limit).",
+        (double)n->cfg->max_workers);
     one(o, "whtunnel_websockets_open", "gauge", "Viewer connections upgraded (after a 101).",
         (double)st->websockets_open);
     one(o, "whtunnel_tls_handshakes_total", "counter", "TLS handshakes completed on the viewer port.",
