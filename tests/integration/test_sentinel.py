@@ -37,10 +37,12 @@ BOUND_S = 30  # registrations and cache misses work again within this after the 
 
 
 class RedisServer(Proc):
-    def __init__(self, replica_of=None):
+    def __init__(self, tmp_path, replica_of=None):
         self.port = free_port()
+        d = tmp_path / ("redis%d" % self.port)  # a replica writes the RDB of its first sync there
+        d.mkdir()
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                "--requirepass", PASSWORD, "--masterauth", PASSWORD]
+                "--requirepass", PASSWORD, "--masterauth", PASSWORD, "--dir", str(d)]
         if replica_of:
             args += ["--replicaof", "127.0.0.1", str(replica_of)]
         super().__init__(args, name="redis")
@@ -162,9 +164,9 @@ def sentinel_node(sentinels, name, extra=None):
 
 def start_sentinels(sprocs, tmp_path):
     """A master with one replica in sync, and three sentinels that know each other."""
-    master = RedisServer()
+    master = RedisServer(tmp_path)
     sprocs.append(master)
-    replica = RedisServer(replica_of=master.port)
+    replica = RedisServer(tmp_path, replica_of=master.port)
     sprocs.append(replica)
     wait_for(lambda: replica.client().info("replication").get("master_link_status") == "up", 15,
              "the replica to sync")
