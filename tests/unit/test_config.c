@@ -1338,12 +1338,12 @@ int main(void)
         cmocka_unit_test(test_string_limits),      cmocka_unit_test(test_unknown_and_stray),
         cmocka_unit_test(test_missing_value),      cmocka_unit_test(test_help),
         cmocka_unit_test(test_dump_hides_secrets), cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_validate_sentinels),
-        cmocka_unit_test(test_generated_secret),   cmocka_unit_test(test_parse_duration),
-        cmocka_unit_test(test_parse_size),         cmocka_unit_test(test_parse_bool),
-        cmocka_unit_test(test_free_and_strerror),  cmocka_unit_test(test_file_value),
-        cmocka_unit_test(test_secret_files),       cmocka_unit_test(test_secret_file_errors),
-        cmocka_unit_test(test_help_lists_files),   cmocka_unit_test(test_reload_files),
+        cmocka_unit_test(test_validate_sentinels), cmocka_unit_test(test_generated_secret),
+        cmocka_unit_test(test_parse_duration),     cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_bool),         cmocka_unit_test(test_free_and_strerror),
+        cmocka_unit_test(test_file_value),         cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_secret_file_errors), cmocka_unit_test(test_help_lists_files),
+        cmocka_unit_test(test_reload_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
