@@ -20,7 +20,7 @@ import time
 import pytest
 import redis
 
-from conftest import Backend, Client, Node, Proc, free_port, port_open, sanitizer_reports, wait_for
+from conftest import Backend, Client, Node, Proc, free_port, port_open, sanitizer_reports, slow_check, wait_for
 
 REDIS_SERVER = os.environ.get("WHT_REDIS_SERVER") or shutil.which("redis-server") or "/usr/bin/redis-server"
 REDIS_SENTINEL = shutil.which("redis-sentinel") or ("/usr/bin/redis-sentinel" if os.path.exists(
@@ -316,3 +316,50 @@ def test_a_stale_sentinel_naming_a_replica_is_not_followed(sprocs, tmp_path):
     assert st["redis_up"] and st["redis_master"] == "127.0.0.1:%d" % master.port, st
     assert "redis at 127.0.0.1:%d is a replica, not a master" % replica.port in node.output()
     assert replica.client().get(PREFIX + "w:w1")  # replicated from the master, not written to the replica
+
+
+def test_manual_failovers_are_followed_both_ways(sprocs, tmp_path):
+    """SENTINEL FAILOVER: the old master stays up and becomes a replica. The
+    nodes follow the switch (and never keep writing to the demoted master),
+    then follow a second failover back; no request to a cached worker fails.
+    About 30 s (Sentinel takes 10 s to demote the old master before the second
+    failover may start): a slow check."""
+    slow_check()
+    backend = Backend()
+    sprocs.append(backend)
+    master, replica, sentinels = start_sentinels(sprocs, tmp_path)
+    nodes = []
+    for i in range(2):
+        n = sentinel_node(sentinels, "n%d" % (i + 1))
+        sprocs.append(n)
+        nodes.append(n)
+    workers = []
+    for i, n in enumerate(nodes):
+        sprocs.append(Client(n.url, "w%d" % (i + 1), backend.port))
+        workers.append("w%d" % (i + 1))
+    for n in nodes:
+        for wid in workers:
+            wait_for(lambda: get_status(n, wid) == 204, 15, "%s through node %d" % (wid, n.port))
+    sc = sentinels[0].client()
+    figures = []
+    with Load(nodes, workers) as load:
+        for k, (old, new) in enumerate([(master, replica), (replica, master)]):
+            wait_for(lambda: sc.execute_command("SENTINEL", "FAILOVER", MASTER), BOUND_S,
+                     "the sentinel to accept a failover")
+            t0 = time.time()
+            wait_for(lambda: new.role() == "master", BOUND_S, "the replica to be promoted")
+            t_promoted = time.time() - t0
+            for n in nodes:
+                wait_for(lambda: status(n)["redis_master"] == "127.0.0.1:%d" % new.port and status(n)["redis_up"],
+                         BOUND_S, "node %d on the new master" % n.port)
+            t_follow = time.time() - t0
+            rn = new.client()
+            wait_for(lambda: all(rn.get(PREFIX + "w:" + w) for w in workers), BOUND_S, "the registry re-asserted")
+            wait_for(lambda: old.role() == "slave", BOUND_S, "the sentinels to demote the old master")
+            figures.append((round(t_promoted, 2), round(t_follow, 2), round(time.time() - t0, 2)))
+            assert [status(n)["redis_master_changes"] for n in nodes] == [k + 1, k + 1]
+            # the old master, a replica now, took no write from the nodes: its keys are the new master's
+            wait_for(lambda: old.client().get(PREFIX + "w:w1") == rn.get(PREFIX + "w:w1"), 10, "replication")
+    assert load.failed == [], load.failed[:10]
+    print("\nmanual failovers (s after SENTINEL FAILOVER: replica promoted, every node on it, old master a replica)"
+          ": %s; %d viewer requests, none failed" % (figures, load.sent))
