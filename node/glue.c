@@ -213,6 +213,8 @@ int glue_start(struct node *n, links_incoming_cb incoming)
         event_add(n->stats_ev, &tv);
     LOG_I("cluster: node %s, peers dial %s (listening on %s), registry prefix '%s'", n->node_id, n->advertise,
           listen, cfg->redis_prefix);
+    if (cfg->redis_sentinels[0])
+        LOG_I("cluster: Redis master '%s', as the sentinels %s name it", cfg->redis_master, cfg->redis_sentinels);
     return 0;
 }
 
