@@ -102,8 +102,7 @@ size_t reg__route_key(const struct cluster_registry *reg, char *out, const char 
 
 static void reg__check_attempt(struct cluster__conn *c, int64_t now)
 {
-    if ((c->state == REG_C_RESOLVING || c->state == REG_C_CONNECTING) &&
-        now - c->since_ms > c->timeout_ms)
+    if ((c->state == REG_C_RESOLVING || c->state == REG_C_CONNECTING) && now - c->since_ms > c->timeout_ms)
         reg__conn_fail(c, CLUSTER_E_TIMEOUT);
 }
 
@@ -233,7 +232,8 @@ static int reg__parts(struct cluster_registry *reg, const struct cluster_options
     util_htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
                    util_random_seed(), reg->max_pending_lookups);
     if (reg__conn_init(reg, &reg->cmd, REG_CONN_CMD) != 0 ||
-        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0 || reg__conn_init(reg, &reg->ask, REG_CONN_ASK) != 0 ||
+        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0 ||
+        reg__conn_init(reg, &reg->ask, REG_CONN_ASK) != 0 ||
         reg__conn_init(reg, &reg->watch, REG_CONN_WATCH) != 0)
         return CLUSTER_E_NOMEM;
     reg->tick_ev = event_new(reg->base, -1, EV_PERSIST, reg__tick_cb, reg);
