@@ -134,6 +134,9 @@ static void cluster(struct evbuffer *o, struct node *n)
     one(o, "whtunnel_redis_commands_total", "counter", "Commands sent to Redis.", (double)cs.commands);
     one(o, "whtunnel_redis_errors_total", "counter", "Redis error replies, timeouts and connection losses.",
         (double)cs.errors);
+    one(o, "whtunnel_redis_master_changes_total", "counter",
+        "Times the node followed the Redis master to another address (Redis Sentinel).",
+        (double)cs.master_changes);
     one(o, "whtunnel_draining", "gauge", "1 while the node drains.", (double)n->draining);
 }
 
