@@ -51,6 +51,7 @@ enum node_reg {
     NODE_REG_BAD_TOKEN,
     NODE_REG_DRAINING,
     NODE_REG_RELAYED,
+    NODE_REG_FULL, /* the node holds WHT_MAX_WORKERS workers */
     NODE_REG_COUNT
 };
 
@@ -80,6 +81,8 @@ enum node_timeout {
  * changed by the module that sees the event; nothing else keeps them. */
 struct node_stats {
     uint64_t workers; /* worker sessions open */
+    uint64_t conn_refused;  /* viewer connections closed at accept: WHT_MAX_CONNECTIONS */
+    uint64_t accept_pauses; /* accept failed for want of descriptors or memory: paused */
     uint64_t relayed_out, relayed_in, relay_misses, relay_retries;
     uint64_t served[NODE_VIA_COUNT][5];        /* requests ended, by path and status class 1xx..5xx */
     uint64_t head_time[NODE_HEAD_BUCKETS + 1]; /* time to the response head, per bucket */
@@ -130,6 +133,8 @@ struct node {
     /* admin (WHT_ADMIN_ADDR) */
     struct admin *admin;
     struct event *log_ev; /* flushes the log buffer */
+    struct event *accept_resume_ev; /* accepting again after running out of descriptors */
+    int64_t accept_pause_logged_ms; /* when that was last said */
     int64_t start_wall_ms;
     uint32_t request_id_prefix; /* random: request ids this node makes */
     uint64_t request_ids;
