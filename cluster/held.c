@@ -319,6 +319,8 @@ void reg__msg_set(struct cluster_registry *reg, const struct cluster_msg *m)
         }
     }
     cluster_cache_put(reg->cache, m->id, m->id_len, m->gen, m->node, m->node_len);
+    if (!e)
+        reg__call_elsewhere(reg, m->id, m->id_len);
 }
 
 void reg__msg_del(struct cluster_registry *reg, const struct cluster_msg *m)

@@ -44,6 +44,15 @@ void reg__call_takeover(struct cluster_registry *reg, const char *id, size_t len
     reg->cb_depth--;
 }
 
+void reg__call_elsewhere(struct cluster_registry *reg, const char *id, size_t len)
+{
+    if (reg->closing || !reg->cbs.elsewhere_cb)
+        return;
+    reg->cb_depth++;
+    reg->cbs.elsewhere_cb(reg, id, len, reg->ud);
+    reg->cb_depth--;
+}
+
 void reg__call_peer(struct cluster_registry *reg, int up, const char *node, const char *addr)
 {
     void (*cb)(struct cluster_registry *, const char *, const char *, void *) =

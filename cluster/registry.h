@@ -94,6 +94,10 @@ struct cluster_callbacks {
      * back: close this node's session for it. The registry has already
      * forgotten it (a later cluster_registry_unregister() of it is a no-op). */
     void (*takeover_cb)(struct cluster_registry *reg, const char *id, size_t id_len, void *ud);
+    /* Worker id (id_len bytes) registered on another node (its "set"
+     * message), one this node does not hold (for one it holds, takeover_cb
+     * is called instead): e.g. requests held here for it may go there. */
+    void (*elsewhere_cb)(struct cluster_registry *reg, const char *id, size_t id_len, void *ud);
     /* Node node_id is alive at peer address addr (first seen, came back, or
      * restarted: a restart is reported as peer_down_cb then peer_up_cb). */
     void (*peer_up_cb)(struct cluster_registry *reg, const char *node_id, const char *addr, void *ud);

@@ -270,6 +270,7 @@ void reg__log(struct cluster_registry *reg, enum cluster_log_level level, const 
     __attribute__((format(printf, 3, 4)));
 /* User callbacks, each counted in cb_depth and suppressed once closing. */
 void reg__call_takeover(struct cluster_registry *reg, const char *id, size_t len);
+void reg__call_elsewhere(struct cluster_registry *reg, const char *id, size_t len);
 void reg__call_peer(struct cluster_registry *reg, int up, const char *node, const char *addr);
 void reg__set_redis_state(struct cluster_registry *reg, enum reg__redis_state s, int err);
 int reg__is_self(const struct cluster_registry *reg, const char *node, size_t len);

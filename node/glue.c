@@ -13,6 +13,7 @@
 #include "node/links.h"
 #include "node/log.h"
 #include "node/node.h"
+#include "node/returning.h"
 #include "node/workers.h"
 #include "util/util.h"
 
@@ -24,7 +25,12 @@ static void on_takeover(struct cluster_registry *reg, const char *id, size_t id_
 {
     struct node *n = ud;
     workers_moved(n, id, id_len);
-    drain_worker_moved(n, id, id_len);
+    returning_moved(n, id, id_len); /* what waited for it here goes there */
+}
+
+static void on_elsewhere(struct cluster_registry *reg, const char *id, size_t id_len, void *ud)
+{
+    returning_moved(ud, id, id_len);
 }
 
 static void on_peer_up(struct cluster_registry *reg, const char *node_id, const char *addr, void *ud)
@@ -61,6 +67,7 @@ static void on_log(struct cluster_registry *reg, enum cluster_log_level level, c
 
 void glue_worker_registered(struct node *n, const char *id)
 {
+    returning_back(n, id, strlen(id)); /* what waited for it here goes to the new session */
     if (!n->cluster)
         return;
     cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
@@ -72,14 +79,20 @@ void glue_worker_registered(struct node *n, const char *id)
 
 void glue_worker_closed(struct node *n, const char *id, int replaced, struct wsmux_waiter_list *waiting)
 {
-    if (!n->cluster || n->stopping)
+    if (n->stopping)
+        return;
+    if (n->cluster && n->draining && !replaced) {
+        /* still ours in the registry until it re-registers elsewhere */
+        cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
+        drain_worker_left(n, id, waiting);
+        return;
+    }
+    /* the requests that did not reach it wait for its next session, here or elsewhere */
+    returning_left(n, id, waiting, 0, 0);
+    if (!n->cluster)
         return;
     cluster_registry_set_info(n->cluster, workers_count(n), n->draining);
-    if (replaced)
-        return;
-    if (n->draining)
-        drain_worker_left(n, id, waiting); /* still ours in the registry until it re-registers elsewhere */
-    else
+    if (!replaced)
         cluster_registry_unregister(n->cluster, id, strlen(id));
 }
 
@@ -167,6 +180,7 @@ static int registry_start(struct node *n)
     };
     static const struct cluster_callbacks cbs = {
         .takeover_cb = on_takeover,
+        .elsewhere_cb = on_elsewhere,
         .peer_up_cb = on_peer_up,
         .peer_down_cb = on_peer_down,
         .redis_state_cb = on_redis_state,

@@ -9,6 +9,7 @@
 #include "node/links.h"
 #include "node/log.h"
 #include "node/metrics.h"
+#include "node/returning.h"
 #include "node/workers.h"
 #include "node/wsmux.h"
 
@@ -48,6 +49,7 @@ static const char *const end_label[WSMUX_END_COUNT] = {
     "protocol_error",   "drained",         "moved",    "node_stopping"};
 
 static const char *const timeout_label[NODE_TIMEOUT_COUNT] = {"accept", "response", "idle"};
+static const char *const held_label[NODE_HELD_COUNT] = {"returned", "moved", "lost"};
 
 static void requests(struct evbuffer *o, const struct node_stats *st)
 {
@@ -98,6 +100,15 @@ static void workers(struct evbuffer *o, struct node *n)
     for (int i = 0; i < NODE_TIMEOUT_COUNT; i++)
         evbuffer_add_printf(o, "whtunnel_stream_timeouts_total{kind=\"%s\"} %llu\n", timeout_label[i],
                             (unsigned long long)st->stream_timeouts[i]);
+    one(o, "whtunnel_requests_held", "gauge",
+        "Requests that did not reach a worker that left, waiting for its next session.",
+        (double)returning_parked(n));
+    help(o, "whtunnel_requests_held_total", "counter",
+         "Held requests released: the worker returned here, registered on another node (moved), or not in "
+         "time (lost: 502).");
+    for (int i = 0; i < NODE_HELD_COUNT; i++)
+        evbuffer_add_printf(o, "whtunnel_requests_held_total{outcome=\"%s\"} %llu\n", held_label[i],
+                            (unsigned long long)st->held[i]);
     one(o, "whtunnel_viewer_connections_open", "gauge", "Viewer connections open (relayed ones included).",
         (double)n->nconns);
     one(o, "whtunnel_viewer_connections_max", "gauge",

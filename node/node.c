@@ -21,6 +21,7 @@
 #include "node/node.h"
 #include "node/relay.h"
 #include "node/reload.h"
+#include "node/returning.h"
 #include "node/tls.h"
 #include "node/viewer.h"
 #include "node/workers.h"
@@ -221,6 +222,7 @@ void node_stop(struct node *n)
     workers_free(n);
     relay_free(n);
     drain_stop(n);
+    returning_free(n);
     glue_stop(n);
     if (n->listener)
         evconnlistener_free(n->listener);

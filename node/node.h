@@ -30,6 +30,7 @@ struct viewers;
 struct links;
 struct relays;
 struct drain;
+struct returning;
 struct admin;
 
 /* How a viewer request was served (the `path` label of the request metrics). */
@@ -74,6 +75,15 @@ enum node_timeout {
     NODE_TIMEOUT_COUNT
 };
 
+/* What became of the requests held for a worker that left (returning.h; the
+ * `outcome` label of whtunnel_requests_held_total). */
+enum node_held {
+    NODE_HELD_RETURNED, /* it registered here again: served by its new session */
+    NODE_HELD_MOVED,    /* it registered on another node: relayed there */
+    NODE_HELD_LOST,     /* it did not come back in time: 502 */
+    NODE_HELD_COUNT
+};
+
 #define NODE_HEAD_BUCKETS 13 /* bounds in metrics.c; one more slot counts what is above the last */
 #define NODE_END_KINDS 16    /* >= WSMUX_END_COUNT */
 
@@ -98,6 +108,7 @@ struct node_stats {
     int64_t last_reload_wall_ms;                  /* the last successful one, or the start */
     uint64_t proxy_headers[NODE_PP_COUNT];        /* PROXY protocol headers, by outcome */
     uint64_t stream_timeouts[NODE_TIMEOUT_COUNT]; /* by enum node_timeout */
+    uint64_t held[NODE_HELD_COUNT];               /* held requests released, by enum node_held */
 };
 
 struct node {
@@ -123,6 +134,7 @@ struct node {
     struct relays *relays;
     struct links *links;
     struct drain *drain;
+    struct returning *returning; /* requests held for workers that left (returning.c) */
     /* cluster (REDIS_URL set) */
     struct cluster_registry *cluster;
     struct evdns_base *dns;

@@ -27,6 +27,7 @@
 #include "node/pump.h"
 #include "node/relay.h"
 #include "node/respond.h"
+#include "node/returning.h"
 #include "node/rewrite.h"
 #include "node/route.h"
 #include "node/viewer.h"
@@ -314,7 +315,7 @@ static void fail(struct viewer *v, int status, const char *body)
 static void reset_stream(struct viewer *v, uint32_t reason)
 {
     relay_cancel(&v->lookup);
-    drain_unpark(&v->waiter);
+    returning_unpark(&v->waiter);
     wsmux_detach(&v->waiter);
     if (v->stream) {
         struct mux_stream *st = v->stream;
@@ -748,7 +749,7 @@ static void set_worker_id(struct viewer *v, const char *id, size_t len)
  * its status and text, and the seconds after which trying again makes
  * sense (Retry-After), 0 when it does not. A 404 means only that no node
  * holds the id; a node or registry that cannot be reached is a 503. */
-static int wait_failure(enum wsmux_wait result, const char **body, int *retry_s)
+static int wait_failure(enum wsmux_wait result, int draining, const char **body, int *retry_s)
 {
     *retry_s = 0;
     switch (result) {
@@ -756,7 +757,10 @@ static int wait_failure(enum wsmux_wait result, const char **body, int *retry_s)
         *body = "the worker is busy: too many requests in flight\n";
         *retry_s = 1;
         return 503;
-    case WSMUX_WAIT_LOST: *body = "the worker left this node and did not come back in time\n"; return 502;
+    case WSMUX_WAIT_LOST:
+        *body = draining ? "the worker left this node and did not come back in time\n"
+                         : "the worker left and did not come back within the accept limit\n";
+        return 502;
     case WSMUX_WAIT_NOT_FOUND: *body = "No client is connected with that id\n"; return 404;
     case WSMUX_WAIT_UNREACHABLE:
         *body = "the node that holds this worker cannot be reached; try again shortly\n";
@@ -783,6 +787,7 @@ static int wait_failure(enum wsmux_wait result, const char **body, int *retry_s)
 }
 
 static void relay_route(struct viewer *v);
+static void attach(struct viewer *v, struct wsmux *w);
 
 /* The wait for a stream is over (wsmux.h: from a session, the relay or the drain). */
 static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum wsmux_wait result)
@@ -797,6 +802,14 @@ static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum ws
         return;
     }
     v->worker = NULL;
+    if (result == WSMUX_WAIT_RETURNED) { /* the worker registered here again: its new session */
+        struct wsmux *w = workers_find(v->node, v->worker_id, strlen(v->worker_id));
+        if (w) {
+            attach(v, w);
+            return;
+        }
+        result = v->node->cluster ? WSMUX_WAIT_MOVED : WSMUX_WAIT_LOST; /* and left again meanwhile */
+    }
     if (result == WSMUX_WAIT_MOVED) {
         relay_route(v); /* the worker has a new home: follow it */
         return;
@@ -804,7 +817,7 @@ static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum ws
     const char *body = NULL;
     char extra[32] = "";
     int retry_s;
-    int status = wait_failure(result, &body, &retry_s);
+    int status = wait_failure(result, v->node->draining, &body, &retry_s);
     if (retry_s)
         snprintf(extra, sizeof extra, "Retry-After: %d\r\n", retry_s);
     fail_with(v, status, extra[0] ? extra : NULL, body);
@@ -891,6 +904,7 @@ static void to_worker(struct viewer *v, const struct route *rt)
     release_stream(v);
     set_worker_id(v, rt->id, rt->id_len);
     v->req_worker = 1;
+    v->waiter.since_ms = v->req_start_us / 1000; /* a hold for the worker's return counts from here */
     switch (rt->kind) {
     case ROUTE_LOCAL: attach(v, rt->worker); break;
     case ROUTE_RELAY: relay_route(v); break;
@@ -1196,17 +1210,39 @@ static void stream_writable(struct mux_stream *st, void *ud)
     pump_up(ud);
 }
 
+/* The stream was never accepted and the worker's session ends (the worker
+ * left, or a newer registration replaced it): the request never reached
+ * the worker's backend. Unless something of its body was taken from the
+ * viewer already (the head is written again from v->req, the body is not
+ * kept), it waits for the worker's next session, here or on another node,
+ * until WHT_ACCEPT_TIMEOUT after it started (returning.h). 1 if it waits. */
+static int hold_for_return(struct viewer *v, int err, struct wsmux *w, int accepted)
+{
+    if (v->state != V_PROXY || accepted || err != MUX_E_ABORTED || !w || wsmux_role(w) != WSMUX_WORKER ||
+        !wsmux_closing(w) || v->req_in != v->head_len || v->resp_started)
+        return 0;
+    int64_t deadline = v->waiter.since_ms + v->node->cfg->accept_timeout_ms;
+    if (returning_park(v->node, v->worker_id, strlen(v->worker_id), &v->waiter, deadline) != 0)
+        return 0;
+    LOG_D("conn=%llu worker=%s request_id=%s never reached the worker: it waits for its next session",
+          (unsigned long long)v->serial, v->worker_id, v->request_id);
+    set_state(v, V_WAIT);
+    return 1;
+}
+
 static void stream_closed(struct mux_stream *st, int err, void *ud)
 {
     struct viewer *v = ud;
     struct wsmux *w = v->worker;
-    int peer = w && wsmux_role(w) == WSMUX_PEER;
+    int peer = w && wsmux_role(w) == WSMUX_PEER, accepted = v->accepted;
     v->stream = NULL;
     v->worker = NULL;
     v->owed = 0;
     v->stream_reusable = 0;
     v->accepted = 0;
     wsmux_stream_done(w);
+    if (hold_for_return(v, err, w, accepted))
+        return;
     if (v->state == V_PROXY && !v->resp_done) {
         if (!v->resp_started && wsmux_role(w) == WSMUX_PEER && !wsmux_started(w))
             /* the link to the owner closed before its handshake was done */

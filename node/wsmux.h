@@ -28,12 +28,13 @@ struct wsmux;
 struct wsmux_waiter;
 
 /* How the wait for a stream ended (wsmux_waiter.ready_cb). Other modules
- * that hold waiters (drain.c, relay.c) report through the same codes. */
+ * that hold waiters (returning.c, relay.c) report through the same codes. */
 enum wsmux_wait {
     WSMUX_WAIT_STREAM = 0,      /* st is the new stream */
     WSMUX_WAIT_BUSY,            /* no slot before the deadline (503) */
     WSMUX_WAIT_GONE,            /* the session closed or could not open a stream (502) */
     WSMUX_WAIT_MOVED,           /* the worker registered on another node: route again */
+    WSMUX_WAIT_RETURNED,        /* the worker registered on this node again: attach to its new session */
     WSMUX_WAIT_LOST,            /* the worker left this node and did not come back in time (502) */
     WSMUX_WAIT_NOT_FOUND,       /* no node holds the worker (404) */
     WSMUX_WAIT_UNREACHABLE,     /* the node holding the worker cannot be reached (502) */
@@ -47,10 +48,11 @@ enum wsmux_wait {
 struct wsmux_waiter {
     void (*ready_cb)(struct wsmux_waiter *wt, struct mux_stream *st, enum wsmux_wait result);
     void *stream_ud;       /* the new stream's user data (starts with its ops) */
-    int64_t deadline_ms;   /* set by wsmux_attach() */
+    int64_t deadline_ms;   /* set by wsmux_attach() (or returning.c) */
+    int64_t since_ms;      /* set by the owner: when its request started waiting (returning.h's limit) */
     struct wsmux *on;      /* the session it waits on, if any */
     struct wsmux *session; /* set with WSMUX_WAIT_STREAM: the session the stream is on */
-    void *parked;          /* drain.c: the moving worker it waits for, if any */
+    void *parked;          /* returning.c: the worker it is held for, if any */
     TAILQ_ENTRY(wsmux_waiter) link;
 };
 TAILQ_HEAD(wsmux_waiter_list, wsmux_waiter);

@@ -283,7 +283,12 @@ static void on_log(struct cluster_registry *reg, enum cluster_log_level level, c
         fprintf(stderr, "  [%s %d] %s\n", n->name, (int)level, msg);
 }
 
-static struct cluster_callbacks cbs = {on_takeover, on_up, on_down, on_state, on_log, CLUSTER_LOG_DEBUG};
+static struct cluster_callbacks cbs = {.takeover_cb = on_takeover,
+                                       .peer_up_cb = on_up,
+                                       .peer_down_cb = on_down,
+                                       .redis_state_cb = on_state,
+                                       .log_cb = on_log,
+                                       .log_level = CLUSTER_LOG_DEBUG};
 
 static char url_buf[256];
 static const char *url_of(const struct redis_proc *r)
