@@ -243,3 +243,29 @@ def test_worker_that_reconnects_to_another_node(cprocs):
         assert len(body) == 1000 + i
     assert "worker=mover left: 3 requests wait for its next session" in n1.output()
     assert "worker=mover registered on another node: the requests held for it go there" in n1.output()
+
+
+def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
+    """Two nodes and Redis: the worker on node 1 never accepts the stream of a request and stays
+    connected; a whclient registers the same id on node 2: node 1 closes its session (a newer
+    registration lives elsewhere) and relays the unaccepted request there, answered 200."""
+    rds = Redis()
+    cprocs.append(rds)
+    env = {"WHT_ACCEPT_TIMEOUT": "10s"}
+    n1 = cluster_node(rds, "n1", env)
+    cprocs.append(n1)
+    n2 = cluster_node(rds, "n2", env)
+    cprocs.append(n2)
+    wait_peers([n1, n2], 1)
+    b = Backend()
+    cprocs.append(b)
+    fw = hostile(fakes, n1.port, wid="taken")
+    frames = Frames(fw)
+    v = Viewer(n1.port, get("/taken/echo/over?y=2"))
+    frames.wait(SYN)
+    c = Client(n2.url, "taken", b.port)
+    cprocs.append(c)
+    head, body = v.read_to_close()
+    assert head.startswith("HTTP/1.1 200 "), (head, body)
+    assert b'"target": "/echo/over?y=2"' in body
+    assert "worker=taken registered on another node: the requests held for it go there" in n1.output()
