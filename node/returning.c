@@ -171,7 +171,7 @@ static void entry_cb(evutil_socket_t fd, short what, void *ud)
     struct node *n = e->r->node;
     if (e->back) {
         e->back = 0;
-        LOG_I("worker=%s registered again: the requests held for it go to its new session", e->id);
+        LOG_I("worker=%s registered again: the requests waiting for it go to its new session", e->id);
         release(e, WSMUX_WAIT_RETURNED);
     }
     int64_t now = util_now_ms();
@@ -259,8 +259,8 @@ void returning_moved(struct node *n, const char *id, size_t len)
         e->moved = 1;
         e->until = util_now_ms() + RETURNING_FORWARD_MS;
     }
-    if (!TAILQ_EMPTY(&e->parked))
-        LOG_I("worker=%s registered on another node: the requests held for it go there", e->id);
+    if (e->kept || !TAILQ_EMPTY(&e->parked))
+        LOG_I("worker=%s registered on another node: the requests waiting for it go there", e->id);
     release(e, WSMUX_WAIT_MOVED);
     settle(e);
 }

@@ -242,7 +242,7 @@ def test_worker_that_reconnects_to_another_node(cprocs):
         assert head.startswith("HTTP/1.1 200 "), (head, body)
         assert len(body) == 1000 + i
     assert "worker=mover left: 3 requests wait for its next session" in n1.output()
-    assert "worker=mover registered on another node: the requests held for it go there" in n1.output()
+    assert "worker=mover registered on another node: the requests waiting for it go there" in n1.output()
 
 
 def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
@@ -268,4 +268,4 @@ def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
     head, body = v.read_to_close()
     assert head.startswith("HTTP/1.1 200 "), (head, body)
     assert b'"target": "/echo/over?y=2"' in body
-    assert "worker=taken registered on another node: the requests held for it go there" in n1.output()
+    assert "worker=taken registered on another node: the requests waiting for it go there" in n1.output()
