@@ -59,6 +59,11 @@ def session_closed(node, wid, k=1):
     wait_for(lambda: len(pat.findall(node.output())) >= k, 10, "the session of %s closed" % wid)
 
 
+def logged(node, line):
+    """The node logged line (its log is written out every few milliseconds)."""
+    wait_for(lambda: line in node.output(), 5, "the log line %r" % line)
+
+
 def held(node, outcome=None):
     m = metrics(node.admin)
     return m.get("whtunnel_requests_held", 0) if outcome is None else m.get(HELD % outcome, 0)
@@ -241,8 +246,8 @@ def test_worker_that_reconnects_to_another_node(cprocs):
     for i, (head, body) in enumerate(results):
         assert head.startswith("HTTP/1.1 200 "), (head, body)
         assert len(body) == 1000 + i
-    assert "worker=mover left: 3 requests wait for its next session" in n1.output()
-    assert "worker=mover registered on another node: the requests waiting for it go there" in n1.output()
+    logged(n1, "worker=mover left: 3 requests wait for its next session")
+    logged(n1, "worker=mover registered on another node: the requests waiting for it go there")
 
 
 def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
@@ -268,4 +273,4 @@ def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
     head, body = v.read_to_close()
     assert head.startswith("HTTP/1.1 200 "), (head, body)
     assert b'"target": "/echo/over?y=2"' in body
-    assert "worker=taken registered on another node: the requests waiting for it go there" in n1.output()
+    logged(n1, "worker=taken registered on another node: the requests waiting for it go there")
