@@ -228,6 +228,8 @@ struct tnode {
     int takeovers;
     char last_takeover[CLUSTER_MAX_ID_LEN + 1];
     int64_t takeover_ms;
+    int elsewheres; /* elsewhere_cb: ids this node does not hold registered elsewhere */
+    char last_elsewhere[CLUSTER_MAX_ID_LEN + 1];
     int ups, downs;
     char last_up[CLUSTER_MAX_NODE_LEN + 1], last_down[CLUSTER_MAX_NODE_LEN + 1];
     char last_up_addr[CLUSTER_MAX_ADDR_LEN + 1];
@@ -246,6 +248,14 @@ static void on_takeover(struct cluster_registry *reg, const char *id, size_t len
     n->takeovers++;
     n->takeover_ms = now_ms();
     snprintf(n->last_takeover, sizeof(n->last_takeover), "%s", id);
+}
+
+static void on_elsewhere(struct cluster_registry *reg, const char *id, size_t len, void *ud)
+{
+    struct tnode *n = ud;
+    (void)reg;
+    n->elsewheres++;
+    snprintf(n->last_elsewhere, sizeof(n->last_elsewhere), "%.*s", (int)len, id);
 }
 
 static void on_up(struct cluster_registry *reg, const char *node, const char *addr, void *ud)
@@ -284,6 +294,7 @@ static void on_log(struct cluster_registry *reg, enum cluster_log_level level, c
 }
 
 static struct cluster_callbacks cbs = {.takeover_cb = on_takeover,
+                                       .elsewhere_cb = on_elsewhere,
                                        .peer_up_cb = on_up,
                                        .peer_down_cb = on_down,
                                        .redis_state_cb = on_state,
@@ -583,9 +594,12 @@ static void test_takeover_and_release(void **state)
 
     assert_int_equal(cluster_registry_register(a->reg, S("w")), 0);
     WAIT_UNTIL(cluster_registry_holds(a->reg, S("w"), &gen) && gen != 0, 2000);
+    WAIT_UNTIL(b->elsewheres == 1, 1000); /* B does not hold w: told through elsewhere_cb */
+    assert_string_equal(b->last_elsewhere, "w");
     int64_t t0 = now_ms();
     assert_int_equal(cluster_registry_register(b->reg, S("w")), 0);
     WAIT_UNTIL(a->takeovers == 1, 1000);
+    assert_int_equal(a->elsewheres, 0); /* A held it: takeover_cb instead; its own "set" is not news */
     print_message("takeover %lld ms after the newer registration\n", (long long)(a->takeover_ms - t0));
     assert_string_equal(a->last_takeover, "w");
     assert_int_equal(cluster_registry_holds(a->reg, S("w"), NULL), 0);
