@@ -1,0 +1,28 @@
+#!/bin/sh
+# Starts one Redis of the whtunnel-redis StatefulSet: the master the
+# sentinels name, or a replica of it. When no sentinel answers (a fresh
+# start), pod 0 is the master and the others replicate it.
+# No persistence: the registry is soft state (docs/deploy.md, "Redis").
+set -eu
+me="$POD_NAME.$REDIS_SERVICE"
+master=""
+i=0
+while [ "$i" -lt "$SENTINELS" ]; do
+    a=$(timeout 3 redis-cli -h "$SENTINEL_STATEFULSET-$i.$SENTINEL_SERVICE" -p 26379 --raw \
+        sentinel get-master-addr-by-name "$MASTER_NAME" 2>/dev/null | head -n 1) || a=""
+    case "$a" in
+    "" | ERR* | *" "*) ;;
+    *) master="$a"; break ;;
+    esac
+    i=$((i + 1))
+done
+[ -n "$master" ] || master="$REDIS_STATEFULSET-0.$REDIS_SERVICE"
+set -- --port 6379 --protected-mode no --dir /data --save "" --appendonly no \
+    --replica-announce-ip "$me"
+if [ "$master" != "$me" ]; then
+    echo "redis-start: $me replicates $master"
+    set -- "$@" --replicaof "$master" 6379
+else
+    echo "redis-start: $me is the master"
+fi
+exec redis-server "$@"
