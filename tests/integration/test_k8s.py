@@ -1,0 +1,341 @@
+"""The Kubernetes manifests (deploy/k8s): every overlay renders with
+`kubectl kustomize`; every rendered object validates against the Kubernetes
+API schemas and the CRDs' (tests/k8s/validate.mjs: kubernetes-models, the
+Prometheus operator's and cert-manager's models, unknown fields through
+TypeScript's excess property check), and the validator fails on broken
+copies; every environment variable the manifests give the node is one that
+`whtunnel --help` lists; a real node started with the manifests' settings
+(ports moved to free ones, secrets from files) listens where the pod spec
+says, answers the probe paths on the admin port, and serves every metric
+name the manifests mention.
+
+Skips with a message where kubectl, node or npm is missing, or where the npm
+registry cannot be reached for the first `npm ci` in tests/k8s.
+"""
+
+import http.client
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from conftest import ROOT, Proc, binary, free_port, port_open, wait_for
+
+K8S_DIR = os.path.join(ROOT, "deploy", "k8s")
+VALIDATOR_DIR = os.path.join(ROOT, "tests", "k8s")
+KUBECTL = os.environ.get("WHT_KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
+OVERLAYS = ["dev", "cluster"]
+COMPONENTS = ["servicemonitor", "certificate", "node-tls", "loadbalancer", "ingress-nginx"]
+SECRET_FILES = ["secret-a", "secret-b", "cluster-secret"]
+# Downward API values used only inside other values, as $(NAME): not node settings.
+EXPANSION_ONLY = {"POD_NAME", "POD_IP"}
+NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH",
+                  "EHOSTUNREACH", "network", "socket hang up", "getaddrinfo")
+
+
+def have_kubectl():
+    if not (os.path.isfile(KUBECTL) and os.access(KUBECTL, os.X_OK)):
+        pytest.skip("kubectl not found (it is not a Debian package; WHT_KUBECTL names one): "
+                    "the Kubernetes manifests are not checked")
+
+
+def kustomize(path):
+    r = subprocess.run([KUBECTL, "kustomize", path], capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, "kubectl kustomize %s failed:\n%s" % (path, r.stderr)
+    return r.stdout
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """{name: YAML text} for each overlay, and "everything": the cluster overlay with every component.
+    Rendered from a copy of deploy/k8s with placeholder secret files (the real ones are not in git)."""
+    have_kubectl()
+    top = tmp_path_factory.mktemp("k8s")
+    tree = top / "k8s"
+    shutil.copytree(K8S_DIR, tree, ignore=shutil.ignore_patterns("secrets"))
+    secrets = tree / "overlays" / "cluster" / "secrets"
+    secrets.mkdir()
+    for f in SECRET_FILES:
+        (secrets / f).write_text("placeholder-%s-0123456789abcdef\n" % f)
+    everything = top / "everything"
+    everything.mkdir()
+    (everything / "kustomization.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
+        "resources": ["../k8s/overlays/cluster"],
+        "components": ["../k8s/components/%s" % c for c in COMPONENTS]}))
+    out = {name: kustomize(str(tree / "overlays" / name)) for name in OVERLAYS}
+    out["everything"] = kustomize(str(everything))
+    return out
+
+
+def objects(text):
+    return [o for o in yaml.safe_load_all(text) if o]
+
+
+def find(objs, kind, name):
+    for o in objs:
+        if o["kind"] == kind and o["metadata"]["name"] == name:
+            return o
+    raise AssertionError("no %s %s" % (kind, name))
+
+
+def config_maps(objs):
+    return {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+
+
+def node_container(objs):
+    dep = find(objs, "Deployment", "whtunnel")
+    (c,) = [c for c in dep["spec"]["template"]["spec"]["containers"] if c["name"] == "whtunnel"]
+    return dep, c
+
+
+def node_env(objs):
+    """The node container's environment as (name -> value or None for valueFrom), envFrom ConfigMaps first."""
+    _, c = node_container(objs)
+    cms = config_maps(objs)
+    env = {}
+    for src in c.get("envFrom", []):
+        env.update(cms[src["configMapRef"]["name"]])
+    for e in c.get("env", []):
+        env[e["name"]] = e.get("value")
+    return env
+
+
+def test_overlays_render(rendered):
+    dev, cluster = objects(rendered["dev"]), objects(rendered["cluster"])
+    dep, _ = node_container(dev)
+    assert dep["spec"]["replicas"] == 1
+    assert not [o for o in dev if o["kind"] in ("StatefulSet", "HorizontalPodAutoscaler")]
+    assert "REDIS_URL" not in node_env(dev) and "WHT_REDIS_SENTINELS" not in node_env(dev)
+    dep, _ = node_container(cluster)
+    assert "replicas" not in dep["spec"], "the HorizontalPodAutoscaler owns the replica count"
+    assert find(cluster, "HorizontalPodAutoscaler", "whtunnel")["spec"]["minReplicas"] >= 3
+    assert find(cluster, "StatefulSet", "whtunnel-redis")["spec"]["replicas"] == 2
+    assert find(cluster, "StatefulSet", "whtunnel-sentinel")["spec"]["replicas"] == 3
+    env = node_env(cluster)
+    sentinels = env["WHT_REDIS_SENTINELS"].split(",")
+    assert sentinels == ["whtunnel-sentinel-%d.whtunnel-sentinel:26379" % i for i in range(3)]
+    assert env["WHT_REDIS_MASTER"] == "whtunnel"
+    kinds = {o["kind"] for o in objects(rendered["everything"])}
+    assert {"ServiceMonitor", "Certificate", "Ingress"} <= kinds
+
+
+def ensure_validator():
+    """node and npm, and tests/k8s/node_modules (npm ci when missing); skips with the reason."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        pytest.skip("node/npm not found: apt-get install nodejs npm (deploy/install-deps.sh --test)")
+    if os.path.isfile(os.path.join(VALIDATOR_DIR, "node_modules", ".package-lock.json")):
+        return node
+    try:
+        r = subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=VALIDATOR_DIR, capture_output=True,
+                           text=True, timeout=600, stdin=subprocess.DEVNULL)
+    except subprocess.TimeoutExpired:
+        pytest.skip("npm ci in tests/k8s took over 10 minutes (no network?)")
+    if r.returncode != 0:
+        out = (r.stdout + r.stderr)[-3000:]
+        if any(e in out for e in NETWORK_ERRORS):
+            pytest.skip("npm ci in tests/k8s failed for lack of network:\n" + out)
+        pytest.fail("npm ci in tests/k8s failed:\n" + out, pytrace=False)
+    return node
+
+
+def validate(tmp_path, text, name="objects.yaml"):
+    node = ensure_validator()
+    path = tmp_path / name
+    path.write_text(text)
+    r = subprocess.run([node, os.path.join(VALIDATOR_DIR, "validate.mjs"), str(path)], capture_output=True,
+                       text=True, timeout=300, stdin=subprocess.DEVNULL)
+    return r.returncode, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("which", OVERLAYS + ["everything"])
+def test_manifests_validate(rendered, tmp_path, which):
+    rc, out = validate(tmp_path, rendered[which])
+    assert rc == 0, out
+    assert "%d valid, 0 invalid" % len(objects(rendered[which])) in out, out
+
+
+# (what is broken, old text, new text, the object the error must name, a word of the error)
+BROKEN = [
+    ("unknown field", "readinessProbe:", "readinesProbe:", "Deployment whtunnel", "readinesProbe"),
+    ("wrong type", "containerPort: 8080", "containerPort: http-port", "Deployment whtunnel", "integer"),
+    ("unknown kind", "kind: PodDisruptionBudget", "kind: PodDisruptionBudgets", "PodDisruptionBudgets whtunnel",
+     "no schema"),
+    ("CRD required field", "  endpoints:", "  endpoint:", "ServiceMonitor whtunnel", "endpoints"),
+    ("CRD unknown field", "  renewBefore: 720h", "  renewBefor: 720h", "Certificate whtunnel-tls", "renewBefor"),
+]
+
+
+@pytest.mark.parametrize("what,old,new,obj,word", BROKEN, ids=[b[0] for b in BROKEN])
+def test_validator_fails_on_broken_manifest(rendered, tmp_path, what, old, new, obj, word):
+    text = rendered["everything"]
+    assert text.count(old) >= 1, "the render no longer has %r: update this test" % old
+    rc, out = validate(tmp_path, text.replace(old, new, 1))
+    assert rc == 1, out
+    errors = [l for l in out.splitlines() if l.startswith("error ")]
+    assert len(errors) == 1 and errors[0].startswith("error " + obj + ":") and word in errors[0], out
+
+
+# ---- the manifests and the node agree ---------------------------------------------------
+
+def help_env_names():
+    r = subprocess.run([binary("whtunnel"), "--help"], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    names = set(re.findall(r"\[([A-Z][A-Z0-9_]*)\]", r.stdout))
+    assert {"PORT", "WHT_ADMIN_ADDR", "WHT_DRAIN_TIMEOUT"} <= names, r.stdout
+    return names
+
+
+def test_env_vars_are_the_nodes(rendered):
+    """Every variable the manifests set for the node is one `whtunnel --help` lists (variables of branches
+    not merged yet fail here until they are)."""
+    known = help_env_names()
+    unknown = {}
+    for which, text in rendered.items():
+        objs = objects(text)
+        env = node_env(objs)
+        _, c = node_container(objs)
+        values = " ".join(str(e.get("value", "")) for e in c.get("env", []))
+        for name in EXPANSION_ONLY & set(env):
+            assert "$(%s)" % name in values, "%s set but never used in $(...)" % name
+        for name in set(env) - EXPANSION_ONLY - known:
+            unknown.setdefault(name, []).append(which)
+    assert not unknown, "not in whtunnel --help: %s" % unknown
+
+
+def test_redis_scripts_and_env_agree(rendered):
+    """The Redis and sentinel containers set exactly the variables their start scripts read."""
+    objs = objects(rendered["cluster"])
+    scripts = next(d for n, d in config_maps(objs).items() if n.startswith("whtunnel-redis-scripts"))
+    for sts, script in (("whtunnel-redis", "redis-start.sh"), ("whtunnel-sentinel", "sentinel-start.sh")):
+        (c,) = find(objs, "StatefulSet", sts)["spec"]["template"]["spec"]["containers"]
+        assert c["command"] == ["sh", "/scripts/" + script]
+        set_names = {e["name"] for e in c["env"]}
+        read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", scripts[script]))
+        assert set_names == read, "%s: set %s, read %s" % (sts, sorted(set_names), sorted(read))
+
+
+def duration_s(text):
+    m = re.fullmatch(r"(\d+)(ms|s|m)", text)
+    assert m, text
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+def test_grace_period_covers_the_drain(rendered):
+    """terminationGracePeriodSeconds >= preStop sleep + WHT_DRAIN_TIMEOUT + 5 s to leave the registry."""
+    for which, text in rendered.items():
+        objs = objects(text)
+        dep, c = node_container(objs)
+        grace = dep["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        cmd = c["lifecycle"]["preStop"]["exec"]["command"]
+        assert cmd[0].endswith("sleep")
+        drain = duration_s(node_env(objs)["WHT_DRAIN_TIMEOUT"])
+        assert grace >= int(cmd[1]) + drain + 5, (which, grace, cmd, drain)
+
+
+def port_of(addr):
+    return int(addr.rsplit(":", 1)[1])
+
+
+def http_get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        return r.status, r.read().decode(errors="replace")
+    finally:
+        c.close()
+
+
+def start_as_in_pod(objs, tmp_path, extra=None):
+    """A real node with the pod's environment: $(POD_IP) is 127.0.0.1, $(POD_NAME) a name, the pod's ports moved
+    to free ones, the mounted secret files in tmp_path. Returns (proc, {container port name: local port})."""
+    _, c = node_container(objs)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    moved = {n: free_port() for n in ports}
+    by_number = {str(ports[n]): str(moved[n]) for n in ports}
+    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir(exist_ok=True)
+    for f in SECRET_FILES:
+        (secret_dir / f).write_text("test-%s-0123456789abcdef\n" % f)
+    env = {}
+    for name, value in node_env(objs).items():
+        if name in EXPANSION_ONLY:
+            continue
+        value = value.replace("$(POD_IP)", "127.0.0.1").replace("$(POD_NAME)", "whtunnel-test-pod")
+        value = re.sub(r"(?<=:)(\d+)$", lambda m: by_number.get(m.group(1), m.group(1)), value)
+        if name == "PORT":
+            value = by_number[value]
+        if name == "WHT_LISTEN_ADDR" or value.startswith("0.0.0.0:"):
+            value = value.replace("0.0.0.0", "127.0.0.1")
+        for path, vol in mounts.items():
+            if vol == "secrets" and value.startswith(path + "/"):
+                value = str(secret_dir) + value[len(path):]
+        env[name] = value
+    env.update(extra or {})
+    proc = Proc([binary("whtunnel")], env=env, name="node")
+    try:
+        wait_for(lambda: all(port_open(moved[n]) for n in ("http", "admin")) or not proc.alive(), 10,
+                 "node to listen")
+        assert proc.alive(), proc.output()
+    except BaseException:
+        proc.stop()
+        raise
+    return proc, moved
+
+
+def probe_paths(dep_container):
+    return {(k, p["httpGet"]["port"], p["httpGet"]["path"]) for k, p in dep_container.items()
+            if k.endswith("Probe") and "httpGet" in p}
+
+
+def test_node_as_in_pod(rendered, tmp_path):
+    """dev's settings: the probes' paths answer 200 on the admin port, the viewer port and the load balancer's
+    health check path answer, every metric name the manifests mention is in /metrics."""
+    objs = objects(rendered["dev"])
+    _, c = node_container(objs)
+    proc, ports = start_as_in_pod(objs, tmp_path)
+    try:
+        probes = probe_paths(c)
+        assert {k for k, _, _ in probes} == {"readinessProbe", "livenessProbe"}
+        for kind, port, path in probes:
+            assert port in ports, "%s on port %r, not one of the container's" % (kind, port)
+            assert http_get(ports[port], path)[0] == 200, (kind, path)
+        everything = rendered["everything"]
+        for path in re.findall(r"healthcheck-path: (\S+)", everything):
+            assert http_get(ports["http"], path)[0] == 200, path
+        status, metrics = http_get(ports["admin"], "/metrics")
+        assert status == 200
+        exposed = set(re.findall(r"^([a-z_][a-z0-9_]*)[{ ]", metrics, re.M))
+        exposed |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in exposed}
+        used = set(re.findall(r"\b(whtunnel_[a-z0-9_]+|process_[a-z0-9_]+)\b", "\n".join(rendered.values())))
+        assert used <= exposed, "metric names not in /metrics: %s" % sorted(used - exposed)
+    finally:
+        proc.stop()
+
+
+def test_node_as_in_pod_cluster(rendered, tmp_path):
+    """cluster's settings, with a real redis-server reached by REDIS_URL instead of the sentinels (which this
+    test does not run): the node listens on the pod's three ports, joins the registry advertising
+    $(POD_IP):<peer port>, and is ready."""
+    from test_cluster import Redis
+    rds = Redis()
+    objs = objects(rendered["cluster"])
+    extra = {"REDIS_URL": rds.url, "WHT_REDIS_PREFIX": "k8s:", "WHT_REDIS_SENTINELS": "", "WHT_REDIS_MASTER": ""}
+    try:
+        proc, ports = start_as_in_pod(objs, tmp_path, extra)
+        try:
+            wait_for(lambda: port_open(ports["peer"]), 10, "peer port")
+            assert http_get(ports["admin"], "/readyz")[0] == 200
+            members = rds.client().zrange("k8s:members", 0, -1)
+            assert any(b"127.0.0.1:%d" % ports["peer"] in m for m in members), members
+        finally:
+            proc.stop()
+    finally:
+        rds.stop()
