@@ -208,15 +208,20 @@ def test_env_vars_are_the_nodes(rendered):
     assert not unknown, "not in whtunnel --help: %s" % unknown
 
 
+# Read by the start scripts with a default, set only by the test below.
+SCRIPT_KNOBS = {"DATA_DIR", "BIND"}
+
+
 def test_redis_scripts_and_env_agree(rendered):
-    """The Redis and sentinel containers set exactly the variables their start scripts read."""
+    """The Redis and sentinel containers set exactly the variables their start scripts read (but the knobs
+    for this test)."""
     objs = objects(rendered["cluster"])
     scripts = next(d for n, d in config_maps(objs).items() if n.startswith("whtunnel-redis-scripts"))
     for sts, script in (("whtunnel-redis", "redis-start.sh"), ("whtunnel-sentinel", "sentinel-start.sh")):
         (c,) = find(objs, "StatefulSet", sts)["spec"]["template"]["spec"]["containers"]
         assert c["command"] == ["sh", "/scripts/" + script]
         set_names = {e["name"] for e in c["env"]}
-        read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", scripts[script]))
+        read = set(re.findall(r"\$\{?([A-Z][A-Z0-9_]*)", scripts[script])) - SCRIPT_KNOBS
         assert set_names == read, "%s: set %s, read %s" % (sts, sorted(set_names), sorted(read))
 
 
@@ -339,3 +344,126 @@ def test_node_as_in_pod_cluster(rendered, tmp_path):
             proc.stop()
     finally:
         rds.stop()
+
+
+# ---- the Redis StatefulSets' start scripts, run for real -------------------------------------
+
+class PodNet:
+    """One private network namespace (made here, so the pods' fixed ports 6379 and 26379 collide with nothing
+    on this machine) in which each "pod" is a process with its own loopback address, its own data directory,
+    and a private mount namespace whose /etc/hosts maps the pods' DNS names (<statefulset>-<i>.<service>)."""
+
+    def __init__(self, tmp_path, names):
+        self.tmp = tmp_path
+        self.ip = {n: "127.0.0.%d" % (11 + i) for i, n in enumerate(names)}
+        self.hosts = tmp_path / "hosts"
+        self.hosts.write_text("127.0.0.1 localhost\n" + "".join("%s %s\n" % (ip, n) for n, ip in self.ip.items()))
+        self.holder = subprocess.Popen(["unshare", "--net", "sleep", "900"], stdin=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE)
+        self.pods = {}
+        try:
+            wait_for(lambda: self.run(["ip", "link", "set", "lo", "up"]).returncode == 0
+                     or self.holder.poll() is not None, 5, "network namespace")
+            if self.holder.poll() is not None:
+                raise OSError(self.holder.stderr.read().decode(errors="replace"))
+        except BaseException:
+            self.close()
+            raise
+
+    def run(self, args, timeout=10):
+        return subprocess.run(["nsenter", "-t", str(self.holder.pid), "-n"] + args, capture_output=True, text=True,
+                              timeout=timeout, stdin=subprocess.DEVNULL)
+
+    def cli(self, name, port, *args):
+        r = self.run(["redis-cli", "-h", self.ip[name], "-p", str(port), "--raw"] + list(args), timeout=5)
+        return r.stdout.strip() if r.returncode == 0 else ""
+
+    def start(self, name, container, script_path):
+        """Runs the container's command (sh /scripts/X.sh) as pod `name` with the container's env."""
+        data = self.tmp / ("data-" + name)
+        data.mkdir(exist_ok=True)
+        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        env.update({"POD_NAME": name.split(".")[0], "DATA_DIR": str(data), "BIND": self.ip[name]})
+        inner = 'mount --bind "$0" /etc/hosts && exec sh "$1"'
+        self.pods[name] = Proc(["nsenter", "-t", str(self.holder.pid), "-n", "unshare", "--mount",
+                                "--propagation", "private", "sh", "-c", inner, str(self.hosts), script_path],
+                               env=env, name=name.split(".")[0])
+
+    def close(self):
+        for p in self.pods.values():
+            p.stop(sig=9)
+        if self.holder.poll() is None:
+            self.holder.kill()
+        self.holder.wait()
+
+
+def role(net, name):
+    info = net.cli(name, 6379, "info", "replication")
+    fields = dict(l.split(":", 1) for l in info.splitlines() if ":" in l)
+    return fields.get("role"), fields.get("master_host"), fields.get("master_link_status")
+
+
+def test_redis_sentinel_scripts(rendered, tmp_path):
+    """The StatefulSets' start scripts with real redis-server and redis-sentinel, each "pod" on its own address
+    with the pods' DNS names: a fresh start makes pod 0 the master, pod 1 its replica and three sentinels
+    watching it; after pod 0 is killed the sentinels promote pod 1; pod 0 restarted joins as pod 1's replica; a
+    sentinel restarted watches the new master."""
+    for tool in ("redis-server", "redis-sentinel", "redis-cli", "unshare", "nsenter", "timeout"):
+        if not shutil.which(tool):
+            pytest.skip("%s not found (deploy/install-deps.sh --test)" % tool)
+    objs = objects(rendered["cluster"])
+    scripts = next(d for n, d in config_maps(objs).items() if n.startswith("whtunnel-redis-scripts"))
+    for f, text in scripts.items():
+        (tmp_path / f).write_text(text)
+    redis_c = find(objs, "StatefulSet", "whtunnel-redis")["spec"]["template"]["spec"]["containers"][0]
+    sentinel_c = find(objs, "StatefulSet", "whtunnel-sentinel")["spec"]["template"]["spec"]["containers"][0]
+    master_name = next(e["value"] for e in sentinel_c["env"] if e["name"] == "MASTER_NAME")
+    r0, r1 = "whtunnel-redis-0.whtunnel-redis", "whtunnel-redis-1.whtunnel-redis"
+    sentinels = ["whtunnel-sentinel-%d.whtunnel-sentinel" % i for i in range(3)]
+    try:
+        net = PodNet(tmp_path, [r0, r1] + sentinels)
+    except (OSError, subprocess.SubprocessError, TimeoutError) as e:
+        pytest.skip("cannot make a network namespace here (root and unshare needed): %s" % e)
+
+    def watched(s):
+        return net.cli(s, 26379, "sentinel", "get-master-addr-by-name", master_name).split("\n")[0]
+
+    def sentinel_view(s):
+        flat = net.cli(s, 26379, "sentinel", "master", master_name).split("\n")
+        return dict(zip(flat[0::2], flat[1::2]))
+
+    def settled(master, replica):
+        if role(net, master)[0] != "master" or role(net, replica) != ("slave", master, "up"):
+            return False
+        views = [sentinel_view(s) for s in sentinels]
+        return all(v.get("name") == master_name and v.get("ip") == master and v.get("num-slaves") == "1"
+                   and v.get("num-other-sentinels") == "2" and "s_down" not in v.get("flags", "") for v in views)
+
+    try:
+        # all at once, as podManagementPolicy: Parallel starts them
+        for n in (r0, r1):
+            net.start(n, redis_c, str(tmp_path / "redis-start.sh"))
+        for s in sentinels:
+            net.start(s, sentinel_c, str(tmp_path / "sentinel-start.sh"))
+        wait_for(lambda: settled(r0, r1), 40, "pod 0 master, pod 1 replica, three sentinels agreeing")
+        assert net.cli(r0, 6379, "set", "k", "v") == "OK"
+        wait_for(lambda: net.cli(r1, 6379, "get", "k") == "v", 10, "the write replicated")
+
+        net.pods[r0].stop(sig=9)
+        wait_for(lambda: all(watched(s) == r1 for s in sentinels), 60, "the sentinels to promote pod 1")
+        wait_for(lambda: role(net, r1)[0] == "master", 20, "pod 1 to be master")
+
+        net.start(r0, redis_c, str(tmp_path / "redis-start.sh"))
+        wait_for(lambda: settled(r1, r0), 60, "pod 0, restarted, to replicate pod 1")
+
+        net.pods[sentinels[2]].stop(sig=9)
+        net.start(sentinels[2], sentinel_c, str(tmp_path / "sentinel-start.sh"))
+        wait_for(lambda: watched(sentinels[2]) == r1, 20, "the restarted sentinel to watch pod 1")
+        wait_for(lambda: settled(r1, r0), 60, "the restarted sentinel to see the others and the replica")
+        assert "watches " + r1 in net.pods[sentinels[2]].output()
+    except BaseException:
+        for n, p in net.pods.items():
+            print("---- %s\n%s" % (n, p.output()[-3000:]))
+        raise
+    finally:
+        net.close()

@@ -3,7 +3,10 @@
 # sentinels name, or a replica of it. When no sentinel answers (a fresh
 # start), pod 0 is the master and the others replicate it.
 # No persistence: the registry is soft state (docs/deploy.md, "Redis").
+# DATA_DIR (default /data) and BIND (default: every address) are for
+# tests/integration/test_k8s.py, which runs this script outside Kubernetes.
 set -eu
+data=${DATA_DIR:-/data}
 me="$POD_NAME.$REDIS_SERVICE"
 master=""
 i=0
@@ -17,8 +20,11 @@ while [ "$i" -lt "$SENTINELS" ]; do
     i=$((i + 1))
 done
 [ -n "$master" ] || master="$REDIS_STATEFULSET-0.$REDIS_SERVICE"
-set -- --port 6379 --protected-mode no --dir /data --save "" --appendonly no \
+set -- --port 6379 --protected-mode no --dir "$data" --save "" --appendonly no \
     --replica-announce-ip "$me"
+if [ -n "${BIND:-}" ]; then
+    set -- "$@" --bind "$BIND"
+fi
 if [ "$master" != "$me" ]; then
     echo "redis-start: $me replicates $master"
     set -- "$@" --replicaof "$master" 6379

@@ -3,7 +3,10 @@
 # master the other sentinels name, else the Redis that says it is a
 # master, else pod 0 of whtunnel-redis (a fresh start). Its configuration
 # is written to /data (sentinel rewrites it as the master changes).
+# DATA_DIR (default /data) and BIND (default: every address) are for
+# tests/integration/test_k8s.py, which runs this script outside Kubernetes.
 set -eu
+data=${DATA_DIR:-/data}
 me="$POD_NAME.$SENTINEL_SERVICE"
 master=""
 i=0
@@ -28,9 +31,10 @@ while [ -z "$master" ] && [ "$i" -lt "$REDIS_REPLICAS" ]; do
 done
 [ -n "$master" ] || master="$REDIS_STATEFULSET-0.$REDIS_SERVICE"
 echo "sentinel-start: $me watches $master"
-cat >/data/sentinel.conf <<CONF
+cat >"$data/sentinel.conf" <<CONF
 port 26379
-dir /data
+${BIND:+bind $BIND}
+dir $data
 sentinel resolve-hostnames yes
 sentinel announce-hostnames yes
 sentinel announce-ip $me
@@ -39,4 +43,4 @@ sentinel down-after-milliseconds $MASTER_NAME 5000
 sentinel failover-timeout $MASTER_NAME 30000
 sentinel parallel-syncs $MASTER_NAME 1
 CONF
-exec redis-sentinel /data/sentinel.conf
+exec redis-sentinel "$data/sentinel.conf"
