@@ -145,6 +145,7 @@ struct client {
     int ext;                 /* the node confirmed X-Whtunnel-Ext: 1 */
     int http_status;         /* status of the last handshake response, 0 if none */
     char tls_error[160];     /* why the node's certificate was refused, "" if it was not */
+    char refusal[256];       /* a 401's reason (WWW-Authenticate error_description), "" if none */
     int ws_closing;          /* we asked the WebSocket to close (drain after GOAWAY) */
     int draining;            /* the node sent GOAWAY: finish the streams, then reconnect */
     int64_t drain_deadline_ms;
@@ -161,6 +162,7 @@ struct client {
 
     /* reconnects */
     unsigned attempt; /* consecutive failed attempts */
+    unsigned replaced; /* sessions in a row that another registration of the id replaced */
     lws_sorted_usec_list_t sul_retry, sul_mux, sul_stdin, sul_drain;
 
     /* tokens */

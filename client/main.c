@@ -17,7 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #define EXIT_USAGE 2
@@ -337,6 +339,23 @@ static int watch_signals(struct lws_context *ctx, int *sfd)
     return 0;
 }
 
+/* Nothing listening on the target port is the usual reason for 502s that
+ * a user would blame on the tunnel: say so at start-up (it may come later). */
+static void warn_if_nothing_listens(int port)
+{
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return;
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0 && errno == ECONNREFUSED)
+        CLIENT_WARN(
+            "nothing listens on 127.0.0.1:%d (yet): requests for this worker will get 502 Bad Gateway "
+            "until something does",
+            port);
+    close(fd);
+}
+
 int main(int argc, char **argv)
 {
     static struct client_config cfg;
@@ -382,8 +401,8 @@ int main(int argc, char **argv)
     info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.client_ssl_ca_filepath = cfg.ca_file;
     info.pt_serv_buf_size = 256 * 1024; /* bytes per read from a socket */
-    info.timeout_secs = 20;         /* TLS and WebSocket handshakes */
-    info.connect_timeout_secs = 20; /* TCP connect */
+    info.timeout_secs = 20;             /* TLS and WebSocket handshakes */
+    info.connect_timeout_secs = 20;     /* TCP connect */
     info.gid = -1;
     info.uid = -1;
     info.user = c;
@@ -401,6 +420,7 @@ int main(int argc, char **argv)
         return 1;
     }
 
+    warn_if_nothing_listens(cfg.target_port);
     client_start(c);
     while (c->state != CLIENT_STOPPING) {
         if (lws_service(ctx, 0) < 0) {

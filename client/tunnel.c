@@ -114,6 +114,25 @@ static void schedule_retry(struct client *c, int now)
     lws_sul_schedule(c->ctx, 0, &c->sul_retry, retry_cb, (lws_usec_t)delay * LWS_US_PER_MS);
 }
 
+/* Another registration of our id took the session. Two clients with one id
+ * would take it from each other for ever: back off more each time, and say
+ * plainly what is going on once it repeats. */
+static void replaced(struct client *c, int64_t up_ms)
+{
+    c->replaced++;
+    if (c->attempt < 2 * c->replaced)
+        c->attempt = 2 * c->replaced;
+    if (c->replaced < 3)
+        CLIENT_WARN("replaced by another registration of %s after %.1f s (is another client using this id?)",
+                    client_cfg->id, (double)up_ms / 1000.0);
+    else
+        CLIENT_ERROR(
+            "replaced by another registration of %s %u times in a row: another client keeps registering "
+            "this id and each takes it from the other; give each client its own id",
+            client_cfg->id, c->replaced);
+    schedule_retry(c, 0);
+}
+
 /* Closes the WebSocket from our side (a drain after GOAWAY): the close frame
  * goes out from the next WRITEABLE. */
 static void close_ws(struct client *c)
@@ -376,6 +395,11 @@ static void ws_lost(struct client *c, const char *why)
         return;
     if (was == CLIENT_UP) {
         int64_t up = util_now_ms() - c->up_since_ms;
+        if (c->close_code == MUX_WS_CLOSE_REPLACED) {
+            replaced(c, up);
+            return;
+        }
+        c->replaced = 0;
         if (up >= UP_RESETS_BACKOFF_MS)
             c->attempt = 0;
         if (drained) {
@@ -393,6 +417,28 @@ static void ws_lost(struct client *c, const char *why)
     }
 }
 
+/* Keeps the reason of a 401 from its WWW-Authenticate header (RFC 6750:
+ * Bearer error="invalid_token", error_description="..."), which the node
+ * fills with what was wrong with the token and a hint. */
+static void read_refusal(struct client *c, struct lws *wsi)
+{
+    char h[512];
+    c->refusal[0] = '\0';
+    if (lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_WWW_AUTHENTICATE) <= 0)
+        return;
+    const char *d = strstr(h, "error_description=\"");
+    if (!d)
+        return;
+    d += strlen("error_description=\"");
+    const char *end = strchr(d, '"');
+    if (!end)
+        return;
+    size_t n = (size_t)(end - d) < sizeof c->refusal - 1 ? (size_t)(end - d) : sizeof c->refusal - 1;
+    for (size_t i = 0; i < n; i++) /* printable ASCII only: it goes to the log */
+        c->refusal[i] = d[i] >= 0x20 && d[i] < 0x7f ? d[i] : '?';
+    c->refusal[n] = '\0';
+}
+
 /* The connection or its handshake failed. */
 static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
 {
@@ -407,11 +453,16 @@ static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
     }
     if (status == 401) {
         c->token_rejected = 1;
+        char why_text[320];
+        if (c->refusal[0])
+            snprintf(why_text, sizeof why_text, "token rejected by the node (401): %s", c->refusal);
+        else
+            snprintf(why_text, sizeof why_text, "token rejected by the node (401)");
         if (c->stdin_open) {
-            CLIENT_ERROR("token rejected by the server (401); waiting for a new token on stdin");
+            CLIENT_ERROR("%s; waiting for a new token on stdin", why_text);
             set_state(c, CLIENT_WAIT_TOKEN);
         } else {
-            CLIENT_ERROR("token rejected by the server (401); %s: exiting",
+            CLIENT_ERROR("%s; %s: exiting", why_text,
                          client_cfg->token ? "a --token token cannot be replaced"
                                            : "stdin is closed, no new token can come");
             client_stop(c, 1);
@@ -426,9 +477,11 @@ static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
     }
     if (status == 400)
         CLIENT_ERROR("registration refused by the server (400 Bad Request): check the id and the token");
-    else if (status == 404)
-        CLIENT_ERROR("registration refused by the server (404 Not Found): is %s a websocktunnel node?",
-                     client_cfg->server_text);
+    else if (status < 300 || status == 404 || status == 405)
+        /* a node answers a registration 101, 401, 400 or 5xx: this is something else */
+        CLIENT_ERROR("%s answered the registration with HTTP %d instead of switching to a WebSocket: it does "
+                     "not look like a webhooktunnel node (check the URL, its scheme and its path)",
+                     client_cfg->server_text, status);
     else if (status)
         CLIENT_ERROR("handshake with %s failed: HTTP %d (%s)", client_cfg->server_text, status, why);
     else
@@ -456,6 +509,7 @@ static void tunnel_connect(struct client *c)
     c->http_status = 0;
     c->dial_gen = c->token_gen;
     c->tls_error[0] = '\0';
+    c->refusal[0] = '\0';
     c->ext = 0;
     c->pending_url[0] = '\0';
     set_state(c, CLIENT_CONNECTING);
@@ -619,10 +673,10 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return append_headers(c, wsi, (unsigned char **)in, (unsigned char *)*(unsigned char **)in + len);
     case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
         c->http_status = (int)lws_http_client_http_response(wsi);
+        if (c->http_status == 401)
+            read_refusal(c, wsi);
         return 0;
-    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH:
-        filter_pre_establish(c, wsi);
-        return 0;
+    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: filter_pre_establish(c, wsi); return 0;
     case LWS_CALLBACK_CLIENT_ESTABLISHED:
         if (c->state != CLIENT_CONNECTING)
             return -1;
@@ -631,10 +685,8 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         if (wsi == c->ws || c->state == CLIENT_CONNECTING)
             handshake_failed(c, wsi, in && len ? (const char *)in : "connection failed");
         return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE:
-        return on_receive(c, wsi, in, len);
-    case LWS_CALLBACK_CLIENT_WRITEABLE:
-        return on_writeable(c, wsi);
+    case LWS_CALLBACK_CLIENT_RECEIVE: return on_receive(c, wsi, in, len);
+    case LWS_CALLBACK_CLIENT_WRITEABLE: return on_writeable(c, wsi);
     case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
         if (wsi == c->ws && len >= 2)
             c->close_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
@@ -659,8 +711,7 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         else if (lws_get_opaque_user_data(wsi))
             client_backend_wsi_destroyed(c, wsi);
         return 0;
-    default:
-        return 0;
+    default: return 0;
     }
 }
 

@@ -51,6 +51,12 @@ enum mux_reason {
     MUX_REASON_DRAIN = 6,    /* GOAWAY: node draining, reconnect elsewhere */
 };
 
+/* WebSocket close code (private-use range, RFC 6455 7.4.2) a node sends to a
+ * worker session that a newer registration of its id replaced, with the
+ * reason "replaced by another registration". Any client may read it; to the
+ * Go clients it is an ordinary close. */
+#define MUX_WS_CLOSE_REPLACED 4001
+
 /* Errors: 0 is success, these are negative. */
 enum mux_err {
     MUX_OK = 0,

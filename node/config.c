@@ -9,6 +9,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <openssl/crypto.h>
 
 #include "util/util.h"
@@ -36,8 +40,10 @@ enum config__group {
 };
 
 static const char *const config__group_names[CFG_G_COUNT] = {
-    "Listener", "Tokens", "TLS", "Routing", "Limits", "Cluster (standalone unless REDIS_URL is set)",
-    "Logging", "Admin (metrics, probes, status, dashboard)",
+    "Listener", "Tokens",
+    "TLS",      "Routing",
+    "Limits",   "Cluster (standalone unless REDIS_URL is set)",
+    "Logging",  "Admin (metrics, probes, status, dashboard)",
 };
 
 struct config__entry {
@@ -52,12 +58,17 @@ struct config__entry {
     int64_t min, max;           /* CFG_INT, CFG_SIZE, CFG_DURATION */
     const char *const *choices; /* CFG_CHOICE: NULL-terminated */
     const char *help;
+    size_t file_off;      /* of the char * naming the value's file (<env>_FILE, <flag>-file); 0: none */
+    bool file_start_only; /* that file is read at start only, not again by config_reload_files() */
 };
 
 /* offsetof(struct config, f), refusing to compile unless the field has type T. */
 #define CFG_OFF(f, T)                                                                                        \
     (offsetof(struct config, f) + 0 * sizeof(char[_Generic(((struct config *)0)->f, T : 1, default : -1)]))
 #define CFG_STR(f) .off = CFG_OFF(f, char *)
+#define CFG_STRINGIFY2(x) #x
+#define CFG_STRINGIFY(x) CFG_STRINGIFY2(x)
+#define CFG_FILE(f) .file_off = CFG_OFF(f, char *)
 #define K (INT64_C(1) << 10)
 #define M (INT64_C(1) << 20)
 #define G (INT64_C(1) << 30)
@@ -109,6 +120,7 @@ static const struct config__entry config__table[] = {
      .type = CFG_SECRET,
      .group = CFG_G_TOKENS,
      CFG_STR(secret_a),
+     CFG_FILE(secret_a_file),
      .def = "",
      .help = "Secret that signs worker tokens (HS256). Tried first."},
     {.name = "secret-b",
@@ -118,6 +130,7 @@ static const struct config__entry config__table[] = {
      .type = CFG_SECRET,
      .group = CFG_G_TOKENS,
      CFG_STR(secret_b),
+     CFG_FILE(secret_b_file),
      .def = "",
      .help = "Second accepted secret, so that secrets rotate without downtime. Tried after A."},
     {.name = "audience",
@@ -139,7 +152,8 @@ static const struct config__entry config__table[] = {
      CFG_STR(tls_key),
      .def = "",
      .help = "PEM private key file, or the base64 of the PEM (as the original service took it). With "
-             "TLS_CERTIFICATE, serves HTTPS/WSS; both or neither."},
+             "TLS_CERTIFICATE, serves HTTPS/WSS; both or neither. SIGHUP reads both files again, for new "
+             "connections."},
     {.name = "tls-certificate",
      .env = "TLS_CERTIFICATE",
      .flag = "--tls-certificate",
@@ -280,6 +294,8 @@ static const struct config__entry config__table[] = {
      .type = CFG_STRING,
      .group = CFG_G_CLUSTER,
      CFG_STR(redis_url),
+     CFG_FILE(redis_url_file),
+     .file_start_only = true,
      .def = "",
      .help = "redis://[:password@]host[:port][/db] of the cluster registry. Empty: a standalone node."},
     {.name = "node-id",
@@ -319,6 +335,7 @@ static const struct config__entry config__table[] = {
      .type = CFG_SECRET,
      .group = CFG_G_CLUSTER,
      CFG_STR(cluster_secret),
+     CFG_FILE(cluster_secret_file),
      .def = "",
      .help = "Shared secret authenticating node-to-node links; required with REDIS_URL (16 bytes or more)."},
     {.name = "drain-timeout",
@@ -372,7 +389,8 @@ static const struct config__entry config__table[] = {
      .group = CFG_G_LOGGING,
      .off = CFG_OFF(access_log, bool),
      .def = "true",
-     .help = "One log line per viewer request (worker, method, path without query, status, bytes, duration)."},
+     .help =
+         "One log line per viewer request (worker, method, path without query, status, bytes, duration)."},
     /* admin */
     {.name = "admin-addr",
      .env = "WHT_ADMIN_ADDR",
@@ -391,6 +409,7 @@ static const struct config__entry config__table[] = {
      .type = CFG_SECRET,
      .group = CFG_G_ADMIN,
      CFG_STR(admin_token),
+     CFG_FILE(admin_token_file),
      .def = "",
      .help = "Bearer token required for /status, /cluster, /workers/... and /dashboard on the admin "
              "listener (not for /metrics and the probes); empty: none."},
@@ -418,6 +437,18 @@ static const char *cfg_quote(const char *s, char *out)
 {
     size_t i;
     for (i = 0; s[i] && i < 64; i++)
+        out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
+    if (s[i])
+        out[i++] = '.', out[i++] = '.', out[i++] = '.';
+    out[i] = '\0';
+    return out;
+}
+
+/* As cfg_quote(), for a path: at most 256 bytes (out has room for 264). */
+static const char *cfg_quote_path(const char *s, char *out)
+{
+    size_t i;
+    for (i = 0; s[i] && i < 256; i++)
         out[i] = ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) ? '?' : s[i];
     if (s[i])
         out[i++] = '.', out[i++] = '.', out[i++] = '.';
@@ -686,7 +717,7 @@ static int cfg_set(struct config *c, const struct config__entry *e, const char *
     if (rc == CONFIG_E_VALUE) {
         char expected[192], q[72];
         cfg_expected(e, expected, sizeof(expected));
-        if (e->type == CFG_SECRET)
+        if (e->type == CFG_SECRET || e->file_off) /* REDIS_URL may hold a password */
             cfg_err(err, errlen, "invalid value for %s (%s, %s) given by %s: expected %s", e->name, e->env,
                     e->flag, origin, expected);
         else
@@ -698,6 +729,121 @@ static int cfg_set(struct config *c, const struct config__entry *e, const char *
     return rc;
 }
 
+/* ---- files (<VARIABLE>_FILE, --<flag>-file) --------------------------------------------- */
+
+static char **cfg_file_slot(struct config *c, const struct config__entry *e)
+{
+    return (char **)((char *)c + e->file_off);
+}
+
+static const char *cfg_cfile(const struct config *c, const struct config__entry *e)
+{
+    return *(char *const *)((const char *)c + e->file_off);
+}
+
+/* Stores path (not read yet) as the file of e. */
+static int cfg_set_file(struct config *c, const struct config__entry *e, const char *path)
+{
+    char **slot = cfg_file_slot(c, e);
+    char *copy = strdup(path);
+    if (!copy)
+        return CONFIG_E_NOMEM;
+    free(*slot);
+    *slot = copy;
+    return 0;
+}
+
+const char *config_file_value(const char *buf, size_t len, size_t *value_len)
+{
+    if (len > 0 && buf[len - 1] == '\n')
+        len -= len > 1 && buf[len - 2] == '\r' ? 2 : 1;
+    *value_len = len;
+    if (len == 0)
+        return "is empty";
+    if (memchr(buf, '\0', len))
+        return "holds a NUL byte";
+    if (len > CONFIG_MAX_STRING)
+        return "is longer than " CFG_STRINGIFY(CONFIG_MAX_STRING) " bytes";
+    return NULL;
+}
+
+/* Reads at most cap bytes of the regular file path into buf. Returns the
+ * count, or -1 with errno set (EINVAL: not a regular file). */
+static ssize_t cfg_read_path(const char *path, char *buf, size_t cap)
+{
+    struct stat st;
+    size_t n = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    if (fd < 0)
+        return -1;
+    int fs = fstat(fd, &st);
+    if (fs != 0 || !S_ISREG(st.st_mode)) {
+        int e = fs != 0 ? errno : EINVAL;
+        close(fd);
+        errno = e;
+        return -1;
+    }
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            close(fd);
+            errno = e;
+            return -1;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    close(fd);
+    return (ssize_t)n;
+}
+
+/* Reads the file of e and stores its value. */
+static int cfg_read_file(struct config *c, const struct config__entry *e, char *err, size_t errlen)
+{
+    const char *path = cfg_cfile(c, e);
+    char q[264], origin[400];
+    size_t cap = CONFIG_MAX_STRING + 3, len = 0; /* room to see "too long" past a \r\n */
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        cfg_err(err, errlen, "out of memory");
+        return CONFIG_E_NOMEM;
+    }
+    ssize_t n = cfg_read_path(path, buf, cap);
+    const char *why = n < 0 ? NULL : config_file_value(buf, (size_t)n, &len);
+    int rc = CONFIG_E_FILE;
+    if (n < 0) {
+        cfg_err(err, errlen, "cannot read %s_FILE (%s-file) \"%s\": %s", e->env, e->flag,
+                cfg_quote_path(path, q), errno == EINVAL ? "not a regular file" : strerror(errno));
+    } else if (why) {
+        cfg_err(err, errlen, "%s_FILE (%s-file) \"%s\" %s", e->env, e->flag, cfg_quote_path(path, q), why);
+    } else {
+        buf[len] = '\0';
+        snprintf(origin, sizeof origin, "file \"%s\" (%s_FILE)", cfg_quote_path(path, q), e->env);
+        rc = cfg_set(c, e, buf, origin, err, errlen);
+    }
+    OPENSSL_cleanse(buf, cap + 1);
+    free(buf);
+    return rc;
+}
+
+/* Reads every file set (with start_only, those read at start only too). */
+static int cfg_read_files(struct config *c, bool start_only, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        if (!e->file_off || !cfg_cfile(c, e)[0] || (e->file_start_only && !start_only))
+            continue;
+        int rc = cfg_read_file(c, e, err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 /* ---- public ---------------------------------------------------------------------------- */
 
 void config_defaults(struct config *cfg)
@@ -705,7 +851,8 @@ void config_defaults(struct config *cfg)
     memset(cfg, 0, sizeof(*cfg));
     for (size_t i = 0; i < CFG_N; i++) {
         char err[256];
-        if (cfg_set(cfg, &config__table[i], config__table[i].def, "the default", err, sizeof(err)) != 0) {
+        if (cfg_set(cfg, &config__table[i], config__table[i].def, "the default", err, sizeof(err)) != 0 ||
+            (config__table[i].file_off && cfg_set_file(cfg, &config__table[i], "") != 0)) {
             fprintf(stderr, "config: %s\n", err); /* a bad table or no memory at start-up */
             abort();
         }
@@ -720,6 +867,18 @@ static const struct config__entry *cfg_find_flag(const char *name, size_t len)
     return NULL;
 }
 
+/* The entry of --flag or, for a file-backed setting, --flag-file (*is_file set). */
+static const struct config__entry *cfg_find_option(const char *name, size_t len, bool *is_file)
+{
+    *is_file = false;
+    const struct config__entry *e = cfg_find_flag(name, len);
+    if (e || len < 6 || memcmp(name + len - 5, "-file", 5) != 0)
+        return e;
+    e = cfg_find_flag(name, len - 5);
+    *is_file = e && e->file_off;
+    return *is_file ? e : NULL;
+}
+
 static const char *cfg_getenv(char **environ_like, const char *name)
 {
     size_t n = strlen(name);
@@ -731,24 +890,74 @@ static const char *cfg_getenv(char **environ_like, const char *name)
     return NULL;
 }
 
+/* A file path as given (not read yet): printable, at most CONFIG_MAX_STRING bytes. */
+static int cfg_take_path(struct config *cfg, const struct config__entry *e, const char *path,
+                         const char *origin, char *err, size_t errlen)
+{
+    if (strlen(path) > CONFIG_MAX_STRING || !cfg_printable(path)) {
+        cfg_err(err, errlen,
+                "invalid file name for %s (%s_FILE, %s-file) given by %s: expected a path without "
+                "control characters, at most %d bytes",
+                e->name, e->env, e->flag, origin, CONFIG_MAX_STRING);
+        return CONFIG_E_VALUE;
+    }
+    int rc = cfg_set_file(cfg, e, path);
+    if (rc == CONFIG_E_NOMEM)
+        cfg_err(err, errlen, "out of memory");
+    return rc;
+}
+
 static int cfg_load_env(struct config *cfg, char **environ_like, char *err, size_t errlen)
 {
     for (size_t i = 0; i < CFG_N; i++) {
         const struct config__entry *e = &config__table[i];
-        const char *v = cfg_getenv(environ_like, e->env);
-        char origin[80];
-        if (!v || !*v)
-            continue; /* "" is unset, as in the original service */
-        snprintf(origin, sizeof(origin), "environment variable %s", e->env);
-        int rc = cfg_set(cfg, e, v, origin, err, errlen);
+        const char *v = cfg_getenv(environ_like, e->env), *vf = NULL;
+        char origin[120], fname[80];
+        int rc = 0;
+        snprintf(fname, sizeof(fname), "%s_FILE", e->env);
+        if (e->file_off)
+            vf = cfg_getenv(environ_like, fname);
+        if (v && *v && vf && *vf) {
+            cfg_err(err, errlen, "%s and %s are both set: set one of them", e->env, fname);
+            return CONFIG_E_VALUE;
+        }
+        if (vf && *vf) {
+            snprintf(origin, sizeof(origin), "environment variable %s", fname);
+            rc = cfg_take_path(cfg, e, vf, origin, err, errlen);
+        } else if (v && *v) { /* "" is unset, as in the original service */
+            snprintf(origin, sizeof(origin), "environment variable %s", e->env);
+            rc = cfg_set(cfg, e, v, origin, err, errlen);
+        }
         if (rc != 0)
             return rc;
     }
     return 0;
 }
 
+/* Stores the value (or file, is_file) of option e, given by argv[i]. seen[]
+ * remembers which forms argv gave, to refuse --flag with --flag-file. */
+static int cfg_take_option(struct config *cfg, const struct config__entry *e, bool is_file, const char *value,
+                           unsigned char *seen, char *err, size_t errlen)
+{
+    unsigned char *s = &seen[e - config__table];
+    char origin[80];
+    *s |= is_file ? 2 : 1;
+    if (*s == 3) {
+        cfg_err(err, errlen, "%s and %s-file are both given: give one of them", e->flag, e->flag);
+        return CONFIG_E_VALUE;
+    }
+    if (!is_file) {
+        /* the flag wins over a <VARIABLE>_FILE */
+        int rc = e->file_off ? cfg_set_file(cfg, e, "") : 0;
+        return rc != 0 ? rc : cfg_set(cfg, e, value, e->flag, err, errlen);
+    }
+    snprintf(origin, sizeof(origin), "%s-file", e->flag);
+    return cfg_take_path(cfg, e, value, origin, err, errlen);
+}
+
 static int cfg_load_argv(struct config *cfg, int argc, char **argv, char *err, size_t errlen)
 {
+    unsigned char seen[CFG_N] = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0)
@@ -760,7 +969,8 @@ static int cfg_load_argv(struct config *cfg, int argc, char **argv, char *err, s
         }
         const char *eq = strchr(a, '=');
         size_t nlen = eq ? (size_t)(eq - a) : strlen(a);
-        const struct config__entry *e = cfg_find_flag(a, nlen);
+        bool is_file;
+        const struct config__entry *e = cfg_find_option(a, nlen, &is_file);
         if (!e) {
             char q[72], name[80];
             snprintf(name, sizeof(name), "%.*s", (int)(nlen < 70 ? nlen : 70), a);
@@ -777,11 +987,12 @@ static int cfg_load_argv(struct config *cfg, int argc, char **argv, char *err, s
         } else {
             char expected[192];
             cfg_expected(e, expected, sizeof(expected));
-            cfg_err(err, errlen, "option %s needs a value (%s%s): expected %s", e->flag,
-                    i + 1 < argc ? "use --name=value for one starting with --; " : "", e->env, expected);
+            cfg_err(err, errlen, "option %s%s needs a value (%s%s%s): expected %s", e->flag,
+                    is_file ? "-file" : "", i + 1 < argc ? "use --name=value for one starting with --; " : "",
+                    e->env, is_file ? "_FILE" : "", is_file ? "a file name" : expected);
             return CONFIG_E_MISSING_VALUE;
         }
-        int rc = cfg_set(cfg, e, value, e->flag, err, errlen);
+        int rc = cfg_take_option(cfg, e, is_file, value, seen, err, errlen);
         if (rc != 0)
             return rc;
     }
@@ -794,7 +1005,82 @@ int config_load(struct config *cfg, char **environ_like, int argc, char **argv, 
     cfg_err(err, errlen, "%s", "");
     if ((rc = cfg_load_env(cfg, environ_like, err, errlen)) != 0)
         return rc;
-    return cfg_load_argv(cfg, argc, argv, err, errlen);
+    if ((rc = cfg_load_argv(cfg, argc, argv, err, errlen)) != 0)
+        return rc;
+    return cfg_read_files(cfg, true, err, errlen);
+}
+
+/* Copies every string of src into dst (memcpy'd from src): each slot ends up
+ * a copy or NULL, so that dst is always freeable. */
+static int cfg_copy_strings(struct config *dst, const struct config *src)
+{
+    int rc = 0;
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        char **slots[2] = {NULL, NULL};
+        if (e->type == CFG_STRING || e->type == CFG_SECRET || e->type == CFG_CHOICE)
+            slots[0] = cfg_field(dst, e);
+        if (e->file_off)
+            slots[1] = cfg_file_slot(dst, e);
+        for (int k = 0; k < 2; k++) {
+            if (!slots[k] || !*slots[k])
+                continue;
+            *slots[k] = strdup(*slots[k]);
+            if (!*slots[k])
+                rc = CONFIG_E_NOMEM;
+        }
+    }
+    return rc;
+}
+
+int config_reload_files(const struct config *cfg, struct config *fresh, char *err, size_t errlen)
+{
+    int rc;
+    cfg_err(err, errlen, "%s", "");
+    memcpy(fresh, cfg, sizeof(*fresh));
+    if ((rc = cfg_copy_strings(fresh, cfg)) != 0) {
+        cfg_err(err, errlen, "out of memory");
+        return rc;
+    }
+    if ((rc = cfg_read_files(fresh, false, err, errlen)) != 0)
+        return rc;
+    return config_validate(fresh, err, errlen);
+}
+
+/* The settings config_reload_files() reads again. */
+static bool cfg_reloadable(const struct config__entry *e)
+{
+    return e->file_off && !e->file_start_only;
+}
+
+int config_changed_files(const struct config *cfg, const struct config *fresh, char *out, size_t cap)
+{
+    int n = 0;
+    size_t len = 0;
+    if (cap)
+        out[0] = '\0';
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        const char *a = *(char *const *)cfg_cfield(cfg, e), *b = *(char *const *)cfg_cfield(fresh, e);
+        if (!cfg_reloadable(e) || strcmp(a ? a : "", b ? b : "") == 0)
+            continue;
+        if (len < cap)
+            len += (size_t)snprintf(out + len, cap - len, "%s%s", n ? ", " : "", e->env);
+        n++;
+    }
+    return n;
+}
+
+void config_adopt_files(struct config *cfg, struct config *fresh)
+{
+    for (size_t i = 0; i < CFG_N; i++) {
+        const struct config__entry *e = &config__table[i];
+        if (!cfg_reloadable(e))
+            continue;
+        char **a = cfg_field(cfg, e), **b = cfg_field(fresh, e), *t = *a;
+        *a = *b;
+        *b = t;
+    }
 }
 
 /* ---- validation ------------------------------------------------------------------------ */
@@ -950,7 +1236,8 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
     }
     if (cfg_validate_cluster(cfg, err, errlen) != 0)
         return CONFIG_E_INVALID;
-    if (cfg->admin_addr[0] && strcmp(cfg->admin_addr, "off") != 0 && !cfg_valid_hostport(cfg->admin_addr, 1)) {
+    if (cfg->admin_addr[0] && strcmp(cfg->admin_addr, "off") != 0 &&
+        !cfg_valid_hostport(cfg->admin_addr, 1)) {
         cfg_err(err, errlen, "invalid WHT_ADMIN_ADDR (--admin-addr) \"%s\": expected host:port or off",
                 cfg_quote(cfg->admin_addr, q));
         return CONFIG_E_INVALID;
@@ -972,10 +1259,14 @@ void config_free(struct config *cfg)
         if (e->type != CFG_STRING && e->type != CFG_SECRET && e->type != CFG_CHOICE)
             continue;
         char **slot = cfg_field(cfg, e);
-        if (*slot && e->type == CFG_SECRET)
+        if (*slot && (e->type == CFG_SECRET || e->file_off))
             OPENSSL_cleanse(*slot, strlen(*slot));
         free(*slot);
         *slot = NULL;
+        if (e->file_off) {
+            free(*cfg_file_slot(cfg, e));
+            *cfg_file_slot(cfg, e) = NULL;
+        }
     }
     memset(cfg, 0, sizeof(*cfg));
 }
@@ -1016,10 +1307,12 @@ void config_print_help(FILE *f, const char *progname)
         fprintf(f, "\n%s:\n", config__group_names[g]);
         for (size_t i = 0; i < CFG_N; i++) {
             const struct config__entry *e = &config__table[i];
-            char text[170], bounds[160] = "", lo[32], hi[32];
+            char text[260], bounds[240] = "", lo[32], hi[32];
             if ((int)e->group != g)
                 continue;
             fprintf(f, "  %s %s  [%s]\n", e->flag, e->meta, e->env);
+            if (e->file_off)
+                fprintf(f, "  %s-file <file>  [%s_FILE]\n", e->flag, e->env);
             switch (e->type) {
             case CFG_INT:
                 snprintf(bounds, sizeof(bounds), "%" PRId64 "..%" PRId64 ", default %s", e->min, e->max,
@@ -1042,6 +1335,12 @@ void config_print_help(FILE *f, const char *progname)
                 break;
             }
             cfg_wrap(f, 6, 79, e->help);
+            if (e->file_off) {
+                size_t bl = strlen(bounds);
+                snprintf(bounds + bl, sizeof(bounds) - bl,
+                         "%sthe _FILE and -file forms name a file holding it, less one trailing newline; %s",
+                         bl ? "; " : "", e->file_start_only ? "read at start only" : "re-read on SIGHUP");
+            }
             if (bounds[0]) {
                 snprintf(text, sizeof(text), "(%s)", bounds);
                 cfg_wrap(f, 6, 79, text);
@@ -1083,6 +1382,12 @@ void config_dump(const struct config *cfg, FILE *f)
             break;
         }
         }
+        const char *file = e->file_off ? cfg_cfile(cfg, e) : NULL;
+        if (file && file[0]) {
+            char name[80], q[264];
+            snprintf(name, sizeof(name), "%s_FILE", e->env);
+            fprintf(f, "%-28s = \"%s\"\n", name, cfg_quote_path(file, q));
+        }
     }
 }
 
@@ -1097,6 +1402,7 @@ const char *config_strerror(int err)
     case CONFIG_E_ARGUMENT: return "unexpected argument";
     case CONFIG_E_INVALID: return "inconsistent settings";
     case CONFIG_E_NOMEM: return "out of memory";
+    case CONFIG_E_FILE: return "unreadable or invalid file";
     default: return "unknown config error";
     }
 }

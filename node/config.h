@@ -21,6 +21,18 @@
  *   secret    any text of at most CONFIG_MAX_STRING bytes; never printed: the
  *             help says "(secret)", the dump "***", errors never echo it
  *
+ * Files: every secret, and REDIS_URL (it may hold the Redis password), can
+ * instead be read from a file, as official container images do and as
+ * Kubernetes mounts Secrets: <VARIABLE>_FILE or --<flag>-file names a
+ * regular file whose content, less one trailing "\n" or "\r\n", is the
+ * value. The file is read after the environment and argv. NAME and NAME_FILE
+ * both set in the environment, or --flag and --flag-file both on the command
+ * line, is an error; otherwise a flag wins over a variable as usual (so
+ * --secret-a-file wins over TASKCLUSTER_PROXY_SECRET_A). An unreadable,
+ * empty or too long file, or one with a NUL byte, is an error naming the
+ * setting and the path. config_reload_files() reads the files again (SIGHUP):
+ * the secrets are reloaded, REDIS_URL is read at start only.
+ *
  * config_load() parses; config_validate() checks the settings as a whole
  * (call it after config_set_generated_secret(), if any). Afterwards the
  * struct is read-only, and its string fields stay valid until config_free().
@@ -46,6 +58,7 @@ enum config_err {
     CONFIG_E_ARGUMENT = -4,      /* an argument that is not an option */
     CONFIG_E_INVALID = -5,       /* settings inconsistent as a whole (config_validate) */
     CONFIG_E_NOMEM = -6,
+    CONFIG_E_FILE = -7, /* a <VARIABLE>_FILE that cannot be read or holds no valid value */
 };
 
 /* The settings. String fields are never NULL after config_defaults(); ""
@@ -93,6 +106,12 @@ struct config {
     /* admin */
     char *admin_addr;  /* WHT_ADMIN_ADDR, --admin-addr: host:port, "off"; "" 127.0.0.1:PORT+2 */
     char *admin_token; /* WHT_ADMIN_TOKEN, --admin-token (secret): bearer for the admin pages */
+    /* files the values above come from (<VARIABLE>_FILE, --<flag>-file); "" none */
+    char *secret_a_file;       /* TASKCLUSTER_PROXY_SECRET_A_FILE, --secret-a-file */
+    char *secret_b_file;       /* TASKCLUSTER_PROXY_SECRET_B_FILE, --secret-b-file */
+    char *redis_url_file;      /* REDIS_URL_FILE, --redis-url-file (read at start only) */
+    char *cluster_secret_file; /* WHT_CLUSTER_SECRET_FILE, --cluster-secret-file */
+    char *admin_token_file;    /* WHT_ADMIN_TOKEN_FILE, --admin-token-file */
 };
 
 /* Sets every field to its default (the table's default text, parsed like any
@@ -102,7 +121,9 @@ void config_defaults(struct config *cfg);
 
 /* Reads environ_like (a NULL-terminated array of "NAME=value" strings, as
  * `environ`; NULL means none), then argv[1..argc-1] (argv[0] is the program
- * name), into cfg, which config_defaults() initialised. Stops at the first
+ * name), into cfg, which config_defaults() initialised, then reads the
+ * files named by <VARIABLE>_FILE / --<flag>-file (see "Files" above; an
+ * unreadable or invalid one is CONFIG_E_FILE). Stops at the first
  * problem. Returns 0; CONFIG_HELP when --help or -h was met first; or a
  * negative enum config_err with a one-line message in err (errlen bytes,
  * NUL-terminated; err may be NULL) that names the setting, its variable and
@@ -118,6 +139,28 @@ int config_load(struct config *cfg, char **environ_like, int argc, char **argv, 
  * addresses host:port; WHT_NODE_ID and WHT_REDIS_PREFIX characters.
  * Returns 0 or CONFIG_E_INVALID with a message in err (as config_load). */
 int config_validate(const struct config *cfg, char *err, size_t errlen);
+
+/* The content of a <VARIABLE>_FILE, without I/O: buf[0..len) less one
+ * trailing "\n" or "\r\n" is the value; *value_len gets its length. Returns
+ * NULL when it is fit, else a static reason ("is empty", "holds a NUL
+ * byte", "is longer than 4096 bytes"). */
+const char *config_file_value(const char *buf, size_t len, size_t *value_len);
+
+/* For SIGHUP: makes fresh a deep copy of cfg, reads the file of every
+ * reloadable file-backed setting (all but REDIS_URL_FILE) again into it, then validates fresh as
+ * config_validate() does. Returns 0, or a negative enum config_err with a one-line message in err (naming
+ * settings and paths, never a value). fresh is initialised and must be given to config_free() whatever the
+ * result. */
+int config_reload_files(const struct config *cfg, struct config *fresh, char *err, size_t errlen);
+
+/* Writes the variables of the reloadable file-backed settings whose values
+ * differ between cfg and fresh into out (", "-separated, "" for none) and
+ * returns how many differ. */
+int config_changed_files(const struct config *cfg, const struct config *fresh, char *out, size_t cap);
+
+/* Swaps the values of the reloadable file-backed settings between cfg and
+ * fresh: cfg gets the new ones, fresh the old ones (freed with it). */
+void config_adopt_files(struct config *cfg, struct config *fresh);
 
 /* True when ENV is "production" (exactly, as the original service). */
 bool config_is_production(const struct config *cfg);

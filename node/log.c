@@ -601,6 +601,37 @@ void log_write(enum log_level level, const char *fmt, ...)
         free(m.p);
 }
 
+void log_summarize(void)
+{
+    int64_t now = log__s.now_ms();
+    for (size_t i = 0; i < LOG_RATE_SLOTS; i++) {
+        struct log__kind *k = &log__s.kinds[i];
+        if (!k->fmt || !k->dropped || now - k->start_ms < LOG_RATE_WINDOW_MS)
+            continue;
+        uint64_t n = k->dropped;
+        k->dropped = 0;
+        struct log__msg m;
+        m.p = m.local;
+        int len = snprintf(m.local, sizeof m.local,
+                           "%llu lines like \"%s\" dropped (at most %d a second of one kind)",
+                           (unsigned long long)n, k->fmt, LOG_RATE_MAX);
+        m.len = len < 0 ? 0 : (size_t)len < sizeof m.local ? (size_t)len : sizeof m.local - 1;
+        struct log__line l;
+        if (log__line_open(&l, LOG_FIXED + 2 * LOG_ESC_MAX * m.len) != 0)
+            m.len = (sizeof l.local - LOG_FIXED) / (2 * LOG_ESC_MAX); /* short of memory: cut the message */
+        if (log__s.format == LOG_FORMAT_JSON) {
+            log__json_message(&l, LOG_WARN, &m, "");
+            log__putf(&l, ",\"dropped\":%llu}\n", (unsigned long long)n);
+        } else {
+            log__put_text_head(&l, LOG_WARN);
+            log__put(&l, m.p, m.len);
+            log__puts(&l, "\n");
+        }
+        log__emit(1, l.p, l.len);
+        log__line_close(&l);
+    }
+}
+
 /* ---- log_access -------------------------------------------------------------------------------- */
 
 /* One field of an access line: its text key, its JSON key, and a string or

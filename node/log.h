@@ -99,6 +99,13 @@ void log_access(const struct log_access *a);
  * at exit; it is also registered with atexit()). */
 void log_flush(void);
 
+/* Says what the rate limit dropped when nobody else will: for each kind
+ * whose window is over with dropped lines not yet said on a later line of
+ * that kind, one warn line "N lines like \"<format>\" dropped" (in JSON also
+ * "dropped":N), so that a flood that stops is still summarised. At most one
+ * line per kind per window. The node calls it from its 100 ms timer. */
+void log_summarize(void);
+
 /* Makes fd the sink (default 2, stderr), after writing what is buffered to
  * the previous one. The caller keeps owning fd. */
 void log_set_fd(int fd);

@@ -25,8 +25,9 @@ static void token_usage(FILE *f)
     fprintf(f, "usage: whtunnel token --id ID [--ttl DURATION] [--aud AUDIENCE]\n"
                "\n"
                "Prints an HS256 worker token for ID signed with TASKCLUSTER_PROXY_SECRET_A\n"
-               "(or --secret-a). DURATION: e.g. 30m, 24h, 7d (default 24h; at most 31d minus\n"
-               "5m, as nbf is backdated 5 minutes for clock skew).\n");
+               "(or --secret-a; or read from TASKCLUSTER_PROXY_SECRET_A_FILE, --secret-a-file).\n"
+               "DURATION: e.g. 30m, 24h, 7d (default 24h; at most 31d minus 5m, as nbf is\n"
+               "backdated 5 minutes for clock skew).\n");
 }
 
 /* whtunnel token --id ID [--ttl D] [--aud A]; other flags are node settings
@@ -82,7 +83,8 @@ static int cmd_token(int argc, char **argv)
         return 2;
     }
     if (!cfg.secret_a || !cfg.secret_a[0]) {
-        fprintf(stderr, "whtunnel token: no secret: set TASKCLUSTER_PROXY_SECRET_A or --secret-a\n");
+        fprintf(stderr,
+                "whtunnel token: no secret: set TASKCLUSTER_PROXY_SECRET_A(_FILE) or --secret-a(-file)\n");
         config_free(&cfg);
         return 2;
     }

@@ -122,6 +122,18 @@ static void cluster(struct evbuffer *o, struct node *n)
     one(o, "whtunnel_draining", "gauge", "1 while the node drains.", (double)n->draining);
 }
 
+static void reloads(struct evbuffer *o, const struct node_stats *st)
+{
+    help(o, "whtunnel_config_reloads_total", "counter", "Configuration reloads (SIGHUP), by result.");
+    evbuffer_add_printf(o, "whtunnel_config_reloads_total{result=\"ok\"} %llu\n",
+                        (unsigned long long)st->reloads_ok);
+    evbuffer_add_printf(o, "whtunnel_config_reloads_total{result=\"error\"} %llu\n",
+                        (unsigned long long)st->reloads_failed);
+    one(o, "whtunnel_config_last_reload_success_timestamp_seconds", "gauge",
+        "When the configuration was last loaded successfully (start or SIGHUP), since unix epoch in seconds.",
+        (double)st->last_reload_wall_ms / 1000.0);
+}
+
 /* Open descriptors: the entries of /proc/self/fd (-1 if unknown). */
 static long open_fds(void)
 {
@@ -174,6 +186,7 @@ void metrics_write(struct node *n, struct evbuffer *o)
     workers(o, n);
     requests(o, &n->stats);
     cluster(o, n);
+    reloads(o, &n->stats);
     one(o, "whtunnel_log_lines_dropped_total", "counter", "Log lines dropped by the rate limit.",
         (double)log_dropped_total());
     process(o, n);

@@ -12,9 +12,6 @@
 
 #include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
-#include <openssl/err.h>
-#include <openssl/evp.h>
-#include <openssl/pem.h>
 #include <openssl/rand.h>
 
 #include "node/admin.h"
@@ -24,6 +21,8 @@
 #include "node/net.h"
 #include "node/node.h"
 #include "node/relay.h"
+#include "node/reload.h"
+#include "node/tls.h"
 #include "node/viewer.h"
 #include "node/workers.h"
 #include "util/util.h"
@@ -68,97 +67,9 @@ static void accept_error_cb(struct evconnlistener *l, void *ud)
     LOG_W("accept failed: %s", evutil_socket_error_to_string(err));
 }
 
-/* TLS_KEY and TLS_CERTIFICATE name PEM files; as the original service did,
- * each may instead hold the base64 encoding of the PEM itself. Returns a BIO
- * with PEM text, or NULL. */
-static BIO *pem_source(const char *value)
+static void sighup_cb(evutil_socket_t sig, short what, void *ud)
 {
-    if (access(value, R_OK) == 0)
-        return BIO_new_file(value, "r");
-    size_t len = strlen(value);
-    if (len == 0 || len > (1u << 20))
-        return NULL;
-    unsigned char *out = malloc(len);
-    if (!out)
-        return NULL;
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    int n = 0, m = 0;
-    if (ctx)
-        EVP_DecodeInit(ctx);
-    if (!ctx || EVP_DecodeUpdate(ctx, out, &n, (const unsigned char *)value, (int)len) < 0 ||
-        EVP_DecodeFinal(ctx, out + n, &m) != 1 || n + m < 11 || memcmp(out, "-----BEGIN ", 11) != 0) {
-        EVP_ENCODE_CTX_free(ctx);
-        OPENSSL_cleanse(out, len);
-        free(out);
-        return NULL;
-    }
-    EVP_ENCODE_CTX_free(ctx);
-    BIO *b = BIO_new(BIO_s_mem());
-    if (b)
-        BIO_write(b, out, n + m);
-    OPENSSL_cleanse(out, len);
-    free(out);
-    return b;
-}
-
-static int use_certificate_chain(SSL_CTX *ctx, BIO *b)
-{
-    X509 *cert = PEM_read_bio_X509_AUX(b, NULL, NULL, NULL);
-    if (!cert || SSL_CTX_use_certificate(ctx, cert) != 1) {
-        X509_free(cert);
-        return -1;
-    }
-    X509_free(cert);
-    X509 *ca;
-    while ((ca = PEM_read_bio_X509(b, NULL, NULL, NULL))) {
-        if (SSL_CTX_add0_chain_cert(ctx, ca) != 1) {
-            X509_free(ca);
-            return -1;
-        }
-    }
-    ERR_clear_error(); /* the end of the chain */
-    return 0;
-}
-
-static SSL_CTX *tls_context(const struct config *cfg)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    BIO *b = NULL;
-    if (!ctx)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    b = pem_source(cfg->tls_certificate);
-    if (!b || use_certificate_chain(ctx, b) != 0) {
-        /* the value is a path or a certificate: neither is secret */
-        fprintf(stderr,
-                "whtunnel: cannot use TLS_CERTIFICATE (a PEM file, or base64 of the PEM): '%.200s'%s%s\n",
-                cfg->tls_certificate, b ? ": " : ": not a readable file nor base64 PEM",
-                b ? ERR_reason_error_string(ERR_get_error()) : "");
-        goto fail;
-    }
-    BIO_free(b);
-    b = pem_source(cfg->tls_key);
-    EVP_PKEY *key = b ? PEM_read_bio_PrivateKey(b, NULL, NULL, NULL) : NULL;
-    if (!key || SSL_CTX_use_PrivateKey(ctx, key) != 1) {
-        /* never print the value: it may be the key itself */
-        fprintf(stderr, "whtunnel: cannot use TLS_KEY (a PEM file, or base64 of the PEM)%s%s\n",
-                b ? ": " : ": not a readable file nor base64 PEM",
-                b ? ERR_reason_error_string(ERR_get_error()) : "");
-        EVP_PKEY_free(key);
-        goto fail;
-    }
-    EVP_PKEY_free(key);
-    BIO_free(b);
-    b = NULL;
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-        fprintf(stderr, "whtunnel: TLS_KEY does not match TLS_CERTIFICATE\n");
-        goto fail;
-    }
-    return ctx;
-fail:
-    BIO_free(b);
-    SSL_CTX_free(ctx);
-    return NULL;
+    reload_run(ud);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *ud)
@@ -185,6 +96,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *ud)
 
 static void log_flush_cb(evutil_socket_t fd, short what, void *ud)
 {
+    log_summarize();
     log_flush();
 }
 
@@ -230,22 +142,27 @@ static int listen_viewers(struct node *n)
     return 0;
 }
 
-int node_start(struct node *n, struct event_base *base, const struct config *cfg)
+int node_start(struct node *n, struct event_base *base, struct config *cfg)
 {
     memset(n, 0, sizeof *n);
     n->base = base;
     n->start_wall_ms = util_wall_ms();
     RAND_bytes((unsigned char *)&n->request_id_prefix, sizeof n->request_id_prefix);
     n->cfg = cfg;
+    n->cfg_files = cfg;
+    n->stats.last_reload_wall_ms = n->start_wall_ms;
     n->keys.secret_a = cfg->secret_a;
     n->keys.secret_a_len = cfg->secret_a ? strlen(cfg->secret_a) : 0;
     n->keys.secret_b = cfg->secret_b;
     n->keys.secret_b_len = cfg->secret_b ? strlen(cfg->secret_b) : 0;
     n->keys.audience = cfg->audience && cfg->audience[0] ? cfg->audience : NULL;
     if (cfg->tls_key && cfg->tls_key[0]) {
-        n->ssl = tls_context(cfg);
-        if (!n->ssl)
+        char err[512];
+        n->ssl = tls_context_new(cfg, err, sizeof err);
+        if (!n->ssl) {
+            fprintf(stderr, "whtunnel: %s\n", err);
             return -1;
+        }
     }
     if (viewer_init(n) != 0 || workers_init(n, &workers_events) != 0 || relay_init(n, &relay_hooks) != 0) {
         fprintf(stderr, "whtunnel: out of memory\n");
@@ -259,8 +176,10 @@ int node_start(struct node *n, struct event_base *base, const struct config *cfg
         event_add(n->log_ev, &tv);
     n->sigint_ev = evsignal_new(base, SIGINT, signal_cb, n);
     n->sigterm_ev = evsignal_new(base, SIGTERM, signal_cb, n);
+    n->sighup_ev = evsignal_new(base, SIGHUP, sighup_cb, n);
     event_add(n->sigint_ev, NULL);
     event_add(n->sigterm_ev, NULL);
+    event_add(n->sighup_ev, NULL);
     return 0;
 }
 
@@ -279,6 +198,8 @@ void node_stop(struct node *n)
         event_free(n->sigint_ev);
     if (n->sigterm_ev)
         event_free(n->sigterm_ev);
+    if (n->sighup_ev)
+        event_free(n->sighup_ev);
     if (n->log_ev)
         event_free(n->log_ev);
     /* let deferred frees run */

@@ -71,15 +71,18 @@ struct node_stats {
     int64_t streams_worker, streams_peer;      /* streams open (gauges) */
     int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
     uint64_t tls_handshakes, tls_failures;
+    uint64_t reloads_ok, reloads_failed; /* SIGHUP reloads (reload.c) */
+    int64_t last_reload_wall_ms;         /* the last successful one, or the start */
 };
 
 struct node {
     struct event_base *base;
     const struct config *cfg;
-    struct token_keys keys; /* worker tokens */
-    SSL_CTX *ssl;           /* TLS on the viewer port, or NULL */
+    struct config *cfg_files; /* the same struct: reload.c alone swaps its file-backed settings */
+    struct token_keys keys;   /* worker tokens: point into cfg (reload.c repoints them) */
+    SSL_CTX *ssl;             /* TLS for new viewer connections, or NULL; replaced by reload.c */
     struct evconnlistener *listener;
-    struct event *sigint_ev, *sigterm_ev;
+    struct event *sigint_ev, *sigterm_ev, *sighup_ev;
     uint64_t next_serial; /* connections and sessions, for logs */
     uint32_t nconns;      /* viewer connections open */
     uint32_t relays_open; /* relayed streams served */
@@ -108,10 +111,11 @@ struct node {
     uint64_t request_ids;
 };
 
-/* Starts the node on base with cfg (read-only from now on, must outlive
- * the node): listeners, TLS, the cluster when configured. Returns 0, or -1
- * after printing why to stderr. */
-int node_start(struct node *n, struct event_base *base, const struct config *cfg);
+/* Starts the node on base with cfg (must outlive the node; read-only but
+ * for the file-backed secrets, which SIGHUP reloads in it: reload.h):
+ * listeners, TLS, the cluster when configured. Returns 0, or -1 after
+ * printing why to stderr. */
+int node_start(struct node *n, struct event_base *base, struct config *cfg);
 /* Closes everything at once (after the loop exited). */
 void node_stop(struct node *n);
 

@@ -275,14 +275,20 @@ static void finish(struct viewer *v)
 }
 
 /* Answers the current request with a small text and closes. */
-static void fail(struct viewer *v, int status, const char *body)
+/* Answers status with extra header lines (NULL: none) and a text body, and closes. */
+static void fail_with(struct viewer *v, int status, const char *extra, const char *body)
 {
     size_t mark = out_mark(v);
-    respond_text(v->bev, status, body, 1);
+    respond(v->bev, status, respond_reason(status), "text/plain; charset=utf-8", extra, body, 1);
     out_count(v, mark);
     head_written(v, status);
     request_end(v);
     finish(v);
+}
+
+static void fail(struct viewer *v, int status, const char *body)
+{
+    fail_with(v, status, NULL, body);
 }
 
 /* Lets go of the stream, the worker slot and any wait, without waiting for the worker. */
@@ -571,20 +577,40 @@ static void set_worker_id(struct viewer *v, const char *id, size_t len)
     v->worker_id[len] = 0;
 }
 
-/* The text a viewer gets when the wait for a stream ended without one. */
-static int wait_failure(enum wsmux_wait result, const char **body)
+/* The answer a viewer gets when the wait for a stream ended without one:
+ * its status and text, and the seconds after which trying again makes
+ * sense (Retry-After), 0 when it does not. A 404 means only that no node
+ * holds the id; a node or registry that cannot be reached is a 503. */
+static int wait_failure(enum wsmux_wait result, const char **body, int *retry_s)
 {
+    *retry_s = 0;
     switch (result) {
-    case WSMUX_WAIT_BUSY: *body = "the worker is busy: too many requests in flight\n"; return 503;
+    case WSMUX_WAIT_BUSY:
+        *body = "the worker is busy: too many requests in flight\n";
+        *retry_s = 1;
+        return 503;
     case WSMUX_WAIT_LOST: *body = "the worker left this node and did not come back in time\n"; return 502;
     case WSMUX_WAIT_NOT_FOUND: *body = "No client is connected with that id\n"; return 404;
-    case WSMUX_WAIT_UNREACHABLE: *body = "the node that holds this worker cannot be reached\n"; return 502;
-    case WSMUX_WAIT_LINK_GONE: *body = "the node that holds this worker is going away\n"; return 502;
+    case WSMUX_WAIT_UNREACHABLE:
+        *body = "the node that holds this worker cannot be reached; try again shortly\n";
+        *retry_s = 5;
+        return 503;
+    case WSMUX_WAIT_LINK_GONE:
+        *body = "the node that holds this worker is going away; try again shortly\n";
+        *retry_s = 1;
+        return 503;
     case WSMUX_WAIT_NO_REGISTRY:
         *body = "No client is connected with that id here, and the cluster registry is unreachable\n";
-        return 502;
-    case WSMUX_WAIT_REGISTRY_SILENT: *body = "the cluster registry did not answer\n"; return 502;
-    case WSMUX_WAIT_REGISTRY_FULL: *body = "the cluster registry cannot take the request\n"; return 502;
+        *retry_s = 5;
+        return 503;
+    case WSMUX_WAIT_REGISTRY_SILENT:
+        *body = "the cluster registry did not answer\n";
+        *retry_s = 5;
+        return 503;
+    case WSMUX_WAIT_REGISTRY_FULL:
+        *body = "the cluster registry cannot take the request\n";
+        *retry_s = 1;
+        return 503;
     default: *body = "the worker could not take the request\n"; return 502;
     }
 }
@@ -608,8 +634,12 @@ static void stream_ready(struct wsmux_waiter *wt, struct mux_stream *st, enum ws
         return;
     }
     const char *body = NULL;
-    int status = wait_failure(result, &body);
-    fail(v, status, body);
+    char extra[32] = "";
+    int retry_s;
+    int status = wait_failure(result, &body, &retry_s);
+    if (retry_s)
+        snprintf(extra, sizeof extra, "Retry-After: %d\r\n", retry_s);
+    fail_with(v, status, extra[0] ? extra : NULL, body);
 }
 
 /* Queues v for a stream on session w (a worker's, or a link). */
@@ -650,12 +680,12 @@ static void answer(struct viewer *v, enum route_endpoint ep)
 
 static void register_worker(struct viewer *v, const struct http1_header *idh)
 {
-    struct workers_refusal why;
+    struct workers_refusal why = {.extra = ""};
     release_stream(v);
     v->in_request = 0; /* a registration: counted as one, not as a viewer request */
     if (workers_register(v->node, v->bev, &v->req, idh, v->tls, v->serial, &why) != 0) {
         v->node->stats.reg[why.outcome]++;
-        fail(v, why.status, why.body);
+        fail_with(v, why.status, why.extra[0] ? why.extra : NULL, why.body);
         return;
     }
     v->bev = NULL; /* the worker's session owns it now */
@@ -1002,7 +1032,15 @@ static void stream_closed(struct mux_stream *st, int err, void *ud)
     v->stream_reusable = 0;
     wsmux_stream_done(w);
     if (v->state == V_PROXY && !v->resp_done) {
-        if (!v->resp_started)
+        if (!v->resp_started && wsmux_role(w) == WSMUX_PEER && !wsmux_started(w))
+            /* the link to the owner closed before its handshake was done */
+            fail_with(v, 503, "Retry-After: 5\r\n",
+                      "the node that holds this worker cannot be reached; try again "
+                      "shortly\n");
+        else if (!v->resp_started && mux_stream_reset_reason(st) == MUX_REASON_BACKEND)
+            fail(v, 502,
+                 "the worker could not reach its local service (nothing answered on its target port)\n");
+        else if (!v->resp_started)
             fail(v, 502, "the worker went away before answering\n");
         else
             finish(v);

@@ -249,6 +249,8 @@ static const char *token_hint(int rc)
 
 static int refuse(struct workers_refusal *why, int status, const char *body, enum node_reg outcome)
 {
+    if (status != 401)
+        why->extra[0] = 0;
     why->status = status;
     why->body = body;
     why->outcome = outcome;
@@ -261,8 +263,12 @@ static int check_request(const struct http1_request *req, const char **tok, size
 {
     const struct http1_header *az = http1_find_header(&req->headers, "authorization");
     int brc = az ? token_parse_bearer(az->value, az->value_len, tok, tok_len) : TOKEN_E_BEARER;
-    if (brc == TOKEN_E_TOO_LONG)
+    if (brc == TOKEN_E_TOO_LONG) {
+        snprintf(
+            why->extra, sizeof why->extra,
+            "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"token too long\"\r\n");
         return refuse(why, 401, "invalid token\n", NODE_REG_BAD_TOKEN);
+    }
     if (brc != 0)
         return refuse(why, 400, "missing or malformed Authorization: Bearer token\n",
                       NODE_REG_BAD_AUTHORIZATION);
@@ -296,6 +302,10 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
         LOG_I("conn=%llu worker=%s registration refused: %s", (unsigned long long)conn_serial, id,
               token_strerror(rc));
         snprintf(why->text, sizeof why->text, "invalid token: %s%s\n", token_strerror(rc), token_hint(rc));
+        /* the reason and the hint hold no '"' or '\\', as error_description requires */
+        snprintf(why->extra, sizeof why->extra,
+                 "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"%s%s\"\r\n",
+                 token_strerror(rc), token_hint(rc));
         return refuse(why, 401, why->text, NODE_REG_BAD_TOKEN);
     }
     char accept[29];

@@ -46,7 +46,9 @@ struct workers_refusal {
     int status;
     const char *body; /* static, or text */
     enum node_reg outcome;
-    char text[256]; /* a body made for this refusal */
+    char text[256];   /* a body made for this refusal */
+    char extra[320];  /* header lines for the answer (each ending in CRLF), "" if none: a refused
+                         token's reason in WWW-Authenticate (RFC 6750), which whclient prints */
 };
 
 /* Registers the worker that req (a complete request head on bev, whose

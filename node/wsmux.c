@@ -67,11 +67,16 @@ static const char *kind_name(const struct wsmux *w)
     return w->o.role == WSMUX_PEER ? "peer" : "worker";
 }
 
+static void send_close_reason(struct wsmux *w, uint16_t code, const char *reason)
+{
+    uint8_t buf[WS_MAX_HEADER + 125];
+    size_t n = ws_encode_close(buf, sizeof buf, code, reason, mask_key(w));
+    evbuffer_add(bufferevent_get_output(w->bev), buf, n);
+}
+
 static void send_close(struct wsmux *w, uint16_t code)
 {
-    uint8_t buf[WS_MAX_HEADER + 2];
-    size_t n = ws_encode_close(buf, sizeof buf, code, NULL, mask_key(w));
-    evbuffer_add(bufferevent_get_output(w->bev), buf, n);
+    send_close_reason(w, code, NULL);
 }
 
 static void send_control(struct wsmux *w, enum ws_opcode op, const uint8_t *data, size_t len)
@@ -213,10 +218,13 @@ void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
         return;
     LOG_I("%s=%s session=%llu closed: %s", kind_name(w), w->o.name, (unsigned long long)w->o.serial, why);
     w->closing = 1;
+    if (end == WSMUX_END_REPLACED && w->started) /* tell the worker why, or it retries at once */
+        send_close_reason(w, MUX_WS_CLOSE_REPLACED, "replaced by another registration");
     if (w->ev->closed_cb)
         w->ev->closed_cb(w, end, w->ud);
     bufferevent_disable(w->bev, EV_READ | EV_WRITE);
-    wsmux_release_waiters(w, WSMUX_WAIT_GONE);
+    /* a link that closes before its waiters got streams: the node behind it cannot be reached */
+    wsmux_release_waiters(w, w->o.role == WSMUX_PEER ? WSMUX_WAIT_UNREACHABLE : WSMUX_WAIT_GONE);
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
     event_del(w->timer_ev);
     if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started) {

@@ -4,8 +4,11 @@ and `whtunnel token` minting a token the node accepts."""
 import http.client
 import os
 import subprocess
+import time
 
-from conftest import SECRET_A, Node, Proc, binary, free_port, make_token, wait_for
+import pytest
+
+from conftest import SECRET_A, Client, Node, Proc, binary, free_port, make_token, wait_for
 
 
 def status(node, path):
@@ -49,6 +52,79 @@ def test_token_from_stdin_and_rejected_token(procs, backend, node):
     wait_for(lambda: status(node, "/st/echo") == 200, 10, "registration with the new token")
     # the token never appears in the logs
     assert make_token("st")[:40] not in c.output()
+
+
+@pytest.mark.parametrize("token,words", [
+    (lambda: make_token("why", secret="changed"), ["token signature is invalid", "secret changed"]),
+    (lambda: make_token("someone-else"), ["tid does not match", "another worker id"]),
+    (lambda: make_token("why", exp=int(time.time()) - 60, nbf=int(time.time()) - 600), ["expired"]),
+])
+def test_rejected_token_reason_and_hint(procs, backend, node, token, words):
+    """whclient prints why the node refused its token, with the hint the node gives."""
+    c = Proc([binary("whclient"), node.url, "why", str(backend.port), "--token", token()], name="client")
+    procs.append(c)
+    assert c.p.wait(10) == 1
+    out = c.output()
+    assert "token rejected by the node (401): " in out, out
+    for w in words:
+        assert w in out, out
+
+
+def test_url_that_is_not_a_node(procs, tmp_path):
+    """Pointed at a plain web server, whclient says the URL does not look like a node."""
+    port = free_port()
+    web = Proc(["/usr/bin/python3", "-m", "http.server", str(port), "--bind", "127.0.0.1", "--directory",
+                str(tmp_path)])
+    procs.append(web)
+    wait_for(lambda: status_at(port, "/") == 200, 10, "the web server")
+    c = Proc([binary("whclient"), "http://127.0.0.1:%d" % port, "nn", "1", "--token", make_token("nn")],
+             name="client")
+    procs.append(c)
+    wait_for(lambda: "does not look like a webhooktunnel node" in c.output(), 10, "the client to say so")
+    assert "HTTP 200" in c.output()
+
+
+def status_at(port, path):
+    try:
+        h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
+        h.request("GET", path)
+        r = h.getresponse()
+        r.read()
+        return r.status
+    except OSError:
+        return None
+
+
+def test_local_service_down(procs, node):
+    """Nothing on the target port: whclient warns at start-up, and the viewer's 502 says that the
+    worker could not reach its local service (the extension's reset reason), not that it went away."""
+    dead = free_port()
+    c = Client(node.url, "down", dead)
+    procs.append(c)
+    assert "nothing listens on 127.0.0.1:%d" % dead in c.output()
+    h = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    h.request("GET", "/down/x")
+    r = h.getresponse()
+    body = r.read().decode()
+    assert r.status == 502
+    assert "could not reach its local service" in body, body
+    assert c.alive()
+
+
+def test_two_clients_with_one_id_are_told(procs, backend, node):
+    """A replaced session hears why (close 4001): each whclient says it was replaced by another
+    registration of its id, backs off, and after repeats says plainly what is going on."""
+    a = Client(node.url, "twin", backend.port)
+    procs.append(a)
+    b = Client(node.url, "twin", backend.port)
+    procs.append(b)
+    wait_for(lambda: "replaced by another registration of twin" in a.output(), 10, "the first client to be told")
+    assert "connection to the node lost" not in a.output()
+    wait_for(lambda: "times in a row" in a.output() + b.output(), 60, "the plain message after repeats")
+    assert "give each client its own id" in a.output() + b.output()
+    # they back off: far fewer registrations than a tight loop would make in that time
+    regs = a.output().count("registered as twin") + b.output().count("registered as twin")
+    assert regs < 20, regs
 
 
 def test_out_file(procs, backend, node, tmp_path):

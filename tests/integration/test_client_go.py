@@ -344,7 +344,7 @@ def test_reconnects_after_server_restart(go, backend, clients):
 def test_rejected_token_waits_for_a_new_one_on_stdin(go, backend, clients):
     c = clients(go.port, "w-401", backend)
     c.send_token(make_token("not-the-secret", "w-401"))
-    wait_for(lambda: "token rejected by the server (401); waiting for a new token on stdin" in c.stderr(),
+    wait_for(lambda: "token rejected by the node (401)" in c.stderr() and "waiting for a new token on stdin" in c.stderr(),
              what="the 401 message")
     time.sleep(1.0)
     assert c.stderr().count("connecting to") == 1, "a rejected token must not be retried"
@@ -359,7 +359,7 @@ def test_rejected_token_waits_for_a_new_one_on_stdin(go, backend, clients):
 def test_rejected_flag_token_exits_1(go, backend, clients):
     c = clients(go.port, "w-exp", backend, token=make_token(go.secret, "w-exp", exp_in=-10))
     assert c.proc.wait(TIMEOUT) == 1
-    assert "token rejected by the server (401)" in c.stderr()
+    assert "token rejected by the node (401)" in c.stderr()
 
 
 def test_backend_down_gives_the_viewer_an_error(go, clients):

@@ -361,7 +361,9 @@ def test_sigkill_fails_fast_then_routes_to_new_place(cprocs):
         t0 = time.time()
         r, _ = fetch(n2, "GET", "/w1/status/204", timeout=10)
         assert time.time() - t0 < 4, "a request for a dead node's worker hung"
-        assert r.status in (404, 502), r.status
+        assert r.status in (404, 502, 503), r.status
+        if r.status == 503:  # the registry still names n1: "cannot be reached", try again shortly
+            assert r.getheader("Retry-After"), r.getheaders()
         time.sleep(0.2)
     # n1 left the membership within its TTL (5 s)
     wait_for(lambda: status(n2)["peers_up"] == 1 and status(n3)["peers_up"] == 1, 5, "n1 gone from membership")
@@ -429,7 +431,7 @@ def test_stale_route_is_retried(cprocs):
         took = time.time() - t0
     finally:
         cl.redis.p.send_signal(18)  # SIGCONT
-    assert r.status in (404, 502), (r.status, data)
+    assert r.status in (404, 502, 503), (r.status, data)
     assert took < 4
     st = status(n3)
     assert st["relay_misses"] >= 1 and st["relay_retries"] >= 1, st
@@ -479,8 +481,9 @@ def test_peer_port_refuses_without_the_cluster_secret(cprocs):
     wait_peers([bad], 2)
     cl.add_worker(node.url, "w1")
     wait_for(lambda: fetch(cl.nodes[1], "GET", "/w1/status/204")[0].status == 204, 5, "w1 via n2")
-    r, _ = fetch(bad, "GET", "/w1/status/204")
-    assert r.status == 502
+    r, data = fetch(bad, "GET", "/w1/status/204")
+    assert r.status == 503 and r.getheader("Retry-After") == "5", (r.status, r.getheaders())
+    assert b"cannot be reached" in data
     assert "refused the link" in bad.output()
     assert "bad cluster token from node n9" in node.output()
 

@@ -246,7 +246,12 @@ def test_refusal_says_why(node, case, words):
         data += d
     s.close()
     assert data.startswith(b"HTTP/1.1 401 "), data[:40]
-    body = data.split(b"\r\n\r\n", 1)[-1].decode()
+    head, body = data.decode().split("\r\n\r\n", 1)
     assert body.startswith("invalid token: "), body
+    # the same reason in WWW-Authenticate (RFC 6750), where whclient reads it
+    auth = re.search(r"\r\nWWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"([^\"]*)\"\r\n",
+                     head + "\r\n")
+    assert auth, head
+    assert auth.group(1) == body[len("invalid token: "):].strip()
     for w in words:
         assert w in body, (case, body)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <unistd.h>
 
 #include "node/config.h"
 
@@ -647,11 +648,11 @@ static void test_help(void **state)
         prev = at;
     }
     /* secrets say so, and have no default */
-    assert_non_null(
-        strstr(help, "[TASKCLUSTER_PROXY_SECRET_A]\n      Secret that signs worker tokens (HS256). Tried "
-                     "first.\n      (secret)\n"));
+    assert_non_null(strstr(
+        help, "[TASKCLUSTER_PROXY_SECRET_A_FILE]\n      Secret that signs worker tokens (HS256). Tried "
+              "first.\n      (secret; the _FILE"));
     assert_non_null(strstr(help, "[WHT_CLUSTER_SECRET]\n"));
-    assert_non_null(strstr(strstr(help, "[WHT_CLUSTER_SECRET]\n"), "      (secret)\n"));
+    assert_non_null(strstr(strstr(help, "[WHT_CLUSTER_SECRET]\n"), "      (secret; "));
     assert_non_null(strstr(help, "\n      (1..190, default 128)\n"));
     assert_non_null(strstr(help, "\n      (1k..1m, default 16k)\n"));
     assert_non_null(strstr(help, "\n      (100ms..10m, default 10s)\n"));
@@ -830,6 +831,287 @@ static void test_generated_secret(void **state)
     config_free(&c);
 }
 
+/* ---- secrets from files (<VARIABLE>_FILE, --<flag>-file) -------------------------------- */
+
+/* A file in a fresh temporary directory holding len bytes of content; its path in out. */
+static void write_file(char *out, size_t cap, const char *name, const char *content, size_t len)
+{
+    static char dir[64];
+    if (!dir[0]) {
+        snprintf(dir, sizeof dir, "/tmp/wht-test-config-XXXXXX");
+        assert_non_null(mkdtemp(dir));
+    }
+    snprintf(out, cap, "%s/%s", dir, name);
+    FILE *f = fopen(out, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(content, 1, len, f), len);
+    fclose(f);
+}
+
+static void test_file_value(void **state)
+{
+    size_t n;
+    /* one trailing newline is dropped, LF or CRLF; anything else is kept */
+    assert_null(config_file_value("abc", 3, &n));
+    assert_int_equal(n, 3);
+    assert_null(config_file_value("abc\n", 4, &n));
+    assert_int_equal(n, 3);
+    assert_null(config_file_value("abc\r\n", 5, &n));
+    assert_int_equal(n, 3);
+    assert_null(config_file_value("abc\n\n", 5, &n));
+    assert_int_equal(n, 4);
+    assert_null(config_file_value("abc\r", 4, &n));
+    assert_int_equal(n, 4);
+    assert_null(config_file_value(" a b \t", 6, &n));
+    assert_int_equal(n, 6);
+    assert_null(config_file_value("\r\n\n", 3, &n));
+    assert_int_equal(n, 2);
+    assert_string_equal(config_file_value("", 0, &n), "is empty");
+    assert_string_equal(config_file_value("\n", 1, &n), "is empty");
+    assert_string_equal(config_file_value("\r\n", 2, &n), "is empty");
+    assert_string_equal(config_file_value("a\0b", 3, &n), "holds a NUL byte");
+    assert_string_equal(config_file_value("\0\n", 2, &n), "holds a NUL byte");
+    /* CONFIG_MAX_STRING bytes are fine, with or without the newline; one more is not */
+    char *big = malloc(CONFIG_MAX_STRING + 3);
+    assert_non_null(big);
+    memset(big, 'x', CONFIG_MAX_STRING + 3);
+    assert_null(config_file_value(big, CONFIG_MAX_STRING, &n));
+    big[CONFIG_MAX_STRING] = '\r', big[CONFIG_MAX_STRING + 1] = '\n';
+    assert_null(config_file_value(big, CONFIG_MAX_STRING + 2, &n));
+    assert_int_equal(n, CONFIG_MAX_STRING);
+    memset(big, 'x', CONFIG_MAX_STRING + 3);
+    assert_string_equal(config_file_value(big, CONFIG_MAX_STRING + 1, &n), "is longer than 4096 bytes");
+    big[CONFIG_MAX_STRING + 1] = '\n';
+    assert_string_equal(config_file_value(big, CONFIG_MAX_STRING + 2, &n), "is longer than 4096 bytes");
+    free(big);
+    /* every prefix of a line ending: no split confuses it */
+    const char text[] = "s3cr\r\net\r\n";
+    for (size_t len = 0; len <= sizeof text - 1; len++) {
+        const char *why = config_file_value(text, len, &n);
+        if (len == 0)
+            assert_non_null(why);
+        else
+            assert_true(n == len || (text[len - 1] == '\n' && n == len - (text[len - 2] == '\r' ? 2 : 1)));
+    }
+}
+
+static void test_secret_files(void **state)
+{
+    struct config c;
+    char a[256], b[256], cs[256], tok[256], ru[256], env1[300], env2[300], env3[300], env4[300], env5[300];
+    write_file(a, sizeof a, "a", "from-file-a\n", 12);
+    write_file(b, sizeof b, "b", "from-file-b\r\n", 13);
+    write_file(cs, sizeof cs, "cs", "0123456789abcdef-cluster", 24);
+    write_file(tok, sizeof tok, "tok", "admin\n\n", 7);
+    write_file(ru, sizeof ru, "ru", "redis://:pw@127.0.0.1:1/2\n", 26);
+    snprintf(env1, sizeof env1, "TASKCLUSTER_PROXY_SECRET_A_FILE=%s", a);
+    snprintf(env2, sizeof env2, "TASKCLUSTER_PROXY_SECRET_B_FILE=%s", b);
+    snprintf(env3, sizeof env3, "WHT_CLUSTER_SECRET_FILE=%s", cs);
+    snprintf(env4, sizeof env4, "WHT_ADMIN_TOKEN_FILE=%s", tok);
+    snprintf(env5, sizeof env5, "REDIS_URL_FILE=%s", ru);
+    char *env[] = {env1, env2, env3, env4, env5, NULL};
+    char *argv[] = {"whtunnel", NULL};
+    assert_int_equal(load(&c, env, argv), 0);
+    assert_string_equal(c.secret_a, "from-file-a");
+    assert_string_equal(c.secret_b, "from-file-b");
+    assert_string_equal(c.cluster_secret, "0123456789abcdef-cluster");
+    assert_string_equal(c.admin_token, "admin\n");
+    assert_string_equal(c.redis_url, "redis://:pw@127.0.0.1:1/2");
+    assert_string_equal(c.secret_a_file, a);
+    assert_string_equal(c.redis_url_file, ru);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    /* the dump names the files, never the values */
+    char *dump = capture_dump(&c);
+    assert_non_null(strstr(dump, "TASKCLUSTER_PROXY_SECRET_A_FILE"));
+    assert_non_null(strstr(dump, a));
+    assert_null(strstr(dump, "from-file-a"));
+    free(dump);
+    config_free(&c);
+
+    /* flags: --x-file and --x-file=path */
+    char fa[300], fb[300];
+    snprintf(fa, sizeof fa, "--secret-b-file=%s", b);
+    char *argv2[] = {"whtunnel", "--secret-a-file", a, fa, "--admin-token-file", tok, NULL};
+    assert_int_equal(load(&c, NULL, argv2), 0);
+    assert_string_equal(c.secret_a, "from-file-a");
+    assert_string_equal(c.secret_b, "from-file-b");
+    assert_string_equal(c.admin_token, "admin\n");
+    config_free(&c);
+
+    /* a flag wins over the variable, in either form */
+    char *env6[] = {"TASKCLUSTER_PROXY_SECRET_A=from-env", NULL};
+    char *argv3[] = {"whtunnel", "--secret-a-file", a, NULL};
+    assert_int_equal(load(&c, env6, argv3), 0);
+    assert_string_equal(c.secret_a, "from-file-a");
+    config_free(&c);
+    char *env7[] = {env1, NULL};
+    char *argv4[] = {"whtunnel", "--secret-a", "from-flag", NULL};
+    assert_int_equal(load(&c, env7, argv4), 0);
+    assert_string_equal(c.secret_a, "from-flag");
+    assert_string_equal(c.secret_a_file, "");
+    config_free(&c);
+    /* an empty NAME_FILE is unset, as an empty NAME */
+    char *env8[] = {"TASKCLUSTER_PROXY_SECRET_A_FILE=", "TASKCLUSTER_PROXY_SECRET_A=v", NULL};
+    assert_int_equal(load(&c, env8, argv), 0);
+    assert_string_equal(c.secret_a, "v");
+    config_free(&c);
+    snprintf(fb, sizeof fb, "%s", fa); /* keep fa used */
+}
+
+static void test_secret_file_errors(void **state)
+{
+    struct config c;
+    char a[256], e1[300], empty[256], nul[256], big[256], dirp[256];
+    write_file(a, sizeof a, "a2", "secret-value-x\n", 15);
+    write_file(empty, sizeof empty, "empty", "\r\n", 2);
+    write_file(nul, sizeof nul, "nul", "secret-value-x\0y", 16);
+    char *bigc = malloc(CONFIG_MAX_STRING + 1);
+    assert_non_null(bigc);
+    memset(bigc, 's', CONFIG_MAX_STRING + 1);
+    write_file(big, sizeof big, "big", bigc, CONFIG_MAX_STRING + 1);
+    free(bigc);
+    snprintf(dirp, sizeof dirp, "%s", a);
+    *strrchr(dirp, '/') = '\0';
+
+    /* NAME and NAME_FILE both: the message names both */
+    snprintf(e1, sizeof e1, "TASKCLUSTER_PROXY_SECRET_A_FILE=%s", a);
+    char *env[] = {"TASKCLUSTER_PROXY_SECRET_A=secret-value-x", e1, NULL};
+    char *argv[] = {"whtunnel", NULL};
+    assert_int_equal(load(&c, env, argv), CONFIG_E_VALUE);
+    assert_non_null(strstr(err, "TASKCLUSTER_PROXY_SECRET_A and TASKCLUSTER_PROXY_SECRET_A_FILE"));
+    assert_null(strstr(err, "secret-value-x"));
+    config_free(&c);
+    char *argv2[] = {"whtunnel", "--cluster-secret-file", a, "--cluster-secret=secret-value-x", NULL};
+    assert_int_equal(load(&c, NULL, argv2), CONFIG_E_VALUE);
+    assert_non_null(strstr(err, "--cluster-secret and --cluster-secret-file"));
+    assert_null(strstr(err, "secret-value-x"));
+    config_free(&c);
+
+    /* unreadable, a directory, empty, NUL, too long: the setting and the path, never the value */
+    const struct {
+        const char *path, *want;
+    } bad[] = {
+        {"/nonexistent/wht-secret", "No such file or directory"},
+        {dirp, "not a regular file"},
+        {empty, "is empty"},
+        {nul, "holds a NUL byte"},
+        {big, "is longer than 4096 bytes"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char *argv3[] = {"whtunnel", "--secret-b-file", (char *)bad[i].path, NULL};
+        assert_int_equal(load(&c, NULL, argv3), CONFIG_E_FILE);
+        assert_non_null(strstr(err, "TASKCLUSTER_PROXY_SECRET_B_FILE"));
+        assert_non_null(strstr(err, "--secret-b-file"));
+        assert_non_null(strstr(err, bad[i].path));
+        assert_non_null(strstr(err, bad[i].want));
+        assert_null(strstr(err, "secret-value-x"));
+        assert_null(strstr(err, "sss"));
+        config_free(&c);
+    }
+    /* a REDIS_URL from a file is not echoed either (it may hold a password) */
+    char ru[256], e2[300];
+    write_file(ru, sizeof ru, "ru2", "redis://:hunter2\x01@h", 19);
+    snprintf(e2, sizeof e2, "REDIS_URL_FILE=%s", ru);
+    char *env2[] = {e2, NULL};
+    assert_int_equal(load(&c, env2, argv), CONFIG_E_VALUE);
+    assert_non_null(strstr(err, "REDIS_URL_FILE"));
+    assert_null(strstr(err, "hunter2"));
+    config_free(&c);
+    /* only the file-backed settings take -file */
+    char *argv4[] = {"whtunnel", "--port-file", a, NULL};
+    assert_int_equal(load(&c, NULL, argv4), CONFIG_E_UNKNOWN);
+    config_free(&c);
+    char *argv5[] = {"whtunnel", "--secret-a-file", NULL};
+    assert_int_equal(load(&c, NULL, argv5), CONFIG_E_MISSING_VALUE);
+    assert_non_null(strstr(err, "--secret-a-file"));
+    config_free(&c);
+}
+
+static void test_help_lists_files(void **state)
+{
+    char *help = capture_help();
+    const char *const files[] = {"--secret-a-file <file>  [TASKCLUSTER_PROXY_SECRET_A_FILE]",
+                                 "--secret-b-file <file>  [TASKCLUSTER_PROXY_SECRET_B_FILE]",
+                                 "--cluster-secret-file <file>  [WHT_CLUSTER_SECRET_FILE]",
+                                 "--admin-token-file <file>  [WHT_ADMIN_TOKEN_FILE]",
+                                 "--redis-url-file <file>  [REDIS_URL_FILE]"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++)
+        assert_non_null(strstr(help, files[i]));
+    assert_null(strstr(help, "--port-file"));
+    assert_non_null(strstr(help, "re-read on SIGHUP"));
+    assert_non_null(strstr(help, "read at start only"));
+    free(help);
+}
+
+static void test_reload_files(void **state)
+{
+    struct config c, fresh;
+    char a[256], b[256], e1[300], e2[300];
+    write_file(a, sizeof a, "ra", "old-a\n", 6);
+    write_file(b, sizeof b, "rb", "old-b\n", 6);
+    snprintf(e1, sizeof e1, "TASKCLUSTER_PROXY_SECRET_A_FILE=%s", a);
+    snprintf(e2, sizeof e2, "TASKCLUSTER_PROXY_SECRET_B_FILE=%s", b);
+    char *env[] = {e1, e2, "ENV=production", "WHT_ADMIN_TOKEN=t", NULL};
+    char *argv[] = {"whtunnel", "--port", "1234", NULL};
+    char changed[256];
+    assert_int_equal(load(&c, env, argv), 0);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+
+    /* nothing changed */
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), 0);
+    assert_int_equal(config_changed_files(&c, &fresh, changed, sizeof changed), 0);
+    assert_string_equal(changed, "");
+    assert_int_equal(fresh.port, 1234);
+    assert_string_equal(fresh.admin_token, "t");
+    assert_ptr_not_equal(fresh.admin_token, c.admin_token);
+    config_free(&fresh);
+
+    /* A rotated: only A changes; adopting swaps it in */
+    write_file(a, sizeof a, "ra", "new-a\r\n", 7);
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), 0);
+    assert_int_equal(config_changed_files(&c, &fresh, changed, sizeof changed), 1);
+    assert_string_equal(changed, "TASKCLUSTER_PROXY_SECRET_A");
+    config_adopt_files(&c, &fresh);
+    assert_string_equal(c.secret_a, "new-a");
+    assert_string_equal(fresh.secret_a, "old-a");
+    config_free(&fresh);
+
+    /* a bad file: an error, and c untouched */
+    write_file(b, sizeof b, "rb", "", 0);
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), CONFIG_E_FILE);
+    assert_non_null(strstr(err, "TASKCLUSTER_PROXY_SECRET_B_FILE"));
+    config_free(&fresh);
+    assert_string_equal(c.secret_b, "old-b");
+    unlink(b);
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), CONFIG_E_FILE);
+    assert_non_null(strstr(err, "No such file"));
+    config_free(&fresh);
+
+    /* both rotated, then reported together */
+    write_file(b, sizeof b, "rb", "new-b", 5);
+    write_file(a, sizeof a, "ra", "newer-a", 7);
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), 0);
+    assert_int_equal(config_changed_files(&c, &fresh, changed, sizeof changed), 2);
+    assert_string_equal(changed, "TASKCLUSTER_PROXY_SECRET_A, TASKCLUSTER_PROXY_SECRET_B");
+    config_free(&fresh);
+    config_free(&c);
+
+    /* the whole is validated: a cluster secret that became too short is refused */
+    char cs[256], e3[300];
+    write_file(cs, sizeof cs, "rcs", "0123456789abcdef\n", 17);
+    snprintf(e3, sizeof e3, "WHT_CLUSTER_SECRET_FILE=%s", cs);
+    char *env2[] = {e3, "REDIS_URL=redis://127.0.0.1:1", NULL};
+    assert_int_equal(load(&c, env2, argv), 0);
+    assert_int_equal(config_validate(&c, err, sizeof err), 0);
+    write_file(cs, sizeof cs, "rcs", "short\n", 6);
+    assert_int_equal(config_reload_files(&c, &fresh, err, sizeof err), CONFIG_E_INVALID);
+    assert_non_null(strstr(err, "WHT_CLUSTER_SECRET"));
+    assert_null(strstr(err, "short"));
+    config_free(&fresh);
+    /* REDIS_URL_FILE is read at start only: a reload does not read it */
+    config_free(&c);
+}
+
 /* ---- the exported parsers -------------------------------------------------------------- */
 
 static void test_parse_duration(void **state)
@@ -984,7 +1266,9 @@ int main(void)
         cmocka_unit_test(test_dump_hides_secrets), cmocka_unit_test(test_validate),
         cmocka_unit_test(test_generated_secret),   cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_size),         cmocka_unit_test(test_parse_bool),
-        cmocka_unit_test(test_free_and_strerror),
+        cmocka_unit_test(test_free_and_strerror),  cmocka_unit_test(test_file_value),
+        cmocka_unit_test(test_secret_files),       cmocka_unit_test(test_secret_file_errors),
+        cmocka_unit_test(test_help_lists_files),   cmocka_unit_test(test_reload_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

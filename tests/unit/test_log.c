@@ -424,6 +424,42 @@ static void test_rate_limit_json(void **state)
     assert_int_equal(log_dropped_total(), 20);
 }
 
+/* A flood that stops is still summarised, once its window is over, once. */
+static void test_summarize(void **state)
+{
+    (void)state;
+    for (int i = 0; i < 30; i++)
+        same_line(i);
+    log_summarize(); /* the window is not over: nothing yet */
+    log_flush();
+    assert_int_equal(count_taken("same line"), LOG_RATE_MAX);
+    g_now += LOG_RATE_WINDOW_MS;
+    log_summarize();
+    log_flush();
+    assert_taken(TIME " warn  20 lines like \"same line %d\" dropped (at most 10 a second of one kind)\n");
+    log_summarize(); /* said once */
+    log_flush();
+    assert_taken("");
+    same_line(31); /* and not said again on the next line of the kind */
+    log_flush();
+    assert_taken(TIME " info  same line 31\n");
+
+    log_set_format(LOG_FORMAT_JSON);
+    for (int i = 0; i < 12; i++)
+        other_line(i);
+    log_flush();
+    assert_int_equal(count_taken("other line"), LOG_RATE_MAX);
+    g_now += LOG_RATE_WINDOW_MS;
+    log_summarize();
+    log_flush();
+    json_t *j = take_json();
+    assert_string_equal(jstr(j, "level"), "warn");
+    assert_string_equal(jstr(j, "msg"),
+                        "2 lines like \"other line %d\" dropped (at most 10 a second of one kind)");
+    assert_int_equal(jint(j, "dropped"), 2);
+    json_decref(j);
+}
+
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
 #pragma GCC diagnostic ignored "-Wformat-security"
@@ -558,6 +594,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_rate_limit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rate_limit_json, setup, teardown),
         cmocka_unit_test_setup_teardown(test_global_cap, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_summarize, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buffer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_set_fd_flushes, setup, teardown),
     };
