@@ -362,13 +362,22 @@ class PodNet:
                                        stderr=subprocess.PIPE)
         self.pods = {}
         try:
-            wait_for(lambda: self.run(["ip", "link", "set", "lo", "up"]).returncode == 0
-                     or self.holder.poll() is not None, 5, "network namespace")
+            # until unshare has made the namespace, nsenter would enter this machine's own
+            wait_for(lambda: self.holder.poll() is not None or self.own_netns(), 5, "network namespace")
             if self.holder.poll() is not None:
                 raise OSError(self.holder.stderr.read().decode(errors="replace"))
+            r = self.run(["ip", "link", "set", "lo", "up"])
+            if r.returncode != 0 or ",UP" not in self.run(["ip", "-o", "link", "show", "lo"]).stdout:
+                raise OSError("cannot bring lo up in the namespace: %s" % r.stderr)
         except BaseException:
             self.close()
             raise
+
+    def own_netns(self):
+        try:
+            return os.readlink("/proc/%d/ns/net" % self.holder.pid) != os.readlink("/proc/self/ns/net")
+        except OSError:
+            return False
 
     def run(self, args, timeout=10):
         return subprocess.run(["nsenter", "-t", str(self.holder.pid), "-n"] + args, capture_output=True, text=True,
@@ -403,67 +412,139 @@ def role(net, name):
     return fields.get("role"), fields.get("master_host"), fields.get("master_link_status")
 
 
+R0, R1 = "whtunnel-redis-0.whtunnel-redis", "whtunnel-redis-1.whtunnel-redis"
+SENTINELS = ["whtunnel-sentinel-%d.whtunnel-sentinel" % i for i in range(3)]
+NODE_POD = "whtunnel-5f7b9c4d8-x2x7q"
+
+
+class RedisPods:
+    """The cluster overlay's Redis StatefulSets in a PodNet: their containers and start scripts as rendered."""
+
+    def __init__(self, rendered, tmp_path, extra_names=()):
+        for tool in ("redis-server", "redis-sentinel", "redis-cli", "unshare", "nsenter", "timeout"):
+            if not shutil.which(tool):
+                pytest.skip("%s not found (deploy/install-deps.sh --test)" % tool)
+        self.objs = objects(rendered["cluster"])
+        scripts = next(d for n, d in config_maps(self.objs).items() if n.startswith("whtunnel-redis-scripts"))
+        self.script = {}
+        for f, text in scripts.items():
+            (tmp_path / f).write_text(text)
+            self.script[f] = str(tmp_path / f)
+        spec = lambda n: find(self.objs, "StatefulSet", n)["spec"]["template"]["spec"]["containers"][0]
+        self.redis_c, self.sentinel_c = spec("whtunnel-redis"), spec("whtunnel-sentinel")
+        self.master_name = next(e["value"] for e in self.sentinel_c["env"] if e["name"] == "MASTER_NAME")
+        try:
+            self.net = PodNet(tmp_path, [R0, R1] + SENTINELS + list(extra_names))
+        except (OSError, subprocess.SubprocessError, TimeoutError) as e:
+            pytest.skip("cannot make a network namespace here (root and unshare needed): %s" % e)
+
+    def start_redis(self, name):
+        self.net.start(name, self.redis_c, self.script["redis-start.sh"])
+
+    def start_sentinel(self, name):
+        self.net.start(name, self.sentinel_c, self.script["sentinel-start.sh"])
+
+    def watched(self, s):
+        return self.net.cli(s, 26379, "sentinel", "get-master-addr-by-name", self.master_name).split("\n")[0]
+
+    def settled(self, master, replica):
+        net = self.net
+        if role(net, master)[0] != "master" or role(net, replica) != ("slave", master, "up"):
+            return False
+        for s in SENTINELS:
+            flat = net.cli(s, 26379, "sentinel", "master", self.master_name).split("\n")
+            v = dict(zip(flat[0::2], flat[1::2]))
+            if not (v.get("name") == self.master_name and v.get("ip") == master and v.get("num-slaves") == "1"
+                    and v.get("num-other-sentinels") == "2" and "s_down" not in v.get("flags", "")):
+                return False
+        return True
+
+    def fresh_start(self):
+        """All at once, as podManagementPolicy: Parallel starts them."""
+        for n in (R0, R1):
+            self.start_redis(n)
+        for s in SENTINELS:
+            self.start_sentinel(s)
+        wait_for(lambda: self.settled(R0, R1), 40, "pod 0 master, pod 1 replica, three sentinels agreeing")
+
+    def fail_over(self):
+        """SIGKILL of pod 0, the master: the sentinels promote pod 1."""
+        self.net.pods[R0].stop(sig=9)
+        wait_for(lambda: all(self.watched(s) == R1 for s in SENTINELS), 60, "the sentinels to promote pod 1")
+        wait_for(lambda: role(self.net, R1)[0] == "master", 20, "pod 1 to be master")
+
+    def dump(self):
+        for n, p in self.net.pods.items():
+            print("---- %s\n%s" % (n, p.output()[-3000:]))
+
+
 def test_redis_sentinel_scripts(rendered, tmp_path):
     """The StatefulSets' start scripts with real redis-server and redis-sentinel, each "pod" on its own address
     with the pods' DNS names: a fresh start makes pod 0 the master, pod 1 its replica and three sentinels
     watching it; after pod 0 is killed the sentinels promote pod 1; pod 0 restarted joins as pod 1's replica; a
     sentinel restarted watches the new master."""
-    for tool in ("redis-server", "redis-sentinel", "redis-cli", "unshare", "nsenter", "timeout"):
-        if not shutil.which(tool):
-            pytest.skip("%s not found (deploy/install-deps.sh --test)" % tool)
-    objs = objects(rendered["cluster"])
-    scripts = next(d for n, d in config_maps(objs).items() if n.startswith("whtunnel-redis-scripts"))
-    for f, text in scripts.items():
-        (tmp_path / f).write_text(text)
-    redis_c = find(objs, "StatefulSet", "whtunnel-redis")["spec"]["template"]["spec"]["containers"][0]
-    sentinel_c = find(objs, "StatefulSet", "whtunnel-sentinel")["spec"]["template"]["spec"]["containers"][0]
-    master_name = next(e["value"] for e in sentinel_c["env"] if e["name"] == "MASTER_NAME")
-    r0, r1 = "whtunnel-redis-0.whtunnel-redis", "whtunnel-redis-1.whtunnel-redis"
-    sentinels = ["whtunnel-sentinel-%d.whtunnel-sentinel" % i for i in range(3)]
+    pods = RedisPods(rendered, tmp_path)
+    net = pods.net
     try:
-        net = PodNet(tmp_path, [r0, r1] + sentinels)
-    except (OSError, subprocess.SubprocessError, TimeoutError) as e:
-        pytest.skip("cannot make a network namespace here (root and unshare needed): %s" % e)
-
-    def watched(s):
-        return net.cli(s, 26379, "sentinel", "get-master-addr-by-name", master_name).split("\n")[0]
-
-    def sentinel_view(s):
-        flat = net.cli(s, 26379, "sentinel", "master", master_name).split("\n")
-        return dict(zip(flat[0::2], flat[1::2]))
-
-    def settled(master, replica):
-        if role(net, master)[0] != "master" or role(net, replica) != ("slave", master, "up"):
-            return False
-        views = [sentinel_view(s) for s in sentinels]
-        return all(v.get("name") == master_name and v.get("ip") == master and v.get("num-slaves") == "1"
-                   and v.get("num-other-sentinels") == "2" and "s_down" not in v.get("flags", "") for v in views)
-
-    try:
-        # all at once, as podManagementPolicy: Parallel starts them
-        for n in (r0, r1):
-            net.start(n, redis_c, str(tmp_path / "redis-start.sh"))
-        for s in sentinels:
-            net.start(s, sentinel_c, str(tmp_path / "sentinel-start.sh"))
-        wait_for(lambda: settled(r0, r1), 40, "pod 0 master, pod 1 replica, three sentinels agreeing")
-        assert net.cli(r0, 6379, "set", "k", "v") == "OK"
-        wait_for(lambda: net.cli(r1, 6379, "get", "k") == "v", 10, "the write replicated")
-
-        net.pods[r0].stop(sig=9)
-        wait_for(lambda: all(watched(s) == r1 for s in sentinels), 60, "the sentinels to promote pod 1")
-        wait_for(lambda: role(net, r1)[0] == "master", 20, "pod 1 to be master")
-
-        net.start(r0, redis_c, str(tmp_path / "redis-start.sh"))
-        wait_for(lambda: settled(r1, r0), 60, "pod 0, restarted, to replicate pod 1")
-
-        net.pods[sentinels[2]].stop(sig=9)
-        net.start(sentinels[2], sentinel_c, str(tmp_path / "sentinel-start.sh"))
-        wait_for(lambda: watched(sentinels[2]) == r1, 20, "the restarted sentinel to watch pod 1")
-        wait_for(lambda: settled(r1, r0), 60, "the restarted sentinel to see the others and the replica")
-        assert "watches " + r1 in net.pods[sentinels[2]].output()
+        pods.fresh_start()
+        assert net.cli(R0, 6379, "set", "k", "v") == "OK"
+        wait_for(lambda: net.cli(R1, 6379, "get", "k") == "v", 10, "the write replicated")
+        pods.fail_over()
+        pods.start_redis(R0)
+        wait_for(lambda: pods.settled(R1, R0), 60, "pod 0, restarted, to replicate pod 1")
+        net.pods[SENTINELS[2]].stop(sig=9)
+        pods.start_sentinel(SENTINELS[2])
+        wait_for(lambda: pods.watched(SENTINELS[2]) == R1, 20, "the restarted sentinel to watch pod 1")
+        wait_for(lambda: pods.settled(R1, R0), 60, "the restarted sentinel to see the others and the replica")
+        assert "watches " + R1 in net.pods[SENTINELS[2]].output()
     except BaseException:
-        for n, p in net.pods.items():
-            print("---- %s\n%s" % (n, p.output()[-3000:]))
+        pods.dump()
+        raise
+    finally:
+        net.close()
+
+
+def test_node_follows_the_sentinels(rendered, tmp_path):
+    """A real node with the cluster overlay's settings, unchanged but for the pod's IP, name and secret paths
+    (its own address in the PodNet, the manifests' ports, WHT_REDIS_SENTINELS naming the sentinel pods): it
+    finds the master through the sentinels, joins the registry there, and after a failover writes its
+    membership to the new master."""
+    if "WHT_REDIS_SENTINELS" not in help_env_names():
+        pytest.skip("this whtunnel has no WHT_REDIS_SENTINELS (the sentinel branch is not merged yet)")
+    pods = RedisPods(rendered, tmp_path, [NODE_POD])
+    net = pods.net
+    _, c = node_container(pods.objs)
+    secret_dir = tmp_path / "secrets"
+    secret_dir.mkdir()
+    for f in SECRET_FILES:
+        (secret_dir / f).write_text("test-%s-0123456789abcdef\n" % f)
+    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "secrets")
+    env = {}
+    for name, value in node_env(pods.objs).items():
+        if name not in EXPANSION_ONLY:
+            env[name] = value.replace("$(POD_IP)", net.ip[NODE_POD]).replace("$(POD_NAME)", NODE_POD).replace(
+                mount + "/", str(secret_dir) + "/")
+    member = "%s %s:8081" % (NODE_POD, net.ip[NODE_POD])
+    try:
+        pods.fresh_start()
+        net.pods[NODE_POD] = Proc(["nsenter", "-t", str(net.holder.pid), "-n", "unshare", "--mount",
+                                   "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1"',
+                                   str(net.hosts), binary("whtunnel")], env=env, name="node")
+        node_key = "wht:node:" + NODE_POD
+        wait_for(lambda: net.cli(R0, 6379, "get", node_key).startswith(member), 20, "the node's member key on pod 0")
+        admin = "http://%s:8082" % net.ip[NODE_POD]
+        assert net.run(["curl", "-s", admin + "/readyz"]).stdout.strip() == "ready"
+        pods.fail_over()
+        # what pod 0 had replicated is on pod 1 too: remove it, the node's heartbeat must write it again there
+        wait_for(lambda: net.cli(R1, 6379, "del", node_key) == "1" and
+                 wait_for(lambda: net.cli(R1, 6379, "get", node_key).startswith(member), 10,
+                          "the member key written again on pod 1"), 30, "the node to follow the failover")
+        metrics = net.run(["curl", "-s", admin + "/metrics"]).stdout
+        assert re.search(r"^whtunnel_redis_master_changes_total [1-9]", metrics, re.M), metrics[-2000:]
+        assert re.search(r"^whtunnel_redis_up 1", metrics, re.M)
+        assert net.pods[NODE_POD].alive()
+    except BaseException:
+        pods.dump()
         raise
     finally:
         net.close()
