@@ -10,7 +10,9 @@ says, answers the probe paths on the admin port, and serves every metric
 name the manifests mention.
 
 Skips with a message where kubectl, node or npm is missing, or where the npm
-registry cannot be reached for the first `npm ci` in tests/k8s.
+registry cannot be reached for the first `npm ci` in tests/k8s. The checks
+that do not depend on the build (validation, the Redis scripts) are slow
+checks: they run once, in the release build (conftest.slow_check()).
 """
 
 import http.client
@@ -22,7 +24,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, Proc, binary, free_port, port_open, wait_for
+from conftest import ROOT, Proc, binary, free_port, port_open, slow_check, wait_for
 
 K8S_DIR = os.path.join(ROOT, "deploy", "k8s")
 VALIDATOR_DIR = os.path.join(ROOT, "tests", "k8s")
@@ -155,6 +157,7 @@ def validate(tmp_path, text, name="objects.yaml"):
 
 @pytest.mark.parametrize("which", OVERLAYS + ["everything"])
 def test_manifests_validate(rendered, tmp_path, which):
+    slow_check()
     rc, out = validate(tmp_path, rendered[which])
     assert rc == 0, out
     assert "%d valid, 0 invalid" % len(objects(rendered[which])) in out, out
@@ -173,6 +176,7 @@ BROKEN = [
 
 @pytest.mark.parametrize("what,old,new,obj,word", BROKEN, ids=[b[0] for b in BROKEN])
 def test_validator_fails_on_broken_manifest(rendered, tmp_path, what, old, new, obj, word):
+    slow_check()
     text = rendered["everything"]
     assert text.count(old) >= 1, "the render no longer has %r: update this test" % old
     rc, out = validate(tmp_path, text.replace(old, new, 1))
@@ -229,6 +233,41 @@ def duration_s(text):
     m = re.fullmatch(r"(\d+)(ms|s|m)", text)
     assert m, text
     return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60}[m.group(2)]
+
+
+def pod_specs(objs):
+    for o in objs:
+        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+            yield "%s %s" % (o["kind"], o["metadata"]["name"]), o["spec"]["template"]["spec"]
+
+
+def test_pods_restricted(rendered):
+    """Every pod meets Pod Security's "restricted" profile (which the namespace enforces), with a read-only root
+    file system, resources requested and limited, and no service account token."""
+    objs = objects(rendered["everything"])
+    ns = find(objs, "Namespace", "whtunnel")
+    assert ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    specs = list(pod_specs(objs))
+    assert len(specs) == 3
+    for what, spec in specs:
+        psc = spec.get("securityContext", {})
+        assert psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) > 0, what
+        assert psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", what
+        assert spec.get("automountServiceAccountToken") is False, what
+        assert not any(spec.get(k) for k in ("hostNetwork", "hostPID", "hostIPC")), what
+        for v in spec.get("volumes", []):
+            assert set(v) - {"name"} <= {"secret", "configMap", "emptyDir", "projected", "downwardAPI"}, (what, v)
+        for c in spec["containers"] + spec.get("initContainers", []):
+            sc = c.get("securityContext", {})
+            assert sc.get("allowPrivilegeEscalation") is False, (what, c["name"])
+            assert sc.get("capabilities", {}).get("drop") == ["ALL"], (what, c["name"])
+            assert not sc.get("capabilities", {}).get("add"), (what, c["name"])
+            assert sc.get("readOnlyRootFilesystem") is True, (what, c["name"])
+            assert not sc.get("privileged"), (what, c["name"])
+            assert all(p.get("hostPort") is None for p in c.get("ports", [])), (what, c["name"])
+            res = c.get("resources", {})
+            assert {"cpu", "memory"} <= set(res.get("requests", {})) and "memory" in res.get("limits", {}), \
+                (what, c["name"])
 
 
 def test_grace_period_covers_the_drain(rendered):
@@ -483,6 +522,7 @@ def test_redis_sentinel_scripts(rendered, tmp_path):
     with the pods' DNS names: a fresh start makes pod 0 the master, pod 1 its replica and three sentinels
     watching it; after pod 0 is killed the sentinels promote pod 1; pod 0 restarted joins as pod 1's replica; a
     sentinel restarted watches the new master."""
+    slow_check()
     pods = RedisPods(rendered, tmp_path)
     net = pods.net
     try:
