@@ -15,6 +15,7 @@ that do not depend on the build (validation, the Redis scripts) are slow
 checks: they run once, in the release build (conftest.slow_check()).
 """
 
+import base64
 import http.client
 import os
 import re
@@ -31,7 +32,12 @@ VALIDATOR_DIR = os.path.join(ROOT, "tests", "k8s")
 KUBECTL = os.environ.get("WHT_KUBECTL") or shutil.which("kubectl") or "/usr/bin/kubectl"
 OVERLAYS = ["dev", "cluster"]
 COMPONENTS = ["servicemonitor", "certificate", "node-tls", "loadbalancer", "ingress-nginx"]
-SECRET_FILES = ["secret-a", "secret-b", "cluster-secret"]
+REDIS_PASSWORD = "placeholder-redis-password-0123456789abcdef"
+SECRET_FILES = {"secret-a": "placeholder-secret-a-0123456789abcdef\n",
+                "secret-b": "placeholder-secret-b-0123456789abcdef\n",
+                "cluster-secret": "placeholder-cluster-secret-0123456789abcdef\n",
+                "redis-password": REDIS_PASSWORD + "\n",
+                "redis-url": "redis://:%s@/\n" % REDIS_PASSWORD}
 # Downward API values used only inside other values, as $(NAME): not node settings.
 EXPANSION_ONLY = {"POD_NAME", "POD_IP"}
 NETWORK_ERRORS = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "ENETUNREACH",
@@ -61,8 +67,8 @@ def rendered(tmp_path_factory):
     shutil.copytree(K8S_DIR, tree, ignore=shutil.ignore_patterns("secrets"))
     secrets = tree / "overlays" / "cluster" / "secrets"
     secrets.mkdir()
-    for f in SECRET_FILES:
-        (secrets / f).write_text("placeholder-%s-0123456789abcdef\n" % f)
+    for f, text in SECRET_FILES.items():
+        (secrets / f).write_text(text)
     everything = top / "everything"
     everything.mkdir()
     (everything / "kustomization.yaml").write_text(yaml.safe_dump({
@@ -87,6 +93,28 @@ def find(objs, kind, name):
 
 def config_maps(objs):
     return {o["metadata"]["name"]: o.get("data", {}) for o in objs if o["kind"] == "ConfigMap"}
+
+
+def secret_data(objs, name):
+    """A rendered Secret's keys and values, as a pod sees them in its volume or in a secretKeyRef."""
+    o = find(objs, "Secret", name)
+    out = {k: base64.b64decode(v).decode() for k, v in o.get("data", {}).items()}
+    out.update(o.get("stringData", {}))
+    return out
+
+
+def mount_secrets(objs, container, spec, where):
+    """Writes each Secret volume of the pod into a directory under `where`: {mountPath: local directory}."""
+    vols = {v["name"]: v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+    out = {}
+    for m in container.get("volumeMounts", []):
+        if m["name"] in vols:
+            d = where / ("secret-" + m["name"])
+            d.mkdir(exist_ok=True)
+            for k, v in secret_data(objs, vols[m["name"]]).items():
+                (d / k).write_text(v)
+            out[m["mountPath"]] = str(d)
+    return out
 
 
 def node_container(objs):
@@ -298,16 +326,13 @@ def http_get(port, path):
 
 def start_as_in_pod(objs, tmp_path, extra=None):
     """A real node with the pod's environment: $(POD_IP) is 127.0.0.1, $(POD_NAME) a name, the pod's ports moved
-    to free ones, the mounted secret files in tmp_path. Returns (proc, {container port name: local port})."""
-    _, c = node_container(objs)
+    to free ones, the mounted Secrets' files (from the rendered Secrets) in tmp_path; `extra` adds variables or
+    removes them (None). Returns (proc, {container port name: local port})."""
+    dep, c = node_container(objs)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     moved = {n: free_port() for n in ports}
     by_number = {str(ports[n]): str(moved[n]) for n in ports}
-    mounts = {m["mountPath"]: m["name"] for m in c.get("volumeMounts", [])}
-    secret_dir = tmp_path / "secrets"
-    secret_dir.mkdir(exist_ok=True)
-    for f in SECRET_FILES:
-        (secret_dir / f).write_text("test-%s-0123456789abcdef\n" % f)
+    mounts = mount_secrets(objs, c, dep["spec"]["template"]["spec"], tmp_path)
     env = {}
     for name, value in node_env(objs).items():
         if name in EXPANSION_ONLY:
@@ -318,11 +343,15 @@ def start_as_in_pod(objs, tmp_path, extra=None):
             value = by_number[value]
         if name == "WHT_LISTEN_ADDR" or value.startswith("0.0.0.0:"):
             value = value.replace("0.0.0.0", "127.0.0.1")
-        for path, vol in mounts.items():
-            if vol == "secrets" and value.startswith(path + "/"):
-                value = str(secret_dir) + value[len(path):]
+        for path, local in mounts.items():
+            if value.startswith(path + "/"):
+                value = local + value[len(path):]
         env[name] = value
-    env.update(extra or {})
+    for name, value in (extra or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     proc = Proc([binary("whtunnel")], env=env, name="node")
     try:
         wait_for(lambda: all(port_open(moved[n]) for n in ("http", "admin")) or not proc.alive(), 10,
@@ -365,13 +394,14 @@ def test_node_as_in_pod(rendered, tmp_path):
 
 
 def test_node_as_in_pod_cluster(rendered, tmp_path):
-    """cluster's settings, with a real redis-server reached by REDIS_URL instead of the sentinels (which this
-    test does not run): the node listens on the pod's three ports, joins the registry advertising
+    """cluster's settings, with a real redis-server reached by REDIS_URL instead of the sentinels and
+    REDIS_URL_FILE (test_node_follows_the_sentinels runs those): the node listens on the pod's three ports, joins the registry advertising
     $(POD_IP):<peer port>, and is ready."""
     from test_cluster import Redis
     rds = Redis()
     objs = objects(rendered["cluster"])
-    extra = {"REDIS_URL": rds.url, "WHT_REDIS_PREFIX": "k8s:", "WHT_REDIS_SENTINELS": "", "WHT_REDIS_MASTER": ""}
+    extra = {"REDIS_URL": rds.url, "WHT_REDIS_PREFIX": "k8s:", "WHT_REDIS_SENTINELS": None, "WHT_REDIS_MASTER": None,
+             "REDIS_URL_FILE": None}
     try:
         proc, ports = start_as_in_pod(objs, tmp_path, extra)
         try:
@@ -422,15 +452,23 @@ class PodNet:
         return subprocess.run(["nsenter", "-t", str(self.holder.pid), "-n"] + args, capture_output=True, text=True,
                               timeout=timeout, stdin=subprocess.DEVNULL)
 
-    def cli(self, name, port, *args):
-        r = self.run(["redis-cli", "-h", self.ip[name], "-p", str(port), "--raw"] + list(args), timeout=5)
+    def cli(self, name, port, *args, password=None):
+        auth = ["env", "REDISCLI_AUTH=" + password] if password else []
+        r = self.run(auth + ["redis-cli", "-h", self.ip[name], "-p", str(port), "--raw"] + list(args), timeout=5)
         return r.stdout.strip() if r.returncode == 0 else ""
 
-    def start(self, name, container, script_path):
-        """Runs the container's command (sh /scripts/X.sh) as pod `name` with the container's env."""
+    def start(self, name, container, script_path, secrets):
+        """Runs the container's command (sh /scripts/X.sh) as pod `name` with the container's env (a secretKeyRef
+        read from `secrets`: {Secret name: its data})."""
         data = self.tmp / ("data-" + name)
         data.mkdir(exist_ok=True)
-        env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+        env = {}
+        for e in container["env"]:
+            if "value" in e:
+                env[e["name"]] = e["value"]
+            elif "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = secrets[ref["name"]][ref["key"]]
         env.update({"POD_NAME": name.split(".")[0], "DATA_DIR": str(data), "BIND": self.ip[name]})
         inner = 'mount --bind "$0" /etc/hosts && exec sh "$1"'
         self.pods[name] = Proc(["nsenter", "-t", str(self.holder.pid), "-n", "unshare", "--mount",
@@ -446,7 +484,7 @@ class PodNet:
 
 
 def role(net, name):
-    info = net.cli(name, 6379, "info", "replication")
+    info = net.cli(name, 6379, "info", "replication", password=REDIS_PASSWORD)
     fields = dict(l.split(":", 1) for l in info.splitlines() if ":" in l)
     return fields.get("role"), fields.get("master_host"), fields.get("master_link_status")
 
@@ -472,16 +510,34 @@ class RedisPods:
         spec = lambda n: find(self.objs, "StatefulSet", n)["spec"]["template"]["spec"]["containers"][0]
         self.redis_c, self.sentinel_c = spec("whtunnel-redis"), spec("whtunnel-sentinel")
         self.master_name = next(e["value"] for e in self.sentinel_c["env"] if e["name"] == "MASTER_NAME")
+        self.secrets = {o["metadata"]["name"]: secret_data(self.objs, o["metadata"]["name"])
+                        for o in self.objs if o["kind"] == "Secret"}
         try:
             self.net = PodNet(tmp_path, [R0, R1] + SENTINELS + list(extra_names))
         except (OSError, subprocess.SubprocessError, TimeoutError) as e:
             pytest.skip("cannot make a network namespace here (root and unshare needed): %s" % e)
 
     def start_redis(self, name):
-        self.net.start(name, self.redis_c, self.script["redis-start.sh"])
+        self.net.start(name, self.redis_c, self.script["redis-start.sh"], self.secrets)
 
     def start_sentinel(self, name):
-        self.net.start(name, self.sentinel_c, self.script["sentinel-start.sh"])
+        self.net.start(name, self.sentinel_c, self.script["sentinel-start.sh"], self.secrets)
+
+    def redis(self, name, *args):
+        return self.net.cli(name, 6379, *args, password=REDIS_PASSWORD)
+
+    def probe(self, name, container, kind, env_override=None):
+        """Runs a container's exec probe against pod `name` (its redis-cli aimed at the pod's address: the pods
+        share this namespace's 127.0.0.1); returns the exit status."""
+        cmd = list(container[kind]["exec"]["command"])
+        cmd[-1] = cmd[-1].replace("redis-cli -p", "redis-cli -h %s -p" % self.net.ip[name])
+        env = {}
+        for e in container["env"]:
+            if "secretKeyRef" in e.get("valueFrom", {}):
+                ref = e["valueFrom"]["secretKeyRef"]
+                env[e["name"]] = self.secrets[ref["name"]][ref["key"]]
+        env.update(env_override or {})
+        return self.net.run(["env"] + ["%s=%s" % kv for kv in env.items()] + cmd).returncode
 
     def watched(self, s):
         return self.net.cli(s, 26379, "sentinel", "get-master-addr-by-name", self.master_name).split("\n")[0]
@@ -527,8 +583,15 @@ def test_redis_sentinel_scripts(rendered, tmp_path):
     net = pods.net
     try:
         pods.fresh_start()
-        assert net.cli(R0, 6379, "set", "k", "v") == "OK"
-        wait_for(lambda: net.cli(R1, 6379, "get", "k") == "v", 10, "the write replicated")
+        for kind in ("readinessProbe", "livenessProbe"):
+            assert pods.probe(R0, pods.redis_c, kind) == 0 and pods.probe(R1, pods.redis_c, kind) == 0, kind
+            assert pods.probe(R0, pods.redis_c, kind, {"REDIS_PASSWORD": "wrong"}) != 0, kind
+            assert pods.probe(SENTINELS[0], pods.sentinel_c, kind) == 0, kind
+            assert pods.probe(R0, pods.sentinel_c, kind) != 0, kind  # no sentinel there
+        assert pods.redis(R0, "set", "k", "v") == "OK"
+        wait_for(lambda: pods.redis(R1, "get", "k") == "v", 10, "the write replicated")
+        r = net.run(["redis-cli", "-h", net.ip[R0], "-p", "6379", "get", "k"])
+        assert "NOAUTH" in r.stdout + r.stderr, "Redis answers without its password: %r" % r
         pods.fail_over()
         pods.start_redis(R0)
         wait_for(lambda: pods.settled(R1, R0), 60, "pod 0, restarted, to replicate pod 1")
@@ -546,24 +609,23 @@ def test_redis_sentinel_scripts(rendered, tmp_path):
 
 def test_node_follows_the_sentinels(rendered, tmp_path):
     """A real node with the cluster overlay's settings, unchanged but for the pod's IP, name and secret paths
-    (its own address in the PodNet, the manifests' ports, WHT_REDIS_SENTINELS naming the sentinel pods): it
-    finds the master through the sentinels, joins the registry there, and after a failover writes its
-    membership to the new master."""
+    (its own address in the PodNet, the manifests' ports, WHT_REDIS_SENTINELS naming the sentinel pods, Redis's
+    password from the rendered Secret through REDIS_URL_FILE): it finds the master through the sentinels, joins
+    the registry there, and after a failover writes its membership to the new master."""
     if "WHT_REDIS_SENTINELS" not in help_env_names():
         pytest.skip("this whtunnel has no WHT_REDIS_SENTINELS (the sentinel branch is not merged yet)")
     pods = RedisPods(rendered, tmp_path, [NODE_POD])
     net = pods.net
-    _, c = node_container(pods.objs)
-    secret_dir = tmp_path / "secrets"
-    secret_dir.mkdir()
-    for f in SECRET_FILES:
-        (secret_dir / f).write_text("test-%s-0123456789abcdef\n" % f)
-    mount = next(m["mountPath"] for m in c["volumeMounts"] if m["name"] == "secrets")
+    dep, c = node_container(pods.objs)
+    mounts = mount_secrets(pods.objs, c, dep["spec"]["template"]["spec"], tmp_path)
     env = {}
     for name, value in node_env(pods.objs).items():
         if name not in EXPANSION_ONLY:
-            env[name] = value.replace("$(POD_IP)", net.ip[NODE_POD]).replace("$(POD_NAME)", NODE_POD).replace(
-                mount + "/", str(secret_dir) + "/")
+            value = value.replace("$(POD_IP)", net.ip[NODE_POD]).replace("$(POD_NAME)", NODE_POD)
+            for path, local in mounts.items():
+                if value.startswith(path + "/"):
+                    value = local + value[len(path):]
+            env[name] = value
     member = "%s %s:8081" % (NODE_POD, net.ip[NODE_POD])
     try:
         pods.fresh_start()
@@ -571,13 +633,13 @@ def test_node_follows_the_sentinels(rendered, tmp_path):
                                    "--propagation", "private", "sh", "-c", 'mount --bind "$0" /etc/hosts && exec "$1"',
                                    str(net.hosts), binary("whtunnel")], env=env, name="node")
         node_key = "wht:node:" + NODE_POD
-        wait_for(lambda: net.cli(R0, 6379, "get", node_key).startswith(member), 20, "the node's member key on pod 0")
+        wait_for(lambda: pods.redis(R0, "get", node_key).startswith(member), 20, "the node's member key on pod 0")
         admin = "http://%s:8082" % net.ip[NODE_POD]
         assert net.run(["curl", "-s", admin + "/readyz"]).stdout.strip() == "ready"
         pods.fail_over()
         # what pod 0 had replicated is on pod 1 too: remove it, the node's heartbeat must write it again there
-        wait_for(lambda: net.cli(R1, 6379, "del", node_key) == "1" and
-                 wait_for(lambda: net.cli(R1, 6379, "get", node_key).startswith(member), 10,
+        wait_for(lambda: pods.redis(R1, "del", node_key) == "1" and
+                 wait_for(lambda: pods.redis(R1, "get", node_key).startswith(member), 10,
                           "the member key written again on pod 1"), 30, "the node to follow the failover")
         metrics = net.run(["curl", "-s", admin + "/metrics"]).stdout
         assert re.search(r"^whtunnel_redis_master_changes_total [1-9]", metrics, re.M), metrics[-2000:]

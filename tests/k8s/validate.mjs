@@ -55,6 +55,17 @@ async function modelFor(apiVersion, kind) {
   throw new Error(`no schema for ${apiVersion} ${kind}`);
 }
 
+// What the API server accepts although the schema's format is stricter:
+// kustomize writes a long Secret value's base64 over several lines, and the
+// API server's decoder (Go's encoding/base64) ignores line breaks.
+function normalize(obj) {
+  if (obj.apiVersion === "v1" && obj.kind === "Secret" && obj.data && typeof obj.data === "object") {
+    for (const [k, v] of Object.entries(obj.data)) {
+      if (typeof v === "string") obj.data[k] = v.replace(/[\r\n]/g, "");
+    }
+  }
+}
+
 function describe(err) {
   const list = err && Array.isArray(err.errors) ? err.errors : null;
   if (!list) return String(err && err.message ? err.message : err);
@@ -112,6 +123,7 @@ async function main(files) {
         if (typeof obj !== "object" || Array.isArray(obj)) throw new Error("not an object");
         if (typeof name !== "string" || name === "") throw new Error("no metadata.name");
         const { Model, spec } = await modelFor(obj.apiVersion, obj.kind);
+        normalize(obj);
         new Model(obj).validate();
         r.typed = typed.length;
         typed.push({ spec, kind: obj.kind, obj });
