@@ -17,6 +17,7 @@ checks: they run once, in the release build (conftest.slow_check()).
 
 import base64
 import http.client
+import json
 import os
 import re
 import shutil
@@ -25,7 +26,7 @@ import subprocess
 import pytest
 import yaml
 
-from conftest import ROOT, Proc, binary, free_port, port_open, slow_check, wait_for
+from conftest import ROOT, Backend, Client, Proc, binary, free_port, port_open, slow_check, wait_for
 
 K8S_DIR = os.path.join(ROOT, "deploy", "k8s")
 VALIDATOR_DIR = os.path.join(ROOT, "tests", "k8s")
@@ -324,14 +325,12 @@ def http_get(port, path):
         c.close()
 
 
-def start_as_in_pod(objs, tmp_path, extra=None):
-    """A real node with the pod's environment: $(POD_IP) is 127.0.0.1, $(POD_NAME) a name, the pod's ports moved
-    to free ones, the mounted Secrets' files (from the rendered Secrets) in tmp_path; `extra` adds variables or
-    removes them (None). Returns (proc, {container port name: local port})."""
+def env_as_in_pod(objs, tmp_path, ports, extra=None):
+    """The node container's environment as the pod has it: $(POD_IP) is 127.0.0.1, $(POD_NAME) a name, the pod's
+    ports (container port numbers) mapped by `ports` ({number: local port}), the mounted Secrets' files (from
+    the rendered Secrets) in tmp_path; `extra` adds variables or removes them (None)."""
     dep, c = node_container(objs)
-    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
-    moved = {n: free_port() for n in ports}
-    by_number = {str(ports[n]): str(moved[n]) for n in ports}
+    by_number = {str(k): str(v) for k, v in ports.items()}
     mounts = mount_secrets(objs, c, dep["spec"]["template"]["spec"], tmp_path)
     env = {}
     for name, value in node_env(objs).items():
@@ -352,6 +351,16 @@ def start_as_in_pod(objs, tmp_path, extra=None):
             env.pop(name, None)
         else:
             env[name] = value
+    return env
+
+
+def start_as_in_pod(objs, tmp_path, extra=None):
+    """A real node with the pod's environment (env_as_in_pod), its ports moved to free ones. Returns
+    (proc, {container port name: local port}, env)."""
+    _, c = node_container(objs)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    moved = {n: free_port() for n in ports}
+    env = env_as_in_pod(objs, tmp_path, {ports[n]: moved[n] for n in ports}, extra)
     proc = Proc([binary("whtunnel")], env=env, name="node")
     try:
         wait_for(lambda: all(port_open(moved[n]) for n in ("http", "admin")) or not proc.alive(), 10,
@@ -360,7 +369,7 @@ def start_as_in_pod(objs, tmp_path, extra=None):
     except BaseException:
         proc.stop()
         raise
-    return proc, moved
+    return proc, moved, env
 
 
 def probe_paths(dep_container):
@@ -370,10 +379,12 @@ def probe_paths(dep_container):
 
 def test_node_as_in_pod(rendered, tmp_path):
     """dev's settings: the probes' paths answer 200 on the admin port, the viewer port and the load balancer's
-    health check path answer, every metric name the manifests mention is in /metrics."""
+    health check path answer, every metric name the manifests mention is in /metrics; docs/deploy.md's dev
+    walk-through: a token from `whtunnel token` run with the pod's environment (kubectl exec) registers a
+    whclient through the viewer port, and a request reaches its backend."""
     objs = objects(rendered["dev"])
     _, c = node_container(objs)
-    proc, ports = start_as_in_pod(objs, tmp_path)
+    proc, ports, env = start_as_in_pod(objs, tmp_path)
     try:
         probes = probe_paths(c)
         assert {k for k, _, _ in probes} == {"readinessProbe", "livenessProbe"}
@@ -389,6 +400,19 @@ def test_node_as_in_pod(rendered, tmp_path):
         exposed |= {re.sub(r"_(bucket|sum|count)$", "", n) for n in exposed}
         used = set(re.findall(r"\b(whtunnel_[a-z0-9_]+|process_[a-z0-9_]+)\b", "\n".join(rendered.values())))
         assert used <= exposed, "metric names not in /metrics: %s" % sorted(used - exposed)
+        r = subprocess.run([binary("whtunnel"), "token", "--id", "w1"], env=dict(os.environ, **env),
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        backend = Backend()
+        try:
+            client = Client("http://127.0.0.1:%d" % ports["http"], "w1", backend.port, token=r.stdout.strip())
+            try:
+                status, body = http_get(ports["http"], "/w1/echo/k8s")
+                assert status == 200 and json.loads(body)["target"] == "/echo/k8s", (status, body)
+            finally:
+                client.stop()
+        finally:
+            backend.stop()
     finally:
         proc.stop()
 
@@ -403,7 +427,7 @@ def test_node_as_in_pod_cluster(rendered, tmp_path):
     extra = {"REDIS_URL": rds.url, "WHT_REDIS_PREFIX": "k8s:", "WHT_REDIS_SENTINELS": None, "WHT_REDIS_MASTER": None,
              "REDIS_URL_FILE": None}
     try:
-        proc, ports = start_as_in_pod(objs, tmp_path, extra)
+        proc, ports, _ = start_as_in_pod(objs, tmp_path, extra)
         try:
             wait_for(lambda: port_open(ports["peer"]), 10, "peer port")
             assert http_get(ports["admin"], "/readyz")[0] == 200
