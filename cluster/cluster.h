@@ -63,6 +63,11 @@ enum cluster_err {
     CLUSTER_E_DNS = -12,       /* the Redis host name does not resolve */
     CLUSTER_E_CLOSED = -13,    /* the registry is shutting down */
     CLUSTER_E_CONNECT = -14,   /* TCP connection to Redis failed or dropped */
+    CLUSTER_E_NOT_MASTER = -15, /* the Redis a sentinel named is not a master (stale sentinel, demoted master) */
+    CLUSTER_E_NO_MASTER = -16,  /* no sentinel answered with the master's address */
+    CLUSTER_E_SENTINELS = -17,  /* WHT_REDIS_SENTINELS malformed */
+    CLUSTER_E_URL_HOST = -18,   /* REDIS_URL names a host while sentinels choose the master */
+    CLUSTER_E_MASTER_NAME = -19, /* WHT_REDIS_MASTER malformed */
 };
 
 /* A short static description of a cluster result; never NULL. */
@@ -110,6 +115,91 @@ struct cluster_url {
  * Returns 0 and fills *out, or CLUSTER_E_URL / CLUSTER_E_URL_SCHEME /
  * CLUSTER_E_TOO_LONG (then *out is zeroed). Never echoes the password. */
 int cluster_url_parse(const char *url, size_t len, struct cluster_url *out);
+
+/* Parses REDIS_URL when Redis Sentinel chooses the master: the same syntax
+ * without a host (it would be ignored, so it is refused):
+ *   redis://[[user]:password@][/[db]]      e.g. redis://:secret@/2, redis://
+ * The user information and db are as in cluster_url_parse(); out->host is
+ * "" and out->port 0. Returns 0, CLUSTER_E_URL_HOST (a host or port is
+ * given), CLUSTER_E_URL / CLUSTER_E_URL_SCHEME / CLUSTER_E_TOO_LONG. */
+int cluster_url_parse_auth(const char *url, size_t len, struct cluster_url *out);
+
+/* ---- Redis Sentinel (sentinel.c) -------------------------------------------------------- */
+
+#define CLUSTER_MAX_SENTINELS 16            /* entries of WHT_REDIS_SENTINELS */
+#define CLUSTER_MAX_SENTINELS_LEN 4096      /* bytes of WHT_REDIS_SENTINELS */
+#define CLUSTER_SENTINEL_PORT 26379         /* a sentinel's port when an entry has none */
+#define CLUSTER_MAX_MASTER_NAME_LEN 128     /* WHT_REDIS_MASTER */
+/* "<name> <old ip> <old port> <new ip> <new port>": the longest +switch-master payload */
+#define CLUSTER_MAX_SWITCH_LEN (CLUSTER_MAX_MASTER_NAME_LEN + 2 * (1 + CLUSTER_MAX_HOST_LEN + 1 + 5))
+
+/* A host and a port: a sentinel, or a master as a sentinel names it. */
+struct cluster_addr {
+    char host[CLUSTER_MAX_HOST_LEN + 1]; /* name, IPv4, or IPv6 without brackets */
+    uint16_t port;                       /* 1..65535 */
+};
+
+/* WHT_REDIS_SENTINELS, parsed. */
+struct cluster_sentinels {
+    size_t n; /* 1..CLUSTER_MAX_SENTINELS */
+    struct cluster_addr s[CLUSTER_MAX_SENTINELS];
+};
+
+/* Parses "host[:port],host[:port],..." (len bytes, at most
+ * CLUSTER_MAX_SENTINELS_LEN): 1..CLUSTER_MAX_SENTINELS entries separated by
+ * ',', spaces and tabs around an entry ignored, each read by
+ * util_hostport_parse() (a name, an IPv4 address or a bracketed IPv6
+ * literal; port CLUSTER_SENTINEL_PORT when absent); the same host and port
+ * twice is refused. Returns 0 and fills *out, or CLUSTER_E_SENTINELS /
+ * CLUSTER_E_TOO_LONG (then out->n is 0). */
+int cluster_sentinels_parse(const char *s, size_t len, struct cluster_sentinels *out);
+
+/* 1 if s is a master name as WHT_REDIS_MASTER takes it: 1..CLUSTER_MAX_MASTER_NAME_LEN
+ * of [A-Za-z0-9_.:-] (Sentinel's own rule is looser, but a name is also a
+ * field of the space-separated +switch-master message); else 0. */
+int cluster_valid_master_name(const char *s, size_t len);
+
+/* 1 if s is a host as a sentinel reports one: a name or IPv4 address (as
+ * util_hostport_parse() takes them), or an IPv6 address without brackets. */
+int cluster_valid_host(const char *s, size_t len);
+
+/* Interprets the reply to SENTINEL get-master-addr-by-name: a two-element
+ * array [host, port] gives 0, *found = 1 and *out; nil (the sentinel does
+ * not monitor that name) gives 0 and *found = 0. Else CLUSTER_E_REDIS (an
+ * error reply) or CLUSTER_E_SYNTAX. */
+int cluster_reply_master_addr(const redisReply *r, int *found, struct cluster_addr *out);
+
+/* What ROLE says an instance is. */
+enum cluster_role {
+    CLUSTER_ROLE_MASTER = 1,   /* ["master", offset, [[ip, port, offset]...]] */
+    CLUSTER_ROLE_REPLICA = 2,  /* ["slave", master ip, master port, state, offset] */
+    CLUSTER_ROLE_SENTINEL = 3, /* ["sentinel", [master name...]] */
+};
+
+/* Interprets a ROLE reply (only the shape of the first elements is checked:
+ * the role word and the types of the fields Redis 5 to 7 send). Returns 0
+ * with *role, CLUSTER_E_AUTH / CLUSTER_E_REDIS for an error reply, or
+ * CLUSTER_E_SYNTAX (an unknown role word too). */
+int cluster_reply_role(const redisReply *r, int *role);
+
+/* A +switch-master message from a sentinel:
+ * "<master name> <old ip> <old port> <new ip> <new port>". */
+struct cluster_switch {
+    const char *name; /* into the parsed buffer */
+    size_t name_len;
+    const char *old_host, *new_host; /* into the parsed buffer */
+    size_t old_host_len, new_host_len;
+    uint16_t old_port, new_port;
+};
+
+/* Parses a +switch-master payload strictly: five fields, single spaces, a
+ * valid master name, hosts as cluster_valid_host(), ports as
+ * util_port_parse(); nothing after. Returns 0 or CLUSTER_E_SYNTAX. */
+int cluster_switch_parse(const char *buf, size_t len, struct cluster_switch *out);
+
+/* Writes m as a +switch-master payload plus a NUL. Returns its length, or
+ * CLUSTER_E_INVAL / CLUSTER_E_TOO_LONG. */
+int cluster_switch_format(char *out, size_t cap, const struct cluster_switch *m);
 
 /* ---- values stored in Redis ------------------------------------------------------------- */
 

@@ -217,6 +217,8 @@ static struct cluster__conn *reg__conn_of(struct cluster_registry *reg, redisAsy
         return &reg->cmd;
     if (ac && ac == reg->sub.ac)
         return &reg->sub;
+    if (ac && ac == reg->ask.ac)
+        return &reg->ask;
     return NULL;
 }
 
@@ -225,6 +227,7 @@ void reg__reply(struct cluster_registry *reg, struct cluster__req *rq, redisRepl
     switch (rq->kind) {
     case REQ_AUTH:
     case REQ_SELECT:
+    case REQ_ROLE:
     case REQ_SCRIPT_LOAD: {
         struct cluster__conn *c = reg__conn_of(reg, rq->ac);
         if (c && !reg->closing)
@@ -257,6 +260,7 @@ void reg__reply(struct cluster_registry *reg, struct cluster__req *rq, redisRepl
         reg__beat_reply(reg, rq, r);
         break;
     case REQ_INFO: reg__info_reply(reg, rq, r); break;
+    case REQ_ASK: reg__ask_reply(reg, rq, r); break;
     case REQ_LEAVE:
         if (reg->leave_cb && !reg->closing) {
             cluster_done_cb *cb = reg->leave_cb;

@@ -102,8 +102,7 @@ size_t reg__route_key(const struct cluster_registry *reg, char *out, const char 
 
 static void reg__check_attempt(struct cluster__conn *c, int64_t now)
 {
-    if ((c->state == REG_C_RESOLVING || c->state == REG_C_CONNECTING) &&
-        now - c->since_ms > c->reg->command_timeout_ms)
+    if ((c->state == REG_C_RESOLVING || c->state == REG_C_CONNECTING) && now - c->since_ms > c->timeout_ms)
         reg__conn_fail(c, CLUSTER_E_TIMEOUT);
 }
 
@@ -129,6 +128,10 @@ static void reg__tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     reg__check_attempt(&reg->cmd, now);
     reg__check_attempt(&reg->sub, now);
+    if (reg->sentinel) {
+        reg__check_attempt(&reg->ask, now);
+        reg__check_attempt(&reg->watch, now);
+    }
     if (reg->cmd.state == REG_C_READY) {
         if (reg->beat_inflight && now - reg->beat_sent_ms > reg->command_timeout_ms) {
             reg__log(reg, CLUSTER_LOG_WARN, "redis did not answer the heartbeat in %lld ms",
@@ -177,7 +180,8 @@ static int reg__options(struct cluster_registry *reg, const struct cluster_optio
         reg__opt(o->command_timeout_ms, reg->member_ttl_ms > 3000 ? reg->member_ttl_ms : 3000, 100, 600000,
                  &reg->command_timeout_ms) ||
         reg__opt(o->reconnect_min_ms, 100, 1, 600000, &reg->reconnect_min_ms) ||
-        reg__opt(o->reconnect_max_ms, 2000, reg->reconnect_min_ms, 600000, &reg->reconnect_max_ms))
+        reg__opt(o->reconnect_max_ms, 2000, reg->reconnect_min_ms, 600000, &reg->reconnect_max_ms) ||
+        reg__opt(o->sentinel_timeout_ms, 1000, 10, 600000, &reg->sentinel_timeout_ms))
         return CLUSTER_E_INVAL;
     reg->max_held = reg__opt_size(o->max_held, 1000000);
     reg->max_pending_lookups = reg__opt_size(o->max_pending_lookups, 10000);
@@ -228,7 +232,9 @@ static int reg__parts(struct cluster_registry *reg, const struct cluster_options
     util_htab_init(&reg->groups, offsetof(struct reg__group, id) - offsetof(struct reg__group, h),
                    util_random_seed(), reg->max_pending_lookups);
     if (reg__conn_init(reg, &reg->cmd, REG_CONN_CMD) != 0 ||
-        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0)
+        reg__conn_init(reg, &reg->sub, REG_CONN_SUB) != 0 ||
+        reg__conn_init(reg, &reg->ask, REG_CONN_ASK) != 0 ||
+        reg__conn_init(reg, &reg->watch, REG_CONN_WATCH) != 0)
         return CLUSTER_E_NOMEM;
     reg->tick_ev = event_new(reg->base, -1, EV_PERSIST, reg__tick_cb, reg);
     if (!reg->tick_ev)
@@ -246,7 +252,7 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
     if (!out)
         return CLUSTER_E_INVAL;
     *out = NULL;
-    if (!base || !o || !o->redis_url || !o->node_id || !o->advertise)
+    if (!base || !o || (!o->redis_url && !(o->sentinels && o->sentinels[0])) || !o->node_id || !o->advertise)
         return CLUSTER_E_INVAL;
     prefix = o->prefix ? o->prefix : "wht:";
     if (!cluster_valid_node(o->node_id, strlen(o->node_id)) ||
@@ -261,12 +267,13 @@ int cluster_registry_new(struct event_base *base, const struct cluster_options *
     if (cbs)
         reg->cbs = *cbs;
     reg->ud = ud;
-    if ((rc = cluster_url_parse(o->redis_url, strlen(o->redis_url), &reg->url)) != 0 ||
-        (rc = reg__options(reg, o)) != 0 || (rc = reg__names(reg, o, prefix)) != 0 ||
-        (rc = reg__parts(reg, o)) != 0)
+    if ((rc = reg__sentinel_init(reg, o)) != 0 || (rc = reg__options(reg, o)) != 0 ||
+        (rc = reg__names(reg, o, prefix)) != 0 || (rc = reg__parts(reg, o)) != 0)
         goto fail;
     struct timeval tv = {0, REG_TICK_MS * 1000};
     event_add(reg->tick_ev, &tv);
+    if (reg->sentinel)
+        reg__conn_start(&reg->watch);
     reg__conn_start(&reg->cmd);
     reg__conn_start(&reg->sub);
     *out = reg;
@@ -310,6 +317,8 @@ static void reg__really_free(struct cluster_registry *reg)
     /* replies still pending come back NULL now: requests are freed, entries in flight settle */
     reg__conn_close(&reg->cmd);
     reg__conn_close(&reg->sub);
+    reg__conn_close(&reg->ask);
+    reg__conn_close(&reg->watch);
     for (size_t i = 0; i < reg->held.nb; i++) {
         struct util_hnode *h = reg->held.b[i], *next;
         for (; h; h = next) {
@@ -487,6 +496,10 @@ void cluster_registry_stats(const struct cluster_registry *reg, struct cluster_r
     *st = reg->st;
     cluster_cache_stats(reg->cache, &cs);
     st->redis_up = reg->cmd.state == REG_C_READY;
+    st->sentinel_watching = reg->sentinel && reg->watch.state == REG_C_READY;
+    st->master[0] = '\0';
+    if (reg->confirmed_known)
+        util_hostport_format(st->master, sizeof(st->master), reg->confirmed.host, reg->confirmed.port);
     st->subscribed = reg->sub.state == REG_C_READY;
     st->held = reg->held_n;
     st->held_unconfirmed = 0;

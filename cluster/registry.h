@@ -43,7 +43,11 @@ struct cluster_info_req;
 /* Settings. Strings are copied by cluster_registry_new(). 0 in a number
  * means its default. */
 struct cluster_options {
-    const char *redis_url;      /* REDIS_URL, see cluster_url_parse(); required */
+    const char *redis_url;      /* REDIS_URL, see cluster_url_parse(); required unless sentinels is set, and
+                                   then cluster_url_parse_auth()'s form (credentials and db, no host) or NULL */
+    const char *sentinels;      /* WHT_REDIS_SENTINELS, see cluster_sentinels_parse(); NULL or "": none */
+    const char *master_name;    /* WHT_REDIS_MASTER: the master the sentinels monitor; required with sentinels */
+    int64_t sentinel_timeout_ms; /* a sentinel that does not answer within this is skipped; default 1000 */
     const char *prefix;         /* key and channel prefix; NULL means "wht:" */
     const char *node_id;        /* this node's id, cluster_valid_node(); required */
     const char *advertise;      /* host:port peers dial to reach this node; required */
@@ -122,7 +126,12 @@ typedef void cluster_done_cb(struct cluster_registry *reg, int result, void *ud)
  * failure to reach Redis is reported later through redis_state_cb). cbs is
  * copied; ud is passed to every callback. Returns 0 and *out, or
  * CLUSTER_E_URL / CLUSTER_E_URL_SCHEME / CLUSTER_E_TOO_LONG (bad redis_url),
- * CLUSTER_E_INVAL (bad node id, address, prefix or number), CLUSTER_E_NOMEM.
+ * CLUSTER_E_URL_HOST (redis_url names a host while sentinels are given),
+ * CLUSTER_E_SENTINELS / CLUSTER_E_MASTER_NAME (bad sentinels or master name,
+ * or one without the other), CLUSTER_E_INVAL (bad node id, address, prefix
+ * or number), CLUSTER_E_NOMEM. With sentinels, the master is asked of the
+ * sentinels in turn, confirmed with ROLE, and followed across failovers
+ * (docs/cluster.md, "Redis Sentinel").
  * The node frees it with cluster_registry_free(). */
 int cluster_registry_new(struct event_base *base, const struct cluster_options *opts,
                          const struct cluster_callbacks *cbs, void *ud, struct cluster_registry **out);
@@ -217,7 +226,13 @@ struct cluster_registry_stats {
     uint64_t releases_dropped; /* releases dropped because the queue was full */
     uint64_t commands;         /* commands sent to Redis, both connections, handshakes included */
     uint64_t errors;           /* error replies, commands unanswered in time (lookups, cluster_info,
-                                  leave), connections lost or attempts failed (incl. the watchdogs) */
+                                  leave), connections lost or attempts failed (incl. the watchdogs and,
+                                  with sentinels, the sentinel connections) */
+    /* Redis Sentinel: all 0 without sentinels */
+    uint64_t master_changes;   /* a command connection confirmed a master other than the previous one */
+    uint64_t discoveries;      /* SENTINEL get-master-addr-by-name asked */
+    int sentinel_watching;     /* subscribed to a sentinel's +switch-master */
+    char master[CLUSTER_MAX_HOST_LEN + 8]; /* host:port of the confirmed master, "" if none yet */
 };
 
 /* Fills *st (counting unconfirmed workers walks the held table: O(held)). */

@@ -40,7 +40,10 @@ enum reg__conn_state { REG_C_IDLE = 0, REG_C_RESOLVING, REG_C_CONNECTING, REG_C_
 struct reg__dns_ctx {
     struct cluster__conn *c;
 };
-enum reg__conn_kind { REG_CONN_CMD = 0, REG_CONN_SUB = 1 };
+/* CMD and SUB talk to the Redis master (REDIS_URL's host, or the one the
+ * sentinels name); ASK asks one sentinel after another for the master's
+ * address (discover.c), WATCH is subscribed to one sentinel's +switch-master. */
+enum reg__conn_kind { REG_CONN_CMD = 0, REG_CONN_SUB = 1, REG_CONN_ASK = 2, REG_CONN_WATCH = 3 };
 
 struct cluster__conn {
     struct cluster_registry *reg;
@@ -54,6 +57,8 @@ struct cluster__conn {
     int handshake_left;       /* replies still expected before READY */
     unsigned rotor;           /* which resolved address to try */
     int last_err;
+    int64_t timeout_ms;         /* an attempt (resolution, connection, handshake) longer than this fails */
+    struct cluster_addr target; /* where the current attempt goes (reg__conn_target) */
 };
 
 /* What a command sent to Redis was, for its reply callback. */
@@ -66,7 +71,9 @@ enum reg__req_kind {
     REQ_GET,
     REQ_BEAT,
     REQ_LEAVE,
-    REQ_INFO
+    REQ_INFO,
+    REQ_ROLE, /* handshake of CMD and SUB with sentinels: the instance must be a master */
+    REQ_ASK   /* SENTINEL get-master-addr-by-name, on the ASK connection */
 };
 
 struct cluster__held;
@@ -196,6 +203,21 @@ struct cluster_registry {
 
     struct cluster__conn cmd, sub;
     struct event *tick_ev;
+
+    /* Redis Sentinel (discover.c); sentinel 0: REDIS_URL names the Redis */
+    int sentinel;
+    struct cluster_sentinels sentinels;
+    char master_name[CLUSTER_MAX_MASTER_NAME_LEN + 1];
+    int64_t sentinel_timeout_ms;
+    struct cluster__conn ask, watch;
+    struct cluster_addr master; /* where CMD and SUB connect, when master_known */
+    int master_known;
+    struct cluster_addr confirmed; /* the last master a CMD connection confirmed (ROLE), if confirmed_known */
+    int confirmed_known;
+    unsigned ask_next;  /* the sentinel the ASK connection asks next */
+    unsigned ask_tried; /* sentinels asked in this round */
+    unsigned ask_from;  /* the sentinel that gave the current master */
+    unsigned watch_next; /* the sentinel the WATCH connection subscribes to next */
     enum reg__redis_state redis_state;
 
     struct cluster_cache *cache;
@@ -303,9 +325,32 @@ void reg__info_reply(struct cluster_registry *reg, struct cluster__req *rq, redi
 /* Answers CLUSTER_E_TIMEOUT to the requests whose deadline passed. */
 void reg__info_timeouts(struct cluster_registry *reg, int64_t now);
 
+/* ---- discover.c: Redis Sentinel ---- */
+/* Reads the sentinel options into reg (no I/O). Returns 0, or CLUSTER_E_SENTINELS,
+ * CLUSTER_E_MASTER_NAME, CLUSTER_E_URL_HOST, CLUSTER_E_INVAL, CLUSTER_E_NOMEM. */
+int reg__sentinel_init(struct cluster_registry *reg, const struct cluster_options *o);
+/* Where c connects now, into c->target. 0 when CMD or SUB must wait for the
+ * sentinels (discovery is started). */
+int reg__conn_target(struct cluster__conn *c);
+/* c failed with err (its context dropped, state IDLE). Returns 1 to schedule
+ * its retry with backoff, 0 when discover.c took care of it. */
+int reg__sentinel_conn_failed(struct cluster__conn *c, int err);
+/* A CMD or SUB connection confirmed its master (ROLE); CMD counts a change. */
+void reg__sentinel_confirmed(struct cluster__conn *c);
+void reg__ask_reply(struct cluster_registry *reg, struct cluster__req *rq, redisReply *r);
+void reg__watch_ready(struct cluster_registry *reg);
+void reg__watch_message(struct cluster_registry *reg, const char *channel, size_t channel_len,
+                        const char *payload, size_t len);
+
 /* ---- conn.c ---- */
-/* Initialises both connections (no I/O yet). Returns 0 or CLUSTER_E_NOMEM. */
+/* Initialises a connection (no I/O yet). Returns 0 or CLUSTER_E_NOMEM. */
 int reg__conn_init(struct cluster_registry *reg, struct cluster__conn *c, enum reg__conn_kind kind);
+/* Drops c's context without reporting a failure or scheduling anything (ASK done). */
+void reg__conn_done(struct cluster__conn *c);
+/* Starts c now if it is idle (its retry timer cancelled). */
+void reg__conn_start_now(struct cluster__conn *c);
+/* 1 if a and b are the same host and port. */
+int reg__addr_eq(const struct cluster_addr *a, const struct cluster_addr *b);
 /* Starts an attempt now. */
 void reg__conn_start(struct cluster__conn *c);
 /* Drops the connection (if any), reports why, and schedules the next attempt. */

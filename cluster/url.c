@@ -9,36 +9,32 @@
 const char *cluster_strerror(int err)
 {
     switch (err) {
-    case CLUSTER_OK:
-        return "ok";
-    case CLUSTER_E_INVAL:
-        return "invalid argument";
-    case CLUSTER_E_NOMEM:
-        return "out of memory";
-    case CLUSTER_E_URL:
-        return "malformed REDIS_URL: expected redis://[[user]:password@]host[:port][/db]";
+    case CLUSTER_OK: return "ok";
+    case CLUSTER_E_INVAL: return "invalid argument";
+    case CLUSTER_E_NOMEM: return "out of memory";
+    case CLUSTER_E_URL: return "malformed REDIS_URL: expected redis://[[user]:password@]host[:port][/db]";
     case CLUSTER_E_URL_SCHEME:
         return "REDIS_URL must start with redis:// (rediss:// is not supported: hiredis 0.14 has no TLS)";
-    case CLUSTER_E_TOO_LONG:
-        return "value too long";
-    case CLUSTER_E_SYNTAX:
-        return "malformed value from Redis";
-    case CLUSTER_E_LIMIT:
-        return "cluster table full";
-    case CLUSTER_E_DOWN:
-        return "Redis is unreachable";
-    case CLUSTER_E_TIMEOUT:
-        return "Redis did not answer in time";
-    case CLUSTER_E_AUTH:
-        return "Redis refused the credentials (check the password in REDIS_URL)";
-    case CLUSTER_E_REDIS:
-        return "Redis answered with an error";
-    case CLUSTER_E_DNS:
-        return "cannot resolve the Redis host";
-    case CLUSTER_E_CLOSED:
-        return "cluster registry closed";
-    case CLUSTER_E_CONNECT:
-        return "cannot connect to Redis";
+    case CLUSTER_E_TOO_LONG: return "value too long";
+    case CLUSTER_E_SYNTAX: return "malformed value from Redis";
+    case CLUSTER_E_LIMIT: return "cluster table full";
+    case CLUSTER_E_DOWN: return "Redis is unreachable";
+    case CLUSTER_E_TIMEOUT: return "Redis did not answer in time";
+    case CLUSTER_E_AUTH: return "Redis refused the credentials (check the password in REDIS_URL)";
+    case CLUSTER_E_REDIS: return "Redis answered with an error";
+    case CLUSTER_E_DNS: return "cannot resolve the Redis host";
+    case CLUSTER_E_CLOSED: return "cluster registry closed";
+    case CLUSTER_E_CONNECT: return "cannot connect to Redis";
+    case CLUSTER_E_NOT_MASTER:
+        return "the Redis a sentinel named is not a master (a stale sentinel or a demoted master)";
+    case CLUSTER_E_NO_MASTER:
+        return "no sentinel gave the master's address (check WHT_REDIS_SENTINELS and WHT_REDIS_MASTER)";
+    case CLUSTER_E_SENTINELS:
+        return "malformed WHT_REDIS_SENTINELS: expected host:port[,host:port...] (at most 16)";
+    case CLUSTER_E_URL_HOST:
+        return "with WHT_REDIS_SENTINELS, REDIS_URL gives only the credentials and the database: "
+               "redis://[[user]:password@]/[db], without a host (the sentinels name the master)";
+    case CLUSTER_E_MASTER_NAME: return "malformed WHT_REDIS_MASTER: expected 1 to 128 of [A-Za-z0-9_.:-]";
     }
     return "unknown cluster error";
 }
@@ -211,7 +207,9 @@ static int url__db(const char *p, size_t len, struct cluster_url *out)
     return 0;
 }
 
-int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
+/* Both URL forms: with_host 1 for redis://...host..., 0 for the host-less
+ * form of cluster_url_parse_auth(). */
+static int url__parse(const char *url, size_t len, int with_host, struct cluster_url *out)
 {
     const char *p, *end, *auth_end, *at;
     int rc;
@@ -240,8 +238,21 @@ int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
             return url__fail(out, rc);
         p = at + 1;
     }
-    if ((rc = url__hostport(p, (size_t)(auth_end - p), out)) != 0 ||
-        (rc = url__db(auth_end, (size_t)(end - auth_end), out)) != 0)
+    if (with_host)
+        rc = url__hostport(p, (size_t)(auth_end - p), out);
+    else
+        rc = p == auth_end ? 0 : CLUSTER_E_URL_HOST;
+    if (rc != 0 || (rc = url__db(auth_end, (size_t)(end - auth_end), out)) != 0)
         return url__fail(out, rc);
     return 0;
+}
+
+int cluster_url_parse(const char *url, size_t len, struct cluster_url *out)
+{
+    return url__parse(url, len, 1, out);
+}
+
+int cluster_url_parse_auth(const char *url, size_t len, struct cluster_url *out)
+{
+    return url__parse(url, len, 0, out);
 }

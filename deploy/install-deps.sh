@@ -2,9 +2,9 @@
 # Installs what webhooktunnel needs from Debian 12's packages, and nothing that
 # is already there. Idempotent. Run as root (or with sudo available).
 #   deploy/install-deps.sh            build and run: compiler, cmake, libraries
-#   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis, HAProxy, pytest, clang,
-#                                     chromium and Node.js/npm for the dashboard's browser test, Redis
-#                                     Sentinel, PyYAML and iproute2 for the Kubernetes manifests' test)
+#   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis and Redis Sentinel, HAProxy, pytest, clang,
+#                                     chromium and Node.js/npm for the dashboard's browser test,
+#                                     PyYAML and iproute2 for the Kubernetes manifests' test)
 #   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, python3, iproute2, Redis)
 #   deploy/install-deps.sh --cluster  also what deploy/local-cluster.sh runs (Redis, HAProxy, curl)
 set -euo pipefail
@@ -13,9 +13,9 @@ want=(gcc libc6-dev make cmake pkg-config ca-certificates
       libevent-dev libssl-dev libhiredis-dev libjwt-dev libjansson-dev libwebsockets-dev)
 for arg in "$@"; do
     case "$arg" in
-    --test) want+=(libcmocka-dev redis-server haproxy curl openssl clang libclang-rt-14-dev
+    --test) want+=(libcmocka-dev redis-server redis-sentinel haproxy curl openssl clang libclang-rt-14-dev
                    python3 python3-pytest python3-websockets python3-redis python3-requests
-                   chromium nodejs prometheus redis-sentinel python3-yaml iproute2)
+                   chromium nodejs prometheus python3-yaml iproute2)
           # Debian's npm, unless an npm is there already (NodeSource's nodejs bundles one
           # and conflicts with Debian's npm package)
           command -v npm >/dev/null || want+=(npm) ;;

@@ -2,7 +2,10 @@
 # A whtunnel cluster on this machine, for trying it by hand: a private
 # redis-server (with a password), three nodes, and HAProxy in front
 # balancing viewers and workers across the nodes (health-checked on
-# /__lbheartbeat__).
+# /__lbheartbeat__). HAProxy tells the nodes each client's address with the
+# PROXY protocol (send-proxy-v2, its health checks too): it connects to the
+# nodes from 127.0.0.2, the nodes' WHT_PROXY_PROTOCOL, so that a node's own
+# port still answers plain requests from 127.0.0.1.
 #
 #   deploy/local-cluster.sh start     install what is missing, build, start everything
 #   deploy/local-cluster.sh status    what runs, and each node's /__cluster__ figures
@@ -69,6 +72,7 @@ start_node() { # N
         WHT_CLUSTER_SECRET="$CLUSTER_SECRET" \
         TASKCLUSTER_PROXY_SECRET_A="$WORKER_SECRET" \
         URL_PREFIX="http://127.0.0.1:$lb_port" \
+        WHT_PROXY_PROTOCOL=127.0.0.2/32 \
         PORT="$((base + i))" WHT_LISTEN_ADDR=127.0.0.1 \
         nohup "$bin" >>"$dir/node$i.log" 2>&1 &
     echo $! >"$dir/node$i.pid"
@@ -112,7 +116,8 @@ backend nodes
     balance roundrobin
     option httpchk GET /__lbheartbeat__
     http-check expect status 200
-    default-server check inter 1s fall 2 rise 1
+    # the client's address to the nodes (WHT_PROXY_PROTOCOL), health checks included
+    default-server check inter 1s fall 2 rise 1 send-proxy-v2 check-send-proxy source 127.0.0.2
     server node1 127.0.0.1:$((base + 1))
     server node2 127.0.0.1:$((base + 2))
     server node3 127.0.0.1:$((base + 3))
@@ -126,7 +131,8 @@ EOF
     cat <<EOF
 
   A whtunnel cluster runs: HAProxy on 127.0.0.1:$lb_port in front of node1..3
-  (127.0.0.1:$((base + 1))..$((base + 3))), Redis on 127.0.0.1:$redis_port. Logs in $dir.
+  (127.0.0.1:$((base + 1))..$((base + 3)); HAProxy passes each client's address with the
+  PROXY protocol from 127.0.0.2), Redis on 127.0.0.1:$redis_port. Logs in $dir.
   Expose a local service on port 8000 as worker "demo" through the balancer:
     $client ws://127.0.0.1:$lb_port demo 8000 --token $tok
   then browse http://127.0.0.1:$lb_port/demo/ (any node serves it; try each:

@@ -15,6 +15,8 @@
 
 #include <openssl/crypto.h>
 
+#include "cluster/cluster.h"
+#include "util/cidr.h"
 #include "util/util.h"
 
 enum config__type {
@@ -42,7 +44,7 @@ enum config__group {
 static const char *const config__group_names[CFG_G_COUNT] = {
     "Listener", "Tokens",
     "TLS",      "Routing",
-    "Limits",   "Cluster (standalone unless REDIS_URL is set)",
+    "Limits",   "Cluster (standalone unless REDIS_URL or WHT_REDIS_SENTINELS is set)",
     "Logging",  "Admin (metrics, probes, status, dashboard)",
 };
 
@@ -102,6 +104,29 @@ static const struct config__entry config__table[] = {
      CFG_STR(listen_addr),
      .def = "0.0.0.0",
      .help = "IP address to bind (IPv4 or IPv6, e.g. 127.0.0.1 or ::)."},
+    {.name = "proxy-protocol",
+     .env = "WHT_PROXY_PROTOCOL",
+     .flag = "--proxy-protocol",
+     .meta = "<cidr,...>",
+     .type = CFG_STRING,
+     .group = CFG_G_LISTENER,
+     CFG_STR(proxy_protocol),
+     .def = "",
+     .help = "Load balancers that send the PROXY protocol (v1 or v2), as comma-separated networks, e.g. "
+             "10.0.0.0/8,::1/128. A connection from one of them must start with a PROXY header (before TLS), "
+             "whose source address is then the viewer's; a connection from one of them without a header is "
+             "closed, and a header from any other address is refused (400). Empty: none."},
+    {.name = "trusted-proxies",
+     .env = "WHT_TRUSTED_PROXIES",
+     .flag = "--trusted-proxies",
+     .meta = "<cidr,...>",
+     .type = CFG_STRING,
+     .group = CFG_G_LISTENER,
+     CFG_STR(trusted_proxies),
+     .def = "",
+     .help = "HTTP proxies in front of the node, as comma-separated networks. A request from one of them "
+             "keeps its X-Forwarded-For, with the proxy's address appended; any other request's "
+             "X-Forwarded-For is replaced by the viewer's address. Empty: none."},
     /* tokens */
     {.name = "env",
      .env = "ENV",
@@ -285,7 +310,20 @@ static const struct config__entry config__table[] = {
      .def = "10000",
      .min = 1,
      .max = 1000000,
-     .help = "Open connections (viewers and workers) accepted at once."},
+     .help = "Viewer connections open at once (requests, WebSockets, and connections not yet registered as "
+             "workers); a connection over it is closed at once. Worker sessions have their own limit. Lowered "
+             "at start-up, with a warning, when the open-files limit cannot hold both."},
+    {.name = "max-workers",
+     .env = "WHT_MAX_WORKERS",
+     .flag = "--max-workers",
+     .meta = "<n>",
+     .type = CFG_INT,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_workers, int),
+     .def = "10000",
+     .min = 1,
+     .max = 1000000,
+     .help = "Worker sessions held at once; a registration over it gets 503 (register with another node)."},
     /* cluster */
     {.name = "redis-url",
      .env = "REDIS_URL",
@@ -297,7 +335,28 @@ static const struct config__entry config__table[] = {
      CFG_FILE(redis_url_file),
      .file_start_only = true,
      .def = "",
-     .help = "redis://[:password@]host[:port][/db] of the cluster registry. Empty: a standalone node."},
+     .help = "redis://[:password@]host[:port][/db] of the cluster registry. Empty: a standalone node. With "
+             "WHT_REDIS_SENTINELS: redis://[:password@]/[db], only the password and database (or empty)."},
+    {.name = "redis-sentinels",
+     .env = "WHT_REDIS_SENTINELS",
+     .flag = "--redis-sentinels",
+     .meta = "<host:port,...>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(redis_sentinels),
+     .def = "",
+     .help = "Redis Sentinels that name the registry's master (port 26379 when absent; at most 16), asked in "
+             "turn; the node follows failovers. Turns cluster mode on. Needs WHT_REDIS_MASTER."},
+    {.name = "redis-master",
+     .env = "WHT_REDIS_MASTER",
+     .flag = "--redis-master",
+     .meta = "<name>",
+     .type = CFG_STRING,
+     .group = CFG_G_CLUSTER,
+     CFG_STR(redis_master),
+     .def = "",
+     .help = "Name of the master the sentinels monitor ([A-Za-z0-9_.:-], at most 128). Needs "
+             "WHT_REDIS_SENTINELS."},
     {.name = "node-id",
      .env = "WHT_NODE_ID",
      .flag = "--node-id",
@@ -1124,6 +1183,11 @@ static int cfg_valid_url_prefix(const char *s)
     return util_hostport_parse(h, alen, UTIL_HP_PORT_OPTIONAL, &hp) == 0;
 }
 
+bool config_cluster_mode(const struct config *cfg)
+{
+    return cfg->redis_url[0] || cfg->redis_sentinels[0];
+}
+
 bool config_is_production(const struct config *cfg)
 {
     return cfg->env && strcmp(cfg->env, "production") == 0;
@@ -1152,25 +1216,92 @@ int config_set_generated_secret(struct config *cfg, const char *secret)
     return rc;
 }
 
-/* The cluster's settings (REDIS_URL and what goes with it). */
+/* A list of networks (util/cidr.h) in the setting of entry named env/flag. */
+static int cfg_validate_cidrs(const char *value, const char *env, const char *flag, char *err, size_t errlen)
+{
+    struct util_cidr_list *l = malloc(sizeof *l);
+    size_t off = 0, len = 0;
+    char q[72], entry[UTIL_CIDR_MAX_ENTRY + 8];
+    if (!l) {
+        cfg_err(err, errlen, "out of memory");
+        return CONFIG_E_NOMEM;
+    }
+    int rc = util_cidr_parse_list(value, strlen(value), l, &off, &len);
+    free(l);
+    if (rc == 0)
+        return 0;
+    snprintf(entry, sizeof entry, "%.*s", (int)(len > UTIL_CIDR_MAX_ENTRY ? UTIL_CIDR_MAX_ENTRY : len),
+             value + off);
+    cfg_err(err, errlen,
+            "invalid %s (%s): entry \"%s\": %s; expected comma-separated networks such as "
+            "10.0.0.0/8,127.0.0.1/32,::1/128",
+            env, flag, cfg_quote(entry, q), util_cidr_strerror(rc));
+    return CONFIG_E_INVALID;
+}
+
+/* WHT_REDIS_SENTINELS, WHT_REDIS_MASTER and the host-less REDIS_URL that goes with them. */
+static int cfg_validate_sentinels(const struct config *cfg, char *err, size_t errlen)
+{
+    char q[72];
+    struct cluster_sentinels sl;
+    struct cluster_url u;
+    int rc;
+    if (!cfg->redis_sentinels[0] != !cfg->redis_master[0]) {
+        cfg_err(err, errlen,
+                "WHT_REDIS_SENTINELS (--redis-sentinels) and WHT_REDIS_MASTER (--redis-master) go together: "
+                "set both or neither");
+        return CONFIG_E_INVALID;
+    }
+    if (!cfg->redis_sentinels[0])
+        return 0;
+    if ((rc = cluster_sentinels_parse(cfg->redis_sentinels, strlen(cfg->redis_sentinels), &sl)) != 0) {
+        cfg_err(err, errlen,
+                "invalid WHT_REDIS_SENTINELS (--redis-sentinels) \"%s\": expected host:port[,host:port...], "
+                "at most %d different sentinels (port %d when absent)",
+                cfg_quote(cfg->redis_sentinels, q), CLUSTER_MAX_SENTINELS, CLUSTER_SENTINEL_PORT);
+        return CONFIG_E_INVALID;
+    }
+    if (!cluster_valid_master_name(cfg->redis_master, strlen(cfg->redis_master))) {
+        cfg_err(err, errlen,
+                "invalid WHT_REDIS_MASTER (--redis-master) \"%s\": expected 1 to %d of [A-Za-z0-9_.:-], the "
+                "name in the sentinels' 'sentinel monitor <name> ...'",
+                cfg_quote(cfg->redis_master, q), CLUSTER_MAX_MASTER_NAME_LEN);
+        return CONFIG_E_INVALID;
+    }
+    rc = cluster_url_parse_auth(cfg->redis_url[0] ? cfg->redis_url : "redis://",
+                                cfg->redis_url[0] ? strlen(cfg->redis_url) : 8, &u);
+    explicit_bzero(&u, sizeof u);
+    if (rc != 0) { /* not echoed: the URL may hold the Redis password */
+        cfg_err(err, errlen, "invalid REDIS_URL (--redis-url) with WHT_REDIS_SENTINELS: %s",
+                rc == CLUSTER_E_URL_HOST || rc == CLUSTER_E_URL_SCHEME
+                    ? cluster_strerror(rc)
+                    : "expected redis://[[user]:password@]/[db] (the password and database of the master)");
+        return CONFIG_E_INVALID;
+    }
+    return 0;
+}
+
+/* The cluster's settings (REDIS_URL or the sentinels, and what goes with them). */
 static int cfg_validate_cluster(const struct config *cfg, char *err, size_t errlen)
 {
     char q[72];
-    if (cfg->redis_url[0]) {
-        if (strncmp(cfg->redis_url, "redis://", 8) != 0 || !cfg->redis_url[8]) {
-            /* not echoed: the URL may hold the Redis password */
-            cfg_err(err, errlen,
-                    "invalid REDIS_URL (--redis-url): expected redis://[:password@]host[:port][/db] "
-                    "(rediss:// is not supported: hiredis 0.14 has no TLS)");
-            return CONFIG_E_INVALID;
-        }
-        if (strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
-            cfg_err(err, errlen,
-                    "REDIS_URL (--redis-url) needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d "
-                    "bytes, the same on every node",
-                    CONFIG_MIN_CLUSTER_SECRET);
-            return CONFIG_E_INVALID;
-        }
+    if (cfg_validate_sentinels(cfg, err, errlen) != 0)
+        return CONFIG_E_INVALID;
+    if (cfg->redis_url[0] && !cfg->redis_sentinels[0] &&
+        (strncmp(cfg->redis_url, "redis://", 8) != 0 || !cfg->redis_url[8])) {
+        /* not echoed: the URL may hold the Redis password */
+        cfg_err(err, errlen,
+                "invalid REDIS_URL (--redis-url): expected redis://[:password@]host[:port][/db] "
+                "(rediss:// is not supported: hiredis 0.14 has no TLS; put a TLS tunnel such as stunnel "
+                "next to the node if Redis must be reached over TLS)");
+        return CONFIG_E_INVALID;
+    }
+    if (config_cluster_mode(cfg) && strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
+        cfg_err(err, errlen,
+                "%s needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d bytes, the same on every node",
+                cfg->redis_sentinels[0] ? "WHT_REDIS_SENTINELS (--redis-sentinels)" : "REDIS_URL (--redis-url)",
+                CONFIG_MIN_CLUSTER_SECRET);
+        return CONFIG_E_INVALID;
     }
     if (cfg->peer_addr[0] && !cfg_valid_hostport(cfg->peer_addr, 1)) {
         cfg_err(err, errlen, "invalid WHT_PEER_ADDR (--peer-addr) \"%s\": expected host:port",
@@ -1242,6 +1373,10 @@ int config_validate(const struct config *cfg, char *err, size_t errlen)
                 cfg_quote(cfg->admin_addr, q));
         return CONFIG_E_INVALID;
     }
+    if (cfg_validate_cidrs(cfg->proxy_protocol, "WHT_PROXY_PROTOCOL", "--proxy-protocol", err, errlen) != 0 ||
+        cfg_validate_cidrs(cfg->trusted_proxies, "WHT_TRUSTED_PROXIES", "--trusted-proxies", err, errlen) !=
+            0)
+        return CONFIG_E_INVALID;
     if (!cfg->listen_addr[0]) {
         cfg_err(err, errlen,
                 "WHT_LISTEN_ADDR (--listen) must not be empty (0.0.0.0 listens on every interface)");

@@ -66,8 +66,12 @@ enum config_err {
  * variable and flag of each field are in the comment. */
 struct config {
     /* listener */
-    int port;          /* PORT, --port: 0..65535, 0 lets the kernel pick; default 8080 */
-    char *listen_addr; /* WHT_LISTEN_ADDR, --listen: address to bind; default 0.0.0.0 */
+    int port;              /* PORT, --port: 0..65535, 0 lets the kernel pick; default 8080 */
+    char *listen_addr;     /* WHT_LISTEN_ADDR, --listen: address to bind; default 0.0.0.0 */
+    char *proxy_protocol;  /* WHT_PROXY_PROTOCOL, --proxy-protocol: CIDR list of load balancers whose
+                              connections start with a PROXY protocol header; "" none */
+    char *trusted_proxies; /* WHT_TRUSTED_PROXIES, --trusted-proxies: CIDR list of HTTP proxies whose
+                              X-Forwarded-For is kept (and appended to); "" none */
     /* routing */
     char *url_prefix; /* URL_PREFIX, --url-prefix: public base URL (http[s]://host[:port][/path]);
                          "" derives it from the registration's Host */
@@ -90,9 +94,13 @@ struct config {
     uint64_t stream_window;     /* WHT_STREAM_WINDOW, --stream-window: 4k..16m, default 256k */
     uint64_t session_buffer;    /* WHT_SESSION_BUFFER, --session-buffer: 64k..1g, default 8m */
     int64_t ping_interval_ms;   /* WHT_PING_INTERVAL, --ping-interval: 1s..10m, default 20s */
-    int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: 1..1000000, 10000 */
+    int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: viewer connections, 1..1000000, 10000 */
+    int max_workers;            /* WHT_MAX_WORKERS, --max-workers: worker sessions, 1..1000000, 10000 */
     /* cluster */
-    char *redis_url;      /* REDIS_URL, --redis-url: redis://[:password@]host[:port][/db]; "" standalone */
+    char *redis_url;      /* REDIS_URL, --redis-url: redis://[:password@]host[:port][/db]; "" standalone;
+                             with sentinels redis://[:password@]/[db] or "" */
+    char *redis_sentinels; /* WHT_REDIS_SENTINELS, --redis-sentinels: host:port,...; "" none */
+    char *redis_master;    /* WHT_REDIS_MASTER, --redis-master: the sentinels' master name; "" none */
     char *node_id;        /* WHT_NODE_ID, --node-id: [A-Za-z0-9_.-], at most 64; "" computed by the node */
     char *peer_addr;      /* WHT_PEER_ADDR, --peer-addr: host:port for peer links; "" computed */
     char *peer_advertise; /* WHT_PEER_ADVERTISE, --peer-advertise: host:port peers dial; "" computed */
@@ -134,9 +142,12 @@ int config_load(struct config *cfg, char **environ_like, int argc, char **argv, 
 /* Checks the settings as a whole: TLS_KEY and TLS_CERTIFICATE both or
  * neither; in production (ENV=production) a configured secret A or B and no
  * generated one; WHT_STREAM_WINDOW <= WHT_SESSION_BUFFER; URL_PREFIX an
- * http(s) URL; WHT_DOMAIN a host name; REDIS_URL a redis:// URL and then
- * WHT_CLUSTER_SECRET of at least CONFIG_MIN_CLUSTER_SECRET bytes; peer
- * addresses host:port; WHT_NODE_ID and WHT_REDIS_PREFIX characters.
+ * http(s) URL; WHT_DOMAIN a host name; REDIS_URL a redis:// URL;
+ * WHT_REDIS_SENTINELS and WHT_REDIS_MASTER both or neither, valid, and then
+ * REDIS_URL without a host; in cluster mode WHT_CLUSTER_SECRET of at least
+ * CONFIG_MIN_CLUSTER_SECRET bytes; peer addresses host:port; WHT_NODE_ID and
+ * WHT_REDIS_PREFIX characters;
+ * WHT_PROXY_PROTOCOL and WHT_TRUSTED_PROXIES lists of networks (util/cidr.h).
  * Returns 0 or CONFIG_E_INVALID with a message in err (as config_load). */
 int config_validate(const struct config *cfg, char *err, size_t errlen);
 
@@ -161,6 +172,9 @@ int config_changed_files(const struct config *cfg, const struct config *fresh, c
 /* Swaps the values of the reloadable file-backed settings between cfg and
  * fresh: cfg gets the new ones, fresh the old ones (freed with it). */
 void config_adopt_files(struct config *cfg, struct config *fresh);
+
+/* True when the node joins a cluster: REDIS_URL or WHT_REDIS_SENTINELS is set. */
+bool config_cluster_mode(const struct config *cfg);
 
 /* True when ENV is "production" (exactly, as the original service). */
 bool config_is_production(const struct config *cfg);

@@ -158,6 +158,8 @@ static int registry_start(struct node *n)
         n->dns = evdns_base_new(n->base, 0); /* no resolv.conf: addresses still work */
     struct cluster_options opts = {
         .redis_url = cfg->redis_url,
+        .sentinels = cfg->redis_sentinels,
+        .master_name = cfg->redis_master,
         .prefix = cfg->redis_prefix,
         .node_id = n->node_id,
         .advertise = n->advertise,
@@ -175,8 +177,8 @@ static int registry_start(struct node *n)
     int rc = cluster_registry_new(n->base, &opts, &c, n, &n->cluster);
     if (rc != 0) {
         fprintf(stderr,
-                "whtunnel: cannot start the cluster registry: %s (REDIS_URL, WHT_NODE_ID, "
-                "WHT_PEER_ADVERTISE, WHT_REDIS_PREFIX)\n",
+                "whtunnel: cannot start the cluster registry: %s (REDIS_URL, WHT_REDIS_SENTINELS, "
+                "WHT_REDIS_MASTER, WHT_NODE_ID, WHT_PEER_ADVERTISE, WHT_REDIS_PREFIX)\n",
                 cluster_strerror(rc));
         return -1;
     }
@@ -186,7 +188,7 @@ static int registry_start(struct node *n)
 int glue_start(struct node *n, links_incoming_cb incoming)
 {
     const struct config *cfg = n->cfg;
-    if (!cfg->redis_url[0])
+    if (!config_cluster_mode(cfg))
         return 0;
     char listen[320], hostname[256] = "";
     if (gethostname(hostname, sizeof hostname - 1) != 0)
@@ -211,6 +213,8 @@ int glue_start(struct node *n, links_incoming_cb incoming)
         event_add(n->stats_ev, &tv);
     LOG_I("cluster: node %s, peers dial %s (listening on %s), registry prefix '%s'", n->node_id, n->advertise,
           listen, cfg->redis_prefix);
+    if (cfg->redis_sentinels[0])
+        LOG_I("cluster: Redis master '%s', as the sentinels %s name it", cfg->redis_master, cfg->redis_sentinels);
     return 0;
 }
 

@@ -5,6 +5,7 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,6 +20,44 @@
 #include "util/util.h"
 
 extern char **environ;
+
+/* Descriptors the node needs besides viewers and workers: listeners, peer
+ * links, Redis, admin connections, the log, libevent's own. */
+#define RESERVED_FDS 256
+
+/* Raises the soft open-files limit to the hard one, says what it is, and
+ * lowers WHT_MAX_CONNECTIONS and WHT_MAX_WORKERS in proportion (with a
+ * warning) when the limit cannot hold them both: running out of descriptors
+ * would refuse the admin probes and the peers too. */
+static void fit_descriptors(struct config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t was = rl.rlim_cur;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    uint64_t limit = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : (uint64_t)rl.rlim_cur;
+    uint64_t want = (uint64_t)cfg->max_connections + (uint64_t)cfg->max_workers + RESERVED_FDS;
+    LOG_I("open files limit %llu%s (viewers %d + workers %d + %d for the node)", (unsigned long long)limit,
+          was != rl.rlim_cur ? " (raised to the hard limit)" : "", cfg->max_connections, cfg->max_workers,
+          RESERVED_FDS);
+    if (want <= limit)
+        return;
+    uint64_t room = limit > RESERVED_FDS + 2 ? limit - RESERVED_FDS : 2;
+    int mc = (int)(room * (uint64_t)cfg->max_connections / (want - RESERVED_FDS));
+    mc = mc < 1 ? 1 : mc;
+    int mw = (int)room - mc < 1 ? 1 : (int)room - mc;
+    LOG_W("the open files limit (%llu) cannot hold WHT_MAX_CONNECTIONS=%d and WHT_MAX_WORKERS=%d: lowered to "
+          "%d "
+          "and %d (raise the limit: ulimit -n, systemd's LimitNOFILE=, the container's nofile)",
+          (unsigned long long)limit, cfg->max_connections, cfg->max_workers, mc, mw);
+    cfg->max_connections = mc;
+    cfg->max_workers = mw;
+}
 
 static void token_usage(FILE *f)
 {
@@ -269,6 +308,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "whtunnel: cannot create the event loop\n");
         return 1;
     }
+    fit_descriptors(&cfg);
     struct node n;
     if (node_start(&n, base, &cfg) != 0) {
         node_stop(&n); /* what started before the failure */

@@ -39,8 +39,10 @@ static void one(struct evbuffer *o, const char *name, const char *type, const ch
 
 static const char *const via_label[NODE_VIA_COUNT] = {"local", "relayed_in", "relayed_out", "endpoint"};
 static const char *const reg_label[NODE_REG_COUNT] = {
-    "ok",       "bad_id", "bad_authorization", "not_websocket", "bad_handshake", "bad_token",
-    "draining", "relayed"};
+    "ok",        "bad_id",   "bad_authorization", "not_websocket", "bad_handshake",
+    "bad_token", "draining", "relayed",           "full"};
+static const char *const pp_label[NODE_PP_COUNT] = {"proxy",   "local",   "missing",
+                                                    "invalid", "timeout", "unexpected"};
 static const char *const end_label[WSMUX_END_COUNT] = {
     "closed_by_worker", "connection_lost", "replaced", "ping_timeout",
     "protocol_error",   "drained",         "moved",    "node_stopping"};
@@ -91,12 +93,25 @@ static void workers(struct evbuffer *o, struct node *n)
         (long long)st->streams_worker, (long long)st->streams_peer);
     one(o, "whtunnel_viewer_connections_open", "gauge", "Viewer connections open (relayed ones included).",
         (double)n->nconns);
+    one(o, "whtunnel_viewer_connections_max", "gauge",
+        "WHT_MAX_CONNECTIONS (after fitting the open files limit).", (double)n->cfg->max_connections);
+    one(o, "whtunnel_viewer_connections_refused_total", "counter",
+        "Viewer connections closed at once: WHT_MAX_CONNECTIONS were open.", (double)st->conn_refused);
+    one(o, "whtunnel_accept_pauses_total", "counter",
+        "Times the viewer listener paused for want of descriptors or memory.", (double)st->accept_pauses);
+    one(o, "whtunnel_workers_max", "gauge", "WHT_MAX_WORKERS (after fitting the open files limit).",
+        (double)n->cfg->max_workers);
     one(o, "whtunnel_websockets_open", "gauge", "Viewer connections upgraded (after a 101).",
         (double)st->websockets_open);
     one(o, "whtunnel_tls_handshakes_total", "counter", "TLS handshakes completed on the viewer port.",
         (double)st->tls_handshakes);
     one(o, "whtunnel_tls_handshake_failures_total", "counter", "TLS handshakes that failed.",
         (double)st->tls_failures);
+    help(o, "whtunnel_proxy_headers_total", "counter",
+         "PROXY protocol headers on the viewer port (WHT_PROXY_PROTOCOL), by outcome.");
+    for (int i = 0; i < NODE_PP_COUNT; i++)
+        evbuffer_add_printf(o, "whtunnel_proxy_headers_total{outcome=\"%s\"} %llu\n", pp_label[i],
+                            (unsigned long long)st->proxy_headers[i]);
 }
 
 static void cluster(struct evbuffer *o, struct node *n)
@@ -119,6 +134,9 @@ static void cluster(struct evbuffer *o, struct node *n)
     one(o, "whtunnel_redis_commands_total", "counter", "Commands sent to Redis.", (double)cs.commands);
     one(o, "whtunnel_redis_errors_total", "counter", "Redis error replies, timeouts and connection losses.",
         (double)cs.errors);
+    one(o, "whtunnel_redis_master_changes_total", "counter",
+        "Times the node followed the Redis master to another address (Redis Sentinel).",
+        (double)cs.master_changes);
     one(o, "whtunnel_draining", "gauge", "1 while the node drains.", (double)n->draining);
 }
 

@@ -7,6 +7,7 @@
 #include <event2/util.h>
 
 #include "node/net.h"
+#include "util/cidr.h"
 #include "util/util.h"
 
 void net_format_ip(const struct sockaddr *sa, char *out, size_t cap)
@@ -16,6 +17,15 @@ void net_format_ip(const struct sockaddr *sa, char *out, size_t cap)
         inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, (socklen_t)cap);
     else if (sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, (socklen_t)cap);
+}
+
+int net_in_cidrs(const struct util_cidr_list *l, const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return util_cidr_match(l, 0, (const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
+    if (sa->sa_family == AF_INET6)
+        return util_cidr_match(l, 1, ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr);
+    return 0;
 }
 
 int net_parse_sockaddr(const char *addr, unsigned flags, struct sockaddr_storage *ss, int *len)

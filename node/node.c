@@ -10,7 +10,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <event2/bufferevent_ssl.h>
 #include <event2/listener.h>
 #include <openssl/rand.h>
 
@@ -25,46 +24,62 @@
 #include "node/tls.h"
 #include "node/viewer.h"
 #include "node/workers.h"
+#include "util/cidr.h"
 #include "util/util.h"
 
 /* ---- listener --------------------------------------------------------- */
+
+#define ACCEPT_PAUSE_MS 250 /* no accept for this long after running out of descriptors */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *ud)
 {
     struct node *n = ud;
     char ip[64];
     net_format_ip(sa, ip, sizeof ip);
-    uint32_t open = n->nconns + workers_count(n);
-    if (open >= (uint32_t)n->cfg->max_connections) {
-        LOG_W("connection from %s refused: %u connections (limit %lld)", ip, open,
-              (long long)n->cfg->max_connections);
+    /* viewers and workers have a limit each: this one counts viewer
+     * connections (a registration is one until its 101) */
+    if (n->nconns >= (uint32_t)n->cfg->max_connections) {
+        n->stats.conn_refused++;
+        LOG_W("connection from %s refused: %u viewer connections (WHT_MAX_CONNECTIONS)", ip, n->nconns);
         evutil_closesocket(fd);
         return;
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    struct bufferevent *bev;
-    if (n->ssl) {
-        SSL *ssl = SSL_new(n->ssl);
-        bev = ssl ? bufferevent_openssl_socket_new(n->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                   BEV_OPT_CLOSE_ON_FREE)
-                  : NULL;
-        if (bev)
-            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    } else {
-        bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    }
-    if (!bev) {
-        evutil_closesocket(fd);
-        return;
-    }
-    viewer_start(n, bev, n->ssl != NULL, ip, NULL);
+    viewer_accept(n, fd, sa, ip);
 }
 
+static void accept_resume_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct node *n = ud;
+    if (n->listener)
+        evconnlistener_enable(n->listener);
+}
+
+/* Out of descriptors (or kernel memory): the pending connection stays in the
+ * backlog, so retrying at once would spin. Stop accepting for a moment, and
+ * say so once per episode, not once per attempt. */
 static void accept_error_cb(struct evconnlistener *l, void *ud)
 {
+    struct node *n = ud;
     int err = EVUTIL_SOCKET_ERROR();
-    LOG_W("accept failed: %s", evutil_socket_error_to_string(err));
+    if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+        LOG_W("accept failed: %s", evutil_socket_error_to_string(err));
+        return;
+    }
+    n->stats.accept_pauses++;
+    int64_t now = util_now_ms();
+    if (now - n->accept_pause_logged_ms >= 60000) {
+        n->accept_pause_logged_ms = now;
+        LOG_E(
+            "accept failed: %s (%u viewer connections, %u workers): not accepting for %d ms at a time until "
+            "descriptors are free (said once a minute)",
+            evutil_socket_error_to_string(err), n->nconns, workers_count(n), ACCEPT_PAUSE_MS);
+    }
+    evconnlistener_disable(l);
+    struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
+    if (n->accept_resume_ev)
+        event_add(n->accept_resume_ev, &tv);
 }
 
 static void sighup_cb(evutil_socket_t sig, short what, void *ud)
@@ -136,6 +151,13 @@ static int listen_viewers(struct node *n)
         return -1;
     }
     evconnlistener_set_error_cb(n->listener, accept_error_cb);
+    n->accept_resume_ev = evtimer_new(n->base, accept_resume_cb, n);
+    if (!n->accept_resume_ev)
+        return -1;
+    if (n->proxy_from.count)
+        LOG_I("PROXY protocol header required from %s (WHT_PROXY_PROTOCOL)", cfg->proxy_protocol);
+    if (n->trusted.count)
+        LOG_I("X-Forwarded-For kept from %s (WHT_TRUSTED_PROXIES)", cfg->trusted_proxies);
     LOG_I("listening on %s (%s, %s mode%s%s)", addr, n->ssl ? "https" : "http",
           cfg->domain && cfg->domain[0] ? "domain and path" : "path",
           cfg->domain && cfg->domain[0] ? ": *." : "", cfg->domain && cfg->domain[0] ? cfg->domain : "");
@@ -156,6 +178,14 @@ int node_start(struct node *n, struct event_base *base, struct config *cfg)
     n->keys.secret_b = cfg->secret_b;
     n->keys.secret_b_len = cfg->secret_b ? strlen(cfg->secret_b) : 0;
     n->keys.audience = cfg->audience && cfg->audience[0] ? cfg->audience : NULL;
+    /* checked by config_validate() */
+    if (util_cidr_parse_list(cfg->proxy_protocol, strlen(cfg->proxy_protocol), &n->proxy_from, NULL, NULL) !=
+            0 ||
+        util_cidr_parse_list(cfg->trusted_proxies, strlen(cfg->trusted_proxies), &n->trusted, NULL, NULL) !=
+            0) {
+        fprintf(stderr, "whtunnel: bad WHT_PROXY_PROTOCOL or WHT_TRUSTED_PROXIES\n");
+        return -1;
+    }
     if (cfg->tls_key && cfg->tls_key[0]) {
         char err[512];
         n->ssl = tls_context_new(cfg, err, sizeof err);
@@ -194,6 +224,9 @@ void node_stop(struct node *n)
     glue_stop(n);
     if (n->listener)
         evconnlistener_free(n->listener);
+    n->listener = NULL;
+    if (n->accept_resume_ev)
+        event_free(n->accept_resume_ev);
     if (n->sigint_ev)
         event_free(n->sigint_ev);
     if (n->sigterm_ev)

@@ -16,6 +16,7 @@
 
 #include "node/config.h"
 #include "node/token.h"
+#include "util/cidr.h"
 
 #define NODE_VERSION "0.1.0"
 #define NODE_MAX_SINGLE_IO (256 * 1024)    /* bytes one read or write system call may move */
@@ -50,7 +51,19 @@ enum node_reg {
     NODE_REG_BAD_TOKEN,
     NODE_REG_DRAINING,
     NODE_REG_RELAYED,
+    NODE_REG_FULL, /* the node holds WHT_MAX_WORKERS workers */
     NODE_REG_COUNT
+};
+
+/* What became of a PROXY protocol header (the `outcome` label). */
+enum node_pp {
+    NODE_PP_PROXY,      /* read: the viewer's address is the header's source */
+    NODE_PP_LOCAL,      /* read: LOCAL or UNKNOWN (the balancer's own check): the connection's address */
+    NODE_PP_MISSING,    /* a WHT_PROXY_PROTOCOL address sent something else first: closed */
+    NODE_PP_INVALID,    /* ... a malformed header, or closed in the middle of one: closed */
+    NODE_PP_TIMEOUT,    /* ... no complete header within WHT_HEADER_TIMEOUT: closed */
+    NODE_PP_UNEXPECTED, /* a header from an address not in WHT_PROXY_PROTOCOL: 400 */
+    NODE_PP_COUNT
 };
 
 #define NODE_HEAD_BUCKETS 13 /* bounds in metrics.c; one more slot counts what is above the last */
@@ -60,6 +73,8 @@ enum node_reg {
  * changed by the module that sees the event; nothing else keeps them. */
 struct node_stats {
     uint64_t workers; /* worker sessions open */
+    uint64_t conn_refused;  /* viewer connections closed at accept: WHT_MAX_CONNECTIONS */
+    uint64_t accept_pauses; /* accept failed for want of descriptors or memory: paused */
     uint64_t relayed_out, relayed_in, relay_misses, relay_retries;
     uint64_t served[NODE_VIA_COUNT][5];        /* requests ended, by path and status class 1xx..5xx */
     uint64_t head_time[NODE_HEAD_BUCKETS + 1]; /* time to the response head, per bucket */
@@ -71,16 +86,19 @@ struct node_stats {
     int64_t streams_worker, streams_peer;      /* streams open (gauges) */
     int64_t websockets_open;                   /* viewer connections after a 101 (gauge) */
     uint64_t tls_handshakes, tls_failures;
-    uint64_t reloads_ok, reloads_failed; /* SIGHUP reloads (reload.c) */
-    int64_t last_reload_wall_ms;         /* the last successful one, or the start */
+    uint64_t reloads_ok, reloads_failed;   /* SIGHUP reloads (reload.c) */
+    int64_t last_reload_wall_ms;           /* the last successful one, or the start */
+    uint64_t proxy_headers[NODE_PP_COUNT]; /* PROXY protocol headers, by outcome */
 };
 
 struct node {
     struct event_base *base;
     const struct config *cfg;
-    struct config *cfg_files; /* the same struct: reload.c alone swaps its file-backed settings */
-    struct token_keys keys;   /* worker tokens: point into cfg (reload.c repoints them) */
-    SSL_CTX *ssl;             /* TLS for new viewer connections, or NULL; replaced by reload.c */
+    struct config *cfg_files;         /* the same struct: reload.c alone swaps its file-backed settings */
+    struct token_keys keys;           /* worker tokens: point into cfg (reload.c repoints them) */
+    SSL_CTX *ssl;                     /* TLS for new viewer connections, or NULL; replaced by reload.c */
+    struct util_cidr_list proxy_from; /* WHT_PROXY_PROTOCOL: who must send a PROXY header */
+    struct util_cidr_list trusted;    /* WHT_TRUSTED_PROXIES: whose X-Forwarded-For is kept */
     struct evconnlistener *listener;
     struct event *sigint_ev, *sigterm_ev, *sighup_ev;
     uint64_t next_serial; /* connections and sessions, for logs */
@@ -106,6 +124,8 @@ struct node {
     /* admin (WHT_ADMIN_ADDR) */
     struct admin *admin;
     struct event *log_ev; /* flushes the log buffer */
+    struct event *accept_resume_ev; /* accepting again after running out of descriptors */
+    int64_t accept_pause_logged_ms; /* when that was last said */
     int64_t start_wall_ms;
     uint32_t request_id_prefix; /* random: request ids this node makes */
     uint64_t request_ids;

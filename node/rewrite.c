@@ -48,7 +48,7 @@ static size_t copy_request_headers(struct evbuffer *b, const struct http1_reques
 }
 
 /* X-Forwarded-For: the xff such lines the viewer sent, as one list (RFC
- * 9110 5.3), then the viewer's address. */
+ * 9110 5.3), then the viewer's address. (xff 0: the address alone.) */
 static void forwarded_for(struct evbuffer *b, const struct http1_request *r, size_t xff, const char *peer_ip)
 {
     evbuffer_add(b, "X-Forwarded-For: ", 17);
@@ -74,7 +74,7 @@ void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, con
         evbuffer_add_printf(b, "Host: %s\r\n", x->worker_id);
     else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
         add_header(b, "Host", r->host, r->host_len);
-    forwarded_for(b, r, xff, x->peer_ip);
+    forwarded_for(b, r, x->keep_xff ? xff : 0, x->peer_ip);
     if (x->request_id && x->request_id[0]) { /* one add: a line per request must cost little */
         char line[96];
         size_t n = strlen(x->request_id);

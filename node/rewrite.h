@@ -16,6 +16,8 @@ struct rewrite_request {
     size_t target_len;
     const char *worker_id;  /* the Host of an HTTP/1.0 request without one */
     const char *peer_ip;    /* appended to X-Forwarded-For */
+    int keep_xff;           /* the peer is a trusted proxy: the viewer's X-Forwarded-For is kept
+                               (peer_ip appended); else it is replaced by peer_ip alone */
     int tls;                /* X-Forwarded-Proto https */
     int path_mode;          /* routed by path: X-Webhooktunnel/Websocktunnel-Original-Path */
     int keep_alive;         /* else "Connection: close" (unless an upgrade) */

@@ -7,6 +7,7 @@
  * viewer's output buffer has drained below VIEWER_OUT_LOW. So a stream never
  * holds more than its window plus VIEWER_OUT_LOW, whatever the sizes and
  * speeds. */
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,12 +15,15 @@
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent_ssl.h>
 
 #include "node/drain.h"
 #include "node/endpoints.h"
 #include "node/log.h"
 #include "node/metrics.h"
+#include "node/net.h"
 #include "node/node.h"
+#include "node/proxyproto.h"
 #include "node/pump.h"
 #include "node/relay.h"
 #include "node/respond.h"
@@ -28,6 +32,7 @@
 #include "node/viewer.h"
 #include "node/workers.h"
 #include "node/wsmux.h"
+#include "util/cidr.h"
 #include "util/util.h"
 
 #define VIEWER_OUT_LOW (64 * 1024)
@@ -42,6 +47,7 @@ enum viewer_state {
     V_TUNNEL,  /* after a 101: raw bytes both ways */
     V_CLOSING, /* flushing the last bytes, then close */
     V_CLOSED,  /* closed: freed from the loop */
+    V_PP,      /* a connection from WHT_PROXY_PROTOCOL: reading its PROXY header (no bufferevent yet) */
 };
 
 #define S(x) (1u << (x))
@@ -53,8 +59,10 @@ static const unsigned transitions[] = {
     [V_TUNNEL] = S(V_CLOSING) | S(V_CLOSED),
     [V_CLOSING] = S(V_CLOSED),
     [V_CLOSED] = 0,
+    [V_PP] = S(V_HEAD) | S(V_CLOSED),
 };
-static const char *const state_names[] = {"head", "wait", "proxy", "tunnel", "closing", "closed"};
+static const char *const state_names[] = {"head",    "wait",   "proxy",       "tunnel",
+                                          "closing", "closed", "proxy-header"};
 
 struct viewer {
     const struct wsmux_stream_ops *ops; /* a stream's user data starts here */
@@ -63,7 +71,11 @@ struct viewer {
     struct bufferevent *bev;
     enum viewer_state state;
     int tls;
-    char peer_ip[64];
+    char peer_ip[64];    /* the viewer's address: the socket's, a PROXY header's, or a relay preamble's */
+    evutil_socket_t fd;  /* V_PP: the socket until its header is read, then -1 */
+    struct event *pp_ev; /* V_PP: the socket is readable */
+    uint8_t *pp_buf;     /* V_PP: the header bytes taken off the socket so far (PROXYPROTO_MAX) */
+    size_t pp_len;
     struct http1_request req; /* the current request head (points into head) */
     char *head;               /* the current request head bytes, malloc'd */
     size_t head_len;
@@ -97,6 +109,7 @@ struct viewer {
     int keep_alive;            /* the viewer may send another request */
     uint32_t nreq;             /* request heads read on this connection */
     unsigned relayed : 1;      /* arrived over a peer link: never relayed again */
+    unsigned trusted : 1;      /* peer_ip is in WHT_TRUSTED_PROXIES: its X-Forwarded-For is kept */
     unsigned stream_fresh : 1; /* relaying: the stream still needs its preamble */
     unsigned retried;          /* relaying: this request was sent again after a miss */
     /* the current request, for the metrics, the access log and the worker's ring */
@@ -348,6 +361,11 @@ static void close_viewer(struct viewer *v)
     if (v->bev)
         bufferevent_free(v->bev);
     v->bev = NULL;
+    if (v->pp_ev)
+        event_free(v->pp_ev);
+    if (v->fd >= 0)
+        evutil_closesocket(v->fd);
+    free(v->pp_buf);
     if (v->head_ev)
         event_free(v->head_ev);
     if (v->resp_head)
@@ -370,12 +388,18 @@ void viewer_abort(struct viewer *v)
 /* ---- the request head ------------------------------------------------------------- */
 
 static void unparsed_request(struct viewer *v);
+static void pp_refuse(struct viewer *v, enum node_pp why, const char *what);
 
 /* The head being read must be complete by header_timeout from its first byte
- * (from the accept for a connection's first request), however it trickles in. */
+ * (from the accept for a connection's first request, its PROXY header
+ * included), however it trickles in. */
 static void head_timeout_cb(evutil_socket_t fd, short what, void *ud)
 {
     struct viewer *v = ud;
+    if (v->state == V_PP) {
+        pp_refuse(v, NODE_PP_TIMEOUT, "no complete PROXY protocol header within WHT_HEADER_TIMEOUT");
+        return;
+    }
     if (v->state != V_HEAD)
         return;
     if (evbuffer_get_length(bufferevent_get_input(v->bev)) == 0) {
@@ -414,9 +438,29 @@ static void unparsed_request(struct viewer *v)
     request_start(v);
 }
 
+/* A PROXY protocol header from an address not in WHT_PROXY_PROTOCOL (a bad
+ * request anyway): 1 when that is what the input starts with, answered. */
+static int unexpected_proxy_header(struct viewer *v)
+{
+    struct evbuffer *in = bufferevent_get_input(v->bev);
+    size_t len = evbuffer_get_length(in);
+    if (len > 12)
+        len = 12;
+    const uint8_t *p = evbuffer_pullup(in, (ssize_t)len);
+    if (len < 6 || !proxyproto_looks_like(p, len))
+        return 0;
+    v->node->stats.proxy_headers[NODE_PP_UNEXPECTED]++;
+    LOG_I("conn=%llu client=%s sent a PROXY protocol header but is not in WHT_PROXY_PROTOCOL: 400",
+          (unsigned long long)v->serial, v->peer_ip);
+    fail(v, 400, "PROXY protocol header refused: this address may not send one\n");
+    return 1;
+}
+
 static void bad_request(struct viewer *v, int rc)
 {
     unparsed_request(v);
+    if (unexpected_proxy_header(v))
+        return;
     int status = http1_request_error_status(rc);
     LOG_D("conn=%llu request_id=%s bad request: %s", (unsigned long long)v->serial, v->request_id,
           http1_strerror(rc));
@@ -480,6 +524,7 @@ static void write_request_head(struct viewer *v)
         .target_len = v->fwd_path_len,
         .worker_id = v->worker_id,
         .peer_ip = v->peer_ip,
+        .keep_xff = v->trusted,
         .tls = v->tls,
         .path_mode = v->path_mode,
         .keep_alive = v->keep_alive,
@@ -1129,14 +1174,21 @@ static void setup_bev(struct viewer *v)
     bufferevent_set_timeouts(bev, &tv, NULL);
 }
 
-struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
-                            struct relay *relay)
+/* The viewer's address: also whether it is a trusted proxy (one check per
+ * connection, none with WHT_TRUSTED_PROXIES empty). */
+static void set_peer(struct viewer *v, const char *ip)
+{
+    const struct util_cidr_list *t = &v->node->trusted;
+    snprintf(v->peer_ip, sizeof v->peer_ip, "%s", ip);
+    v->trusted = t->count > 0 && util_cidr_match_text(t, v->peer_ip);
+}
+
+/* A new viewer in V_HEAD, without its socket yet; NULL if out of memory. */
+static struct viewer *viewer_new(struct node *n, int tls, const char *peer_ip, struct relay *relay)
 {
     struct viewer *v = calloc(1, sizeof *v);
-    if (!v) {
-        bufferevent_free(bev);
+    if (!v)
         return NULL;
-    }
     v->ops = &viewer_stream_ops;
     v->waiter.ready_cb = stream_ready;
     v->waiter.stream_ud = v;
@@ -1144,13 +1196,12 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
     v->relayed = relay != NULL;
     v->node = n;
     v->serial = ++n->next_serial;
-    v->bev = bev;
+    v->fd = -1;
     v->tls = tls;
-    snprintf(v->peer_ip, sizeof v->peer_ip, "%s", peer_ip);
+    set_peer(v, peer_ip);
     v->resp_head = evbuffer_new();
     n->nconns++;
     TAILQ_INSERT_TAIL(&n->viewers->live, v, link);
-    setup_bev(v);
     v->head_ev = evtimer_new(n->base, head_timeout_cb, v);
     if (!v->head_ev || !v->resp_head) {
         v->relay = NULL;
@@ -1158,12 +1209,138 @@ struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, co
         return NULL;
     }
     arm_head_deadline(v); /* a new connection has header_timeout to send its first head */
+    return v;
+}
+
+struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
+                            struct relay *relay)
+{
+    struct viewer *v = viewer_new(n, tls, peer_ip, relay);
+    if (!v) {
+        bufferevent_free(bev);
+        return NULL;
+    }
+    v->bev = bev;
+    setup_bev(v);
     if (relay) {
         bufferevent_enable(bev, EV_READ);
         return v; /* nothing arrived yet: the relay writes, the read callback follows */
     }
     next_head(v);
     return v;
+}
+
+/* ---- the PROXY protocol header (WHT_PROXY_PROTOCOL) ------------------------------------- */
+
+/* The socket's bufferevent, with TLS when the viewer port has it; NULL
+ * (fd closed) if that fails. */
+static struct bufferevent *viewer_socket(struct node *n, evutil_socket_t fd)
+{
+    struct bufferevent *bev;
+    if (n->ssl) {
+        SSL *ssl = SSL_new(n->ssl);
+        bev = ssl ? bufferevent_openssl_socket_new(n->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                   BEV_OPT_CLOSE_ON_FREE)
+                  : NULL;
+        if (bev)
+            bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    } else {
+        bev = bufferevent_socket_new(n->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    if (!bev)
+        evutil_closesocket(fd);
+    return bev;
+}
+
+/* A connection from WHT_PROXY_PROTOCOL without a good header: closed, no answer. */
+static void pp_refuse(struct viewer *v, enum node_pp why, const char *what)
+{
+    v->node->stats.proxy_headers[why]++;
+    LOG_W("conn=%llu client=%s (in WHT_PROXY_PROTOCOL) closed: %s", (unsigned long long)v->serial, v->peer_ip,
+          what);
+    close_viewer(v);
+}
+
+/* The header is read: the connection goes on as any other, with its
+ * bufferevent (TLS starts now) and the header's address. */
+static void pp_done(struct viewer *v, const struct proxyproto_header *h)
+{
+    struct node *n = v->node;
+    char ip[64];
+    n->stats.proxy_headers[h->local ? NODE_PP_LOCAL : NODE_PP_PROXY]++;
+    if (!h->local && proxyproto_source_ip(h, ip, sizeof ip) == 0) {
+        LOG_D("conn=%llu PROXY v%d header from %s: client %s", (unsigned long long)v->serial, h->version,
+              v->peer_ip, ip);
+        set_peer(v, ip);
+    }
+    event_free(v->pp_ev);
+    v->pp_ev = NULL;
+    free(v->pp_buf);
+    v->pp_buf = NULL;
+    evutil_socket_t fd = v->fd;
+    v->fd = -1;
+    v->bev = viewer_socket(n, fd);
+    if (!v->bev) {
+        close_viewer(v);
+        return;
+    }
+    setup_bev(v);
+    next_head(v); /* the deadline set at the accept still runs */
+}
+
+/* The socket is readable: what it holds is looked at (MSG_PEEK) and only
+ * header bytes are taken off it, so that what follows (a TLS ClientHello, a
+ * request) stays for the bufferevent. */
+static void pp_read_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewer *v = ud;
+    struct proxyproto_header h;
+    ssize_t n = recv(fd, v->pp_buf + v->pp_len, PROXYPROTO_MAX - v->pp_len, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        if (v->pp_len > 0)
+            pp_refuse(v, NODE_PP_INVALID, "connection ended inside its PROXY protocol header");
+        else
+            close_viewer(v); /* never sent anything */
+        return;
+    }
+    int rc = proxyproto_parse(v->pp_buf, v->pp_len + (size_t)n, &h);
+    if (rc < 0) {
+        pp_refuse(v, rc == PROXYPROTO_E_NOT_PROXY ? NODE_PP_MISSING : NODE_PP_INVALID,
+                  proxyproto_strerror(rc));
+        return;
+    }
+    /* incomplete: every byte seen belongs to the header; else the header's rest */
+    size_t take = rc == PROXYPROTO_INCOMPLETE ? (size_t)n : (size_t)rc - v->pp_len;
+    if (recv(fd, v->pp_buf + v->pp_len, take, 0) != (ssize_t)take) {
+        close_viewer(v);
+        return;
+    }
+    v->pp_len += take;
+    if (rc > 0)
+        pp_done(v, &h);
+}
+
+void viewer_accept(struct node *n, evutil_socket_t fd, const struct sockaddr *sa, const char *ip)
+{
+    if (n->proxy_from.count == 0 || !net_in_cidrs(&n->proxy_from, sa)) {
+        struct bufferevent *bev = viewer_socket(n, fd);
+        if (bev)
+            viewer_start(n, bev, n->ssl != NULL, ip, NULL);
+        return;
+    }
+    struct viewer *v = viewer_new(n, n->ssl != NULL, ip, NULL);
+    if (!v) {
+        evutil_closesocket(fd);
+        return;
+    }
+    v->state = V_PP; /* where such a connection starts (not a change: nothing happened in V_HEAD) */
+    v->fd = fd;
+    v->pp_buf = malloc(PROXYPROTO_MAX);
+    v->pp_ev = event_new(n->base, fd, EV_READ | EV_PERSIST, pp_read_cb, v);
+    if (!v->pp_buf || !v->pp_ev || event_add(v->pp_ev, NULL) != 0)
+        close_viewer(v);
 }
 
 void viewer_drain_all(struct node *n)

@@ -11,6 +11,8 @@
 #ifndef WHT_NODE_VIEWER_H
 #define WHT_NODE_VIEWER_H
 
+#include <sys/socket.h>
+
 #include <event2/bufferevent.h>
 
 struct node;
@@ -27,6 +29,11 @@ void viewer_free_all(struct node *n);
  * viewer connected to this node. Returns the viewer, or NULL (bev freed). */
 struct viewer *viewer_start(struct node *n, struct bufferevent *bev, int tls, const char *peer_ip,
                             struct relay *relay);
+/* Serves a connection accepted on the viewer port: fd (owned from now on),
+ * from sa, whose address as text is ip. A connection from WHT_PROXY_PROTOCOL
+ * is read for its PROXY header first; any other starts with its first
+ * request head (after the TLS handshake when TLS is on). */
+void viewer_accept(struct node *n, evutil_socket_t fd, const struct sockaddr *sa, const char *ip);
 /* Closes v at once (its relay ended). */
 void viewer_abort(struct viewer *v);
 

@@ -249,7 +249,7 @@ static const char *token_hint(int rc)
 
 static int refuse(struct workers_refusal *why, int status, const char *body, enum node_reg outcome)
 {
-    if (status != 401)
+    if (status != 401 && status != 503)
         why->extra[0] = 0;
     why->status = status;
     why->body = body;
@@ -307,6 +307,13 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
                  "WWW-Authenticate: Bearer error=\"invalid_token\", error_description=\"%s%s\"\r\n",
                  token_strerror(rc), token_hint(rc));
         return refuse(why, 401, why->text, NODE_REG_BAD_TOKEN);
+    }
+    if (workers_count(n) >= (uint32_t)n->cfg->max_workers && !find(n->workers, id, strlen(id))) {
+        LOG_W("conn=%llu worker=%s registration refused: this node holds %u workers (WHT_MAX_WORKERS)",
+              (unsigned long long)conn_serial, id, workers_count(n));
+        snprintf(why->extra, sizeof why->extra, "Retry-After: 5\r\n");
+        return refuse(why, 503, "this node holds as many workers as it may: register with another node\n",
+                      NODE_REG_FULL);
     }
     char accept[29];
     if (ws_accept_key(wskey, wskey_len, accept) != 0)

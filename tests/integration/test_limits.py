@@ -1,14 +1,17 @@
 """The node's limits: connections, header and idle timeouts, memory under a slow viewer."""
 
 import asyncio
+import os
 import select
 import socket
+import subprocess
+import tempfile
 import time
 
 import pytest
 import websockets
 
-from conftest import Client, Node, read_until_close, rss_kb, wait_for
+from conftest import Client, Node, binary, free_port, port_open, read_until_close, rss_kb, wait_for
 
 from backend import pattern
 
@@ -78,6 +81,117 @@ def test_max_connections(procs):
     for s in held:
         s.close()
     assert n.alive()
+
+
+def test_workers_and_viewers_have_their_own_pools(procs):
+    """Worker sessions do not take viewer slots (and the reverse): with 5 viewer connections and
+    2 workers allowed, both fill up at once; a third worker is told to register elsewhere (503),
+    a worker re-registering its own id is not; the admin probes answer throughout."""
+    from test_metrics import admin_get, metrics
+    from test_registration import register
+    aport = free_port()
+    n = Node(env={"WHT_MAX_CONNECTIONS": "5", "WHT_MAX_WORKERS": "2", "WHT_ADMIN_ADDR": "127.0.0.1:%d" % aport})
+    procs.append(n)
+    wait_for(lambda: port_open(aport), 10, "admin listener")
+    workers = []
+    for wid in ("p1", "p2"):
+        st, _, s = register(n.port, wid)
+        assert st == 101
+        workers.append(s)
+    held = []
+    for _ in range(5):  # the old shared pool had room for 3 more
+        s = socket.create_connection(("127.0.0.1", n.port), timeout=5)
+        assert heartbeat(s)
+        held.append(s)
+    assert admin_get(aport, "/healthz")[0] == 200 and admin_get(aport, "/readyz")[0] == 200
+    extra = socket.create_connection(("127.0.0.1", n.port), timeout=5)
+    assert closed_by_peer(extra, 3)[0]
+    held.pop().close()
+    wait_for(lambda: metrics(aport)["whtunnel_viewer_connections_open"] == 4, 5, "a free viewer slot")
+    st, h, s3 = register(n.port, "p3")
+    assert st == 503 and h.get("retry-after") == "5", (st, h)
+    s3.close()
+    st, _, again = register(n.port, "p1")  # replaces its own session: no new slot needed
+    assert st == 101
+    m = metrics(aport)
+    assert m['whtunnel_registrations_total{outcome="full"}'] == 1
+    assert m["whtunnel_viewer_connections_refused_total"] >= 1
+    assert m["whtunnel_viewer_connections_max"] == 5 and m["whtunnel_workers_max"] == 2
+    for s in held + workers + [again]:
+        s.close()
+
+
+def test_limits_fit_the_open_files_limit(procs):
+    """The soft open-files limit is raised to the hard one, and limits it cannot hold are lowered
+    with a warning that says how to raise it."""
+    import resource
+    from test_metrics import metrics
+    aport = free_port()
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (400, 800))
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), WHT_LISTEN_ADDR="127.0.0.1", TASKCLUSTER_PROXY_SECRET_A="s",
+               WHT_ADMIN_ADDR="127.0.0.1:%d" % aport)
+    log = tempfile.NamedTemporaryFile(prefix="wht-node-", suffix=".log", delete=False)
+    p = subprocess.Popen([binary("whtunnel")], env=env, stdout=log, stderr=log, preexec_fn=low_limit)
+    try:
+        wait_for(lambda: port_open(aport), 10, "admin listener")
+        out = open(log.name).read()
+        assert "open files limit 800 (raised to the hard limit)" in out, out
+        assert "cannot hold WHT_MAX_CONNECTIONS=10000 and WHT_MAX_WORKERS=10000: lowered to 272 and 272" in out
+        assert "LimitNOFILE" in out
+        m = metrics(aport)
+        assert m["whtunnel_viewer_connections_max"] == 272 and m["whtunnel_workers_max"] == 272
+        assert m["process_max_fds"] == 800
+    finally:
+        p.terminate()
+        p.wait(10)
+
+
+def test_out_of_descriptors_pauses_accepting_and_says_so_once(procs):
+    """With descriptors exhausted anyway (here by admin connections under a tiny limit), the
+    viewer listener pauses instead of spinning, the log says so once, the node keeps serving, and
+    accepts again once descriptors are free."""
+    import resource
+    from test_metrics import metrics
+    aport, port = free_port(), free_port()
+
+    def admin_get(_port, path, sock):
+        sock.settimeout(5)
+        sock.sendall(("GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path).encode())
+        data = sock.recv(4096)
+        return int(data.split(b" ")[1]), None, data
+    env = dict(os.environ, PORT=str(port), WHT_LISTEN_ADDR="127.0.0.1", TASKCLUSTER_PROXY_SECRET_A="s",
+               WHT_ADMIN_ADDR="127.0.0.1:%d" % aport)
+    log = tempfile.NamedTemporaryFile(prefix="wht-node-", suffix=".log", delete=False)
+    p = subprocess.Popen([binary("whtunnel")], env=env, stdout=log, stderr=log,
+                         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (40, 40)))
+    hogs, knockers = [], []
+    try:
+        wait_for(lambda: port_open(aport), 10, "admin listener")
+        for _ in range(40):  # admin connections take the node's last descriptors
+            hogs.append(socket.create_connection(("127.0.0.1", aport), timeout=5))
+        time.sleep(0.5)
+        for _ in range(5):  # the kernel accepts them; the node cannot
+            knockers.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(1.5)
+        out = open(log.name).read()
+        assert out.count("not accepting for 250 ms") == 1, out
+        assert p.poll() is None
+        st, _, body = admin_get(aport, "/healthz", sock=hogs[0])  # what it has, it keeps serving
+        assert st == 200
+        for s in hogs:
+            s.close()
+        knockers[0].settimeout(5)
+        knockers[0].sendall(b"GET /__lbheartbeat__ HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert knockers[0].recv(100).startswith(b"HTTP/1.1 200 ")  # accepted once descriptors were free
+        assert metrics(aport)["whtunnel_accept_pauses_total"] >= 2
+    finally:
+        for s in hogs + knockers:
+            s.close()
+        p.terminate()
+        p.wait(10)
 
 
 def test_slowloris_cut_at_header_timeout(procs):

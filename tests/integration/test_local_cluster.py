@@ -37,9 +37,9 @@ def free_block(n):
     raise RuntimeError("no free port block")
 
 
-def get(port, path, timeout=5):
+def get(port, path, timeout=5, source="127.0.0.1"):
     import http.client
-    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout, source_address=(source, 0))
     c.request("GET", path)
     r = c.getresponse()
     r.read()
@@ -73,6 +73,17 @@ def test_local_cluster_script(procs):
         wait_for(lambda: get(lb, "/demo/status/204") == 204, 20, "demo through the balancer")
         for port in nodes:
             assert get(port, "/demo/status/204") == 204
+        # HAProxy passes the viewer's address with the PROXY protocol: a node logs 127.0.0.5, not HAProxy's
+        assert get(lb, "/demo/status/204?from=viewer", source="127.0.0.5") == 204
+
+        def logged_viewer():
+            for i in (1, 2, 3):
+                with open(os.path.join(state, "node%d.log" % i)) as f:
+                    if any("path=/demo/status/204 " in line and line.rstrip().endswith("client=127.0.0.5")
+                           for line in f):
+                        return True
+            return False
+        wait_for(logged_viewer, 10, "a node's access line with client=127.0.0.5")
         st = run("status").stdout
         assert st.count(": running") == 5, st
         # kill one node at a time: the worker re-registers through the balancer, every request still answers

@@ -927,6 +927,48 @@ static void test_new_errors(void **state)
         cluster_registry_free(k.reg);
     }
     run_for(300);
+
+    /* Redis Sentinel: settings refused up front */
+    o.redis_url = NULL;
+    o.sentinels = "127.0.0.1:1";
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, NULL, &reg), CLUSTER_E_MASTER_NAME);
+    o.master_name = "bad name";
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, NULL, &reg), CLUSTER_E_MASTER_NAME);
+    o.master_name = "m";
+    o.sentinels = "127.0.0.1:1,";
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, NULL, &reg), CLUSTER_E_SENTINELS);
+    o.sentinels = "127.0.0.1:1";
+    o.redis_url = "redis://:pw@127.0.0.1:6379";
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, NULL, &reg), CLUSTER_E_URL_HOST);
+    o.redis_url = "redis://127.0.0.1:1";
+    o.sentinels = NULL;
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, NULL, &reg), CLUSTER_E_SENTINELS);
+    assert_null(reg);
+
+    /* sentinels that refuse, and a Redis that does not know SENTINEL: no master, reported once */
+    struct redis_proc *r = redis_new(NULL);
+    char list[64];
+    snprintf(list, sizeof list, "127.0.0.1:1, 127.0.0.1:%d", r->port);
+    o.redis_url = "redis://";
+    o.sentinels = list;
+    struct tnode s = {.name = "S"};
+    t0 = now_ms();
+    assert_int_equal(cluster_registry_new(base, &o, &cbs, &s, &s.reg), 0);
+    assert_true(now_ms() - t0 < 100);
+    WAIT_UNTIL(s.state_calls == 1, 3000);
+    assert_int_equal(s.redis_up, 0);
+    assert_int_equal(s.last_err, CLUSTER_E_NO_MASTER);
+    run_for(1000);
+    assert_int_equal(s.state_calls, 1);
+    struct cluster_registry_stats st;
+    cluster_registry_stats(s.reg, &st);
+    assert_true(st.discoveries >= 2); /* asked again after the backoff */
+    assert_int_equal(st.redis_up, 0);
+    assert_string_equal(st.master, "");
+    cluster_registry_free(s.reg);
+    redis_free(r);
+    o.sentinels = NULL;
+    o.master_name = NULL;
 }
 
 /* Freeing a registry from inside one of its callbacks is deferred safely. */

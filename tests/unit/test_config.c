@@ -40,6 +40,10 @@ static const char *const ALL_ENV[] = {
     "WHT_PEER_ADVERTISE",
     "WHT_CLUSTER_SECRET",
     "WHT_REDIS_PREFIX",
+    "WHT_PROXY_PROTOCOL",
+    "WHT_TRUSTED_PROXIES",
+    "WHT_REDIS_SENTINELS",
+    "WHT_REDIS_MASTER",
 };
 static const char *const ALL_FLAGS[] = {
     "--port",
@@ -68,6 +72,10 @@ static const char *const ALL_FLAGS[] = {
     "--peer-advertise",
     "--cluster-secret",
     "--redis-prefix",
+    "--proxy-protocol",
+    "--trusted-proxies",
+    "--redis-sentinels",
+    "--redis-master",
 };
 #define NSET (sizeof(ALL_ENV) / sizeof(ALL_ENV[0]))
 
@@ -773,6 +781,17 @@ static void test_validate(void **state)
         {"WHT_NODE_ID=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", NULL, NULL,
          CONFIG_E_INVALID, "WHT_NODE_ID"},
         {"WHT_REDIS_PREFIX=a b", NULL, NULL, CONFIG_E_INVALID, "WHT_REDIS_PREFIX"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,127.0.0.1/32,::1/128", "WHT_TRUSTED_PROXIES=192.168.0.0/16, fd00::/8",
+         NULL, 0, NULL},
+        {"WHT_PROXY_PROTOCOL=127.0.0.1", "WHT_TRUSTED_PROXIES=::1", NULL, 0, NULL},
+        {"WHT_PROXY_PROTOCOL=10.0.0.1/8", NULL, NULL, CONFIG_E_INVALID,
+         "WHT_PROXY_PROTOCOL (--proxy-protocol): entry \"10.0.0.1/8\": address bits set"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,localhost", NULL, NULL, CONFIG_E_INVALID,
+         "entry \"localhost\": not a numeric"},
+        {"WHT_PROXY_PROTOCOL=10.0.0.0/8,", NULL, NULL, CONFIG_E_INVALID, "WHT_PROXY_PROTOCOL"},
+        {"WHT_TRUSTED_PROXIES=::1/129", NULL, NULL, CONFIG_E_INVALID,
+         "WHT_TRUSTED_PROXIES (--trusted-proxies): entry \"::1/129\": bad prefix length"},
+        {"WHT_TRUSTED_PROXIES=10.0.0.0/8 10.1.0.0/16", NULL, NULL, CONFIG_E_INVALID, "WHT_TRUSTED_PROXIES"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char *env[] = {(char *)cases[i].env1, (char *)cases[i].env2, (char *)cases[i].env3, NULL};
@@ -795,6 +814,61 @@ static void test_validate(void **state)
     assert_int_equal(load(&c, NULL, argv), 0);
     assert_int_equal(config_validate(&c, err, sizeof(err)), CONFIG_E_INVALID);
     assert_non_null(strstr(err, "WHT_LISTEN_ADDR"));
+    config_free(&c);
+}
+
+static void test_validate_sentinels(void **state)
+{
+    static const struct {
+        const char *sentinels, *master, *url; /* NULL: unset */
+        int rc;
+        const char *msg;
+    } cases[] = {
+        {"s1:26379,s2:26379,s3", "mymaster", NULL, 0, NULL},
+        {"s1:26379", "mymaster", "redis://:pw@/2", 0, NULL},
+        {"s1:26379", "mymaster", "redis://", 0, NULL},
+        {"[::1]:26379, 10.0.0.2", "a.b:c-d_e", "redis://user:pw@", 0, NULL},
+        {"s1:26379", NULL, NULL, CONFIG_E_INVALID, "WHT_REDIS_MASTER (--redis-master)"},
+        {NULL, "mymaster", NULL, CONFIG_E_INVALID, "WHT_REDIS_SENTINELS (--redis-sentinels)"},
+        {NULL, "mymaster", "redis://r:6379", CONFIG_E_INVALID, "go together"},
+        {"s1:26379,", "mymaster", NULL, CONFIG_E_INVALID, "invalid WHT_REDIS_SENTINELS"},
+        {"s1:26379,s1:26379", "mymaster", NULL, CONFIG_E_INVALID, "invalid WHT_REDIS_SENTINELS"},
+        {"s1:0", "mymaster", NULL, CONFIG_E_INVALID, "invalid WHT_REDIS_SENTINELS"},
+        {"s1:26379", "my master", NULL, CONFIG_E_INVALID, "invalid WHT_REDIS_MASTER"},
+        {"s1:26379", "m/x", NULL, CONFIG_E_INVALID, "invalid WHT_REDIS_MASTER"},
+        {"s1:26379", "mymaster", "redis://:pw@r:6379/2", CONFIG_E_INVALID, "without a host"},
+        {"s1:26379", "mymaster", "redis://r", CONFIG_E_INVALID, "REDIS_URL (--redis-url)"},
+        {"s1:26379", "mymaster", "rediss://:pw@/1", CONFIG_E_INVALID, "rediss:// is not supported"},
+        {"s1:26379", "mymaster", "redis://:pw@/x", CONFIG_E_INVALID, "redis://[[user]:password@]/[db]"},
+    };
+    char sen[128], mas[128], url[128];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char *env[5] = {"WHT_CLUSTER_SECRET=0123456789abcdef"};
+        int n = 1;
+        if (cases[i].sentinels)
+            snprintf(sen, sizeof sen, "WHT_REDIS_SENTINELS=%s", cases[i].sentinels), env[n++] = sen;
+        if (cases[i].master)
+            snprintf(mas, sizeof mas, "WHT_REDIS_MASTER=%s", cases[i].master), env[n++] = mas;
+        if (cases[i].url)
+            snprintf(url, sizeof url, "REDIS_URL=%s", cases[i].url), env[n++] = url;
+        env[n] = NULL;
+        int rc = validate_with(env);
+        if (rc != cases[i].rc)
+            fail_msg("case %zu: got %d, want %d: %s", i, rc, cases[i].rc, err);
+        if (cases[i].msg && !strstr(err, cases[i].msg))
+            fail_msg("case %zu: message \"%s\" lacks \"%s\"", i, err, cases[i].msg);
+        assert_null(strstr(err, ":pw@")); /* the URL's password is never echoed */
+    }
+    /* sentinels turn cluster mode on, and so need the cluster secret */
+    struct config c;
+    char *env[] = {"WHT_REDIS_SENTINELS=s1", "WHT_REDIS_MASTER=m", NULL};
+    assert_int_equal(load(&c, env, NULL), 0);
+    assert_true(config_cluster_mode(&c));
+    assert_int_equal(config_validate(&c, err, sizeof(err)), CONFIG_E_INVALID);
+    assert_non_null(strstr(err, "WHT_REDIS_SENTINELS (--redis-sentinels) needs WHT_CLUSTER_SECRET"));
+    config_free(&c);
+    assert_int_equal(load(&c, NULL, NULL), 0);
+    assert_false(config_cluster_mode(&c));
     config_free(&c);
 }
 
@@ -1264,11 +1338,12 @@ int main(void)
         cmocka_unit_test(test_string_limits),      cmocka_unit_test(test_unknown_and_stray),
         cmocka_unit_test(test_missing_value),      cmocka_unit_test(test_help),
         cmocka_unit_test(test_dump_hides_secrets), cmocka_unit_test(test_validate),
-        cmocka_unit_test(test_generated_secret),   cmocka_unit_test(test_parse_duration),
-        cmocka_unit_test(test_parse_size),         cmocka_unit_test(test_parse_bool),
-        cmocka_unit_test(test_free_and_strerror),  cmocka_unit_test(test_file_value),
-        cmocka_unit_test(test_secret_files),       cmocka_unit_test(test_secret_file_errors),
-        cmocka_unit_test(test_help_lists_files),   cmocka_unit_test(test_reload_files),
+        cmocka_unit_test(test_validate_sentinels), cmocka_unit_test(test_generated_secret),
+        cmocka_unit_test(test_parse_duration),     cmocka_unit_test(test_parse_size),
+        cmocka_unit_test(test_parse_bool),         cmocka_unit_test(test_free_and_strerror),
+        cmocka_unit_test(test_file_value),         cmocka_unit_test(test_secret_files),
+        cmocka_unit_test(test_secret_file_errors), cmocka_unit_test(test_help_lists_files),
+        cmocka_unit_test(test_reload_files),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -132,24 +132,57 @@ static void test_request_simple(void **state)
               "GET /p?q HTTP/1.1\r\nHost: w1.example.com\r\n" XF("w1.example.com") "\r\n");
 }
 
+/* From a trusted proxy (WHT_TRUSTED_PROXIES): the X-Forwarded-For it sent is
+ * kept and its address appended. */
 static void test_request_forwarded_for(void **state)
 {
+    struct rewrite_request x = by_path("/");
+    x.keep_xff = 1;
     check_req(
-        "GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: a\r\nAccept: x\r\n\r\n", by_path("/"),
+        "GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: a\r\nAccept: x\r\n\r\n", x,
         "GET / HTTP/1.1\r\nHost: n\r\nAccept: x\r\nX-Forwarded-For: a, 1.2.3.4\r\nX-Forwarded-Proto: http\r\n"
         "X-Forwarded-Host: n\r\n" OP("/w1") "\r\n");
-    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nx-forwarded-for:  10.0.0.1, 10.0.0.2 \r\n\r\n", by_path("/"),
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nx-forwarded-for:  10.0.0.1, 10.0.0.2 \r\n\r\n", x,
               "GET / HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: 10.0.0.1, 10.0.0.2, 1.2.3.4\r\n"
               "X-Forwarded-Proto: http\r\nX-Forwarded-Host: n\r\n" OP("/w1") "\r\n");
+    /* an empty line adds nothing; none at all: the address alone */
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For:\r\n\r\n", x,
+              "GET / HTTP/1.1\r\nHost: n\r\n" XF("n") OP("/w1") "\r\n");
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\n\r\n", x,
+              "GET / HTTP/1.1\r\nHost: n\r\n" XF("n") OP("/w1") "\r\n");
 }
 
-/* Several X-Forwarded-For lines are one list (RFC 9110 5.3): every hop the
- * viewer listed stays, in order, before the node's peer (as Go's
- * httputil.ReverseProxy does). */
+/* From anyone else (the default): whatever X-Forwarded-For the viewer sent
+ * is replaced by its address, never appended to (a viewer could otherwise
+ * make the worker believe any address). */
+static void test_request_forwarded_for_replaced(void **state)
+{
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: 6.6.6.6\r\nAccept: x\r\n\r\n", by_path("/"),
+              "GET / HTTP/1.1\r\nHost: n\r\nAccept: x\r\n" XF("n") OP("/w1") "\r\n");
+    check_req("GET /a HTTP/1.1\r\nHost: w1.example.com\r\nx-forwarded-for: 6.6.6.6, 7.7.7.7\r\n"
+              "X-FORWARDED-FOR: 8.8.8.8\r\n\r\n",
+              by_domain("/a"), "GET /a HTTP/1.1\r\nHost: w1.example.com\r\n" XF("w1.example.com") "\r\n");
+    struct rewrite_request x = by_path("/");
+    x.peer_ip = "2001:db8::9";
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", x,
+              "GET / HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: 2001:db8::9\r\nX-Forwarded-Proto: http\r\n"
+              "X-Forwarded-Host: n\r\n" OP("/w1") "\r\n");
+    /* a Connection-listed X-Forwarded-For is dropped either way */
+    x = by_path("/");
+    x.keep_xff = 1;
+    check_req(
+        "GET /w1 HTTP/1.1\r\nHost: n\r\nConnection: x-forwarded-for\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n", x,
+        "GET / HTTP/1.1\r\nHost: n\r\n" XF("n") OP("/w1") "\r\n");
+}
+
+/* Several X-Forwarded-For lines from a trusted proxy are one list (RFC
+ * 9110 5.3): every hop listed stays, in order, before the node's peer (as
+ * Go's httputil.ReverseProxy does). */
 static void test_request_forwarded_for_several_lines(void **state)
 {
-    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b, c\r\n\r\n",
-              by_path("/"),
+    struct rewrite_request x = by_path("/");
+    x.keep_xff = 1;
+    check_req("GET /w1 HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: a\r\nX-Forwarded-For: b, c\r\n\r\n", x,
               "GET / HTTP/1.1\r\nHost: n\r\nX-Forwarded-For: a, b, c, 1.2.3.4\r\nX-Forwarded-Proto: http\r\n"
               "X-Forwarded-Host: n\r\n" OP("/w1") "\r\n");
 }
@@ -364,6 +397,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_request_simple),
         cmocka_unit_test(test_request_forwarded_for),
+        cmocka_unit_test(test_request_forwarded_for_replaced),
         cmocka_unit_test(test_request_forwarded_for_several_lines),
         cmocka_unit_test(test_request_node_headers_not_forwarded),
         cmocka_unit_test(test_request_hop_by_hop),

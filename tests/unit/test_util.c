@@ -1,14 +1,16 @@
-/* util/: the host:port rule (its ugly cases), the worker-id rule, util_chars_only, the clocks, and the
- * hash table. */
+/* util/: the host:port rule (its ugly cases), the worker-id rule, util_chars_only, the clocks, the
+ * hash table, and CIDR lists. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "util/cidr.h"
 #include "util/htab.h"
 #include "util/util.h"
 
@@ -324,6 +326,184 @@ static void test_htab(void **state)
     assert_int_equal(t.nb, 0);
 }
 
+/* ---- CIDR lists ---- */
+
+static struct util_cidr_list g_cidrs;
+
+/* Parses s; returns the result, and the entry at fault as text in bad (when not NULL). */
+static int cidrs(const char *s, char *bad)
+{
+    size_t off = 999, len = 999;
+    int rc = util_cidr_parse_list(s, strlen(s), &g_cidrs, &off, &len);
+    if (rc == 0) {
+        assert_int_equal(off, 999);
+    } else {
+        assert_int_equal(g_cidrs.count, 0);
+        assert_true(off + len <= strlen(s));
+        if (bad) {
+            memcpy(bad, s + off, len);
+            bad[len] = 0;
+        }
+    }
+    return rc;
+}
+
+static int in(const char *ip)
+{
+    return util_cidr_match_text(&g_cidrs, ip);
+}
+
+static void test_cidr_parse(void **state)
+{
+    char bad[128];
+    assert_int_equal(cidrs("", NULL), 0);
+    assert_int_equal(g_cidrs.count, 0);
+    assert_int_equal(cidrs("  \t ", NULL), 0);
+    assert_int_equal(g_cidrs.count, 0);
+    assert_int_equal(cidrs("10.0.0.0/8,127.0.0.1/32,::1/128", NULL), 0);
+    assert_int_equal(g_cidrs.count, 3);
+    assert_int_equal(g_cidrs.net[0].v6, 0);
+    assert_int_equal(g_cidrs.net[0].bits, 8);
+    assert_int_equal(g_cidrs.net[0].addr[0], 10);
+    assert_int_equal(g_cidrs.net[2].v6, 1);
+    assert_int_equal(g_cidrs.net[2].bits, 128);
+    assert_int_equal(g_cidrs.net[2].addr[15], 1);
+    /* blanks around entries; a bare address is one host; /0 is everything */
+    assert_int_equal(cidrs(" 10.0.0.0/8 ,\t192.168.1.7 , 2001:db8::/32 ", NULL), 0);
+    assert_int_equal(g_cidrs.count, 3);
+    assert_int_equal(g_cidrs.net[1].bits, 32);
+    assert_int_equal(cidrs("0.0.0.0/0,::/0", NULL), 0);
+    assert_int_equal(g_cidrs.count, 2);
+    /* an IPv4-mapped network is the IPv4 network */
+    assert_int_equal(cidrs("::ffff:10.0.0.0/104", NULL), 0);
+    assert_int_equal(g_cidrs.net[0].v6, 0);
+    assert_int_equal(g_cidrs.net[0].bits, 8);
+    assert_int_equal(g_cidrs.net[0].addr[0], 10);
+    assert_int_equal(g_cidrs.net[0].addr[4], 0);
+    /* the ugly ones, each with the entry at fault */
+    static const struct {
+        const char *text, *bad;
+        int rc;
+    } cases[] = {
+        {"10.0.0.0/8,", "", UTIL_CIDR_E_EMPTY},
+        {",10.0.0.0/8", "", UTIL_CIDR_E_EMPTY},
+        {"10.0.0.0/8,,::1", "", UTIL_CIDR_E_EMPTY},
+        {"10.0.0.0/8, ,::1", "", UTIL_CIDR_E_EMPTY},
+        {"10.0.0.1/8", "10.0.0.1/8", UTIL_CIDR_E_HOST_BITS},
+        {"::1/64", "::1/64", UTIL_CIDR_E_HOST_BITS},
+        {"11.0.0.0/7", "11.0.0.0/7", UTIL_CIDR_E_HOST_BITS},
+        {"10.0.0.0/33", "10.0.0.0/33", UTIL_CIDR_E_PREFIX},
+        {"::/129", "::/129", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/", "10.0.0.0/", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/08", "10.0.0.0/08", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/+8", "10.0.0.0/+8", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/-8", "10.0.0.0/-8", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/8/8", "10.0.0.0/8/8", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/ 8", "10.0.0.0/ 8", UTIL_CIDR_E_PREFIX},
+        {"10.0.0.0/1000", "10.0.0.0/1000", UTIL_CIDR_E_PREFIX},
+        {"127.0.0.1/32 ::1", "127.0.0.1/32 ::1", UTIL_CIDR_E_PREFIX},
+        {"/8", "/8", UTIL_CIDR_E_ADDR},
+        {"10.0.0/8", "10.0.0/8", UTIL_CIDR_E_ADDR},
+        {"010.0.0.0/8", "010.0.0.0/8", UTIL_CIDR_E_ADDR},
+        {"256.0.0.0/8", "256.0.0.0/8", UTIL_CIDR_E_ADDR},
+        {"10.0.0.0.0", "10.0.0.0.0", UTIL_CIDR_E_ADDR},
+        {"localhost", "localhost", UTIL_CIDR_E_ADDR},
+        {"1.2.3.4, [::1]/128", "[::1]/128", UTIL_CIDR_E_ADDR},
+        {"fe80::1%eth0", "fe80::1%eth0", UTIL_CIDR_E_ADDR},
+        {"::1::2", "::1::2", UTIL_CIDR_E_ADDR},
+        {"0x0a.0.0.0/8", "0x0a.0.0.0/8", UTIL_CIDR_E_ADDR},
+        {"10.0.0.0;8", "10.0.0.0;8", UTIL_CIDR_E_ADDR},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rc = cidrs(cases[i].text, bad);
+        if (rc != cases[i].rc || strcmp(bad, cases[i].bad) != 0)
+            fail_msg("'%s': %d '%s', expected %d '%s'", cases[i].text, rc, bad, cases[i].rc, cases[i].bad);
+        assert_non_null(util_cidr_strerror(rc));
+    }
+    /* an entry too long to be an address; a NUL inside */
+    assert_int_equal(cidrs("1111:2222:3333:4444:5555:6666:7777:8888/128     ", NULL), 0);
+    assert_int_equal(cidrs("1111:2222:3333:4444:5555:6666:7777:8888:9999:aaaa:bbbb:cccc:dddd/128", NULL),
+                     UTIL_CIDR_E_ADDR);
+    size_t off, len;
+    assert_int_equal(util_cidr_parse_list("1.2.3.4\0/8", 10, &g_cidrs, &off, &len), UTIL_CIDR_E_ADDR);
+    /* at most UTIL_CIDR_MAX networks */
+    char many[UTIL_CIDR_MAX * 16 + 16];
+    size_t n = 0;
+    for (int i = 0; i < UTIL_CIDR_MAX; i++)
+        n += (size_t)snprintf(many + n, sizeof many - n, "%s10.%d.0.0/16", i ? "," : "", i);
+    assert_int_equal(cidrs(many, NULL), 0);
+    assert_int_equal(g_cidrs.count, UTIL_CIDR_MAX);
+    snprintf(many + n, sizeof many - n, ",11.0.0.0/8");
+    assert_int_equal(cidrs(many, bad), UTIL_CIDR_E_TOO_MANY);
+    assert_string_equal(bad, "11.0.0.0/8");
+}
+
+/* Every split of a list is either a list that parses or fails cleanly (never reads past len). */
+static void test_cidr_prefixes_of_text(void **state)
+{
+    static const char text[] = "10.0.0.0/8, 127.0.0.1/32, ::1/128, 2001:db8:1::/48";
+    for (size_t n = 0; n <= sizeof text - 1; n++) {
+        char *copy = malloc(n ? n : 1); /* exact size: ASan sees a read past it */
+        assert_non_null(copy);
+        memcpy(copy, text, n);
+        size_t off = 0, len = 0;
+        int rc = util_cidr_parse_list(copy, n, &g_cidrs, &off, &len);
+        if (rc != 0)
+            assert_true(off + len <= n);
+        free(copy);
+    }
+}
+
+static void test_cidr_match(void **state)
+{
+    assert_int_equal(cidrs("10.0.0.0/8, 127.0.0.1/32, ::1/128, 2001:db8:1::/48, 192.168.0.0/23", NULL), 0);
+    assert_true(in("10.0.0.0"));
+    assert_true(in("10.255.255.255"));
+    assert_false(in("11.0.0.0"));
+    assert_false(in("9.255.255.255"));
+    assert_true(in("127.0.0.1"));
+    assert_false(in("127.0.0.2"));
+    assert_true(in("192.168.1.255"));
+    assert_false(in("192.168.2.0"));
+    assert_true(in("::1"));
+    assert_false(in("::2"));
+    assert_true(in("2001:db8:1::5"));
+    assert_true(in("2001:db8:1:ffff:ffff:ffff:ffff:ffff"));
+    assert_false(in("2001:db8:2::"));
+    /* an IPv4 client on an IPv6 socket */
+    assert_true(in("::ffff:10.1.2.3"));
+    assert_true(in("::ffff:127.0.0.1"));
+    assert_false(in("::ffff:127.0.0.5"));
+    /* families never mix otherwise */
+    assert_false(in("::a00:1")); /* ::10.0.0.1, IPv4-compatible, not mapped */
+    assert_false(in("not an ip"));
+    assert_false(in(""));
+    /* an empty list matches nothing; /0 everything of its family */
+    assert_int_equal(cidrs("", NULL), 0);
+    assert_false(in("127.0.0.1"));
+    assert_int_equal(cidrs("0.0.0.0/0", NULL), 0);
+    assert_true(in("1.2.3.4"));
+    assert_true(in("::ffff:1.2.3.4"));
+    assert_false(in("::1"));
+    assert_int_equal(cidrs("::/0", NULL), 0);
+    assert_true(in("::1"));
+    assert_false(in("1.2.3.4"));
+    /* the binary form */
+    assert_int_equal(cidrs("127.0.0.0/8,::ffff:192.0.2.0/120", NULL), 0);
+    uint8_t v4[4] = {127, 9, 9, 9}, v6[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 192, 0, 2, 77};
+    assert_true(util_cidr_match(&g_cidrs, 0, v4));
+    assert_true(util_cidr_match(&g_cidrs, 1, v6));
+    v6[14] = 3;
+    assert_false(util_cidr_match(&g_cidrs, 1, v6));
+    assert_true(in("192.0.2.200"));
+    /* odd prefix lengths */
+    assert_int_equal(cidrs("172.16.0.0/12,2001:db8::/31", NULL), 0);
+    assert_true(in("172.31.255.255"));
+    assert_false(in("172.32.0.0"));
+    assert_true(in("2001:db9:ffff::"));
+    assert_false(in("2001:dba::"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -338,6 +518,9 @@ int main(void)
         cmocka_unit_test(test_chars_only),
         cmocka_unit_test(test_clocks),
         cmocka_unit_test(test_htab),
+        cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_cidr_prefixes_of_text),
+        cmocka_unit_test(test_cidr_match),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
