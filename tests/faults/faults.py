@@ -35,7 +35,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "integration"))
 
-from conftest import Backend, Client, Proc, binary, free_port, wait_for  # noqa: E402
+from conftest import Backend, Client, Proc, binary, free_port, sanitizer_reports, wait_for  # noqa: E402
 from test_cluster import CLUSTER_SECRET, REDIS_SERVER  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or ("/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else None)
@@ -44,6 +44,9 @@ REDIS_PASSWORD = "fault-pass"
 BODY = 20000
 REQ_TIMEOUT = 30.0  # a viewer gives up after this: "a hang"
 CLEAN = ("502", "503", "504")  # the statuses the design answers when it cannot serve
+
+
+SANITIZER_REPORTS = []  # filled by Env.close, handed to the scenario's Result by run()
 
 
 class Skip(Exception):
@@ -166,7 +169,8 @@ class FNode(Proc):
     def __init__(self, net, name, rds, port, peer_port, extra_env=None):
         self.name_, self.ip, self.port, self.peer_port = name, net.ips[name], port, peer_port
         env = {"PORT": str(port), "WHT_LISTEN_ADDR": self.ip, "TASKCLUSTER_PROXY_SECRET_A": "test-secret-a",
-               "TASKCLUSTER_PROXY_SECRET_B": "test-secret-b", "WHT_LOG_LEVEL": "info", "WHT_ACCESS_LOG": "false",
+               "TASKCLUSTER_PROXY_SECRET_B": "test-secret-b", "WHT_LOG_LEVEL": os.environ.get("WHT_FAULTS_LOG_LEVEL", "info"),
+               "WHT_ACCESS_LOG": os.environ.get("WHT_FAULTS_ACCESS_LOG", "false"),
                "WHT_ADMIN_ADDR": "127.0.0.1:0", "REDIS_URL": rds.url, "WHT_NODE_ID": name,
                "WHT_PEER_ADDR": "%s:%d" % (self.ip, peer_port), "WHT_CLUSTER_SECRET": CLUSTER_SECRET,
                "WHT_REDIS_PREFIX": PREFIX}
@@ -231,8 +235,13 @@ class Env:
     """A cluster: Redis, nodes n1..nN (each in its namespace), HAProxy, workers w1..wM through HAProxy."""
 
     def __init__(self, netns, nodes=3, workers=6, node_env=None):
-        self.procs, self.stopped, self.net = [], set(), None
+        self.procs, self.stopped, self.net, self.logdir = [], set(), None, None
         self.misses, self.last_miss = [], None  # the probes that kept failing when wait_routes gave up
+        # every process's log goes to one directory (conftest's Proc uses tempfile), removed at the end
+        # unless WHT_FAULTS_KEEP_LOGS=1
+        self.saved_tempdir = tempfile.tempdir
+        self.logdir = tempfile.mkdtemp(prefix="wht-faults-")
+        tempfile.tempdir = self.logdir
         self.net = Net(nodes, netns)
         atexit.register(self.close)
         try:
@@ -323,9 +332,19 @@ class Env:
                 p.stop(sig=signal.SIGKILL if p.name in ("node", "redis", "haproxy") else signal.SIGTERM, timeout=5)
             except Exception:  # noqa: BLE001 - keep cleaning
                 pass
+        for p in self.procs:  # a sanitizer build's reports (ASan, UBSan) in any node or client log
+            if p.name != "redis":
+                SANITIZER_REPORTS.extend("%s %s: %s" % (p.name, p.log.name, x) for x in sanitizer_reports(p))
         self.procs = []
         if self.net:
             self.net.close()
+        if self.logdir:
+            tempfile.tempdir = self.saved_tempdir
+            if os.environ.get("WHT_FAULTS_KEEP_LOGS") == "1":
+                print("logs kept in %s" % self.logdir)
+            else:
+                shutil.rmtree(self.logdir, ignore_errors=True)
+            self.logdir = None
 
 
 def probe(endpoint, wid, timeout=3):
@@ -436,6 +455,7 @@ class Result:
         self.recovery = {}  # label -> seconds or None
         self.notes = []
         self.t_fault = None
+        self.sanitizer = []  # sanitizer report lines from the processes' logs
         self.slow = []  # (status line, complete, seconds after the fault) of the long requests (client kill)
 
     def groups(self):
@@ -703,7 +723,8 @@ def cut_redis(short):
         others = [n for n in env.nodes if n != victim]
         res.notes.append("%s cut, held %s" % (victim, ",".join(env.workers_of(victim))))
         hit = env.workers_of(victim)
-        res.affected = lambda via, wid: via != victim and wid in hit  # its workers through the other nodes
+        # its workers through the other nodes, and every request through it
+        res.affected = lambda via, wid: (via != victim and wid in hit) or via == victim
 
         def fault():
             env.net.cut(victim, env.net.host_ip, env.redis.port)
@@ -854,12 +875,14 @@ SCENARIOS = {
 
 
 def run(name, short):
+    del SANITIZER_REPORTS[:]
     try:
-        return SCENARIOS[name](short)
+        r = SCENARIOS[name](short)
     except Skip as e:
         r = Result(name, name)
         r.skipped = str(e)
-        return r
+    r.sanitizer = list(SANITIZER_REPORTS)
+    return r
 
 
 def main():
@@ -871,13 +894,15 @@ def main():
         signal.signal(sig, lambda *_: sys.exit(130))
     names = a.scenarios or list(SCENARIOS)
     rows, details = [], []
-    print("machine: %s, %d cores, %s; %s" % (platform.node(), os.cpu_count(), platform.platform(),
-                                              time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?")
+    print("machine: %s, %d cores (%s), %s; load average %s; %s" % (
+        platform.node(), os.cpu_count(), cpu, platform.platform(), " ".join(open("/proc/loadavg").read().split()[:3]),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
     for name in names:
         t0 = time.time()
         r = run(name, a.short)
         rows.append(r.row())
-        details += r.details()
+        details += r.details() + ["%s: SANITIZER %s" % (name, x) for x in r.sanitizer]
         print("%s (%.0f s)\n%s" % (name, time.time() - t0, r.row()), flush=True)
     print("\n" + HEADER + "\n" + "\n".join(rows))
     print("\nfailures, with the body the node answered:\n" + "\n".join(details or ["none"]))

@@ -30,6 +30,7 @@ def run(name):
     print("\n".join(r.details()))
     if r.skipped:
         pytest.skip(r.skipped)
+    assert not r.sanitizer, "sanitizer reports (logs kept with WHT_FAULTS_KEEP_LOGS=1):\n" + "\n".join(r.sanitizer[:20])
     return r
 
 
@@ -93,11 +94,12 @@ def test_redis_frozen():
     assert_routes(r, 10)
 
 
-@pytest.mark.xfail(strict=False, reason="finding (docs/reliability.md): when Redis takes writes again after an "
-                   "OOM longer than the member TTL, viewers of unaffected workers get 404 for a fraction of a second")
 def test_redis_out_of_memory():
     slow_check()
     r = run("redis_oom")
+    # unaffected workers: none of the 404s the first heartbeat after the OOM used to cause (cluster/members.c).
+    # w1, re-registered meanwhile: its release passed (DEL is allowed), its assert is refused: 404 through
+    # the other nodes until Redis takes writes (a finding, docs/reliability.md)
     assert_clean(r, allowed=faults.CLEAN + ("404",), wait=5)
     assert_routes(r, 10)
 
