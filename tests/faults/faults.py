@@ -184,7 +184,7 @@ class FNode(Proc):
 class HAProxy(Proc):
     """The balancer of deploy/local-cluster.sh (check inter 1s fall 2 rise 1)."""
 
-    def __init__(self, net, nodes):
+    def __init__(self, net, nodes, shutdown_sessions=False):
         self.ip, self.port = net.lb_ip, free_port()
         self.dir = tempfile.mkdtemp(prefix="wht-faults-haproxy-")
         cfg = os.path.join(self.dir, "haproxy.cfg")
@@ -209,9 +209,9 @@ backend nodes
     balance roundrobin
     option httpchk GET /__lbheartbeat__
     http-check expect status 200
-    default-server check inter 1s fall 2 rise 1
+    default-server check inter 1s fall 2 rise 1%s
 %s
-""" % (self.ip, self.port, servers))
+""" % (self.ip, self.port, " on-marked-down shutdown-sessions" if shutdown_sessions else "", servers))
         super().__init__(net.prefix("lb") + [HAPROXY, "-f", cfg, "-db"], name="haproxy")
         wait_for(lambda: tcp_open(self.ip, self.port), 10, "haproxy to listen")
 
@@ -234,7 +234,7 @@ def cluster_status(node, timeout=3):
 class Env:
     """A cluster: Redis, nodes n1..nN (each in its namespace), HAProxy, workers w1..wM through HAProxy."""
 
-    def __init__(self, netns, nodes=3, workers=6, node_env=None):
+    def __init__(self, netns, nodes=3, workers=6, node_env=None, lb_shutdown_sessions=False):
         self.procs, self.stopped, self.net, self.logdir = [], set(), None, None
         self.misses, self.last_miss = [], None  # the probes that kept failing when wait_routes gave up
         # every process's log goes to one directory (conftest's Proc uses tempfile), removed at the end
@@ -254,7 +254,7 @@ class Env:
                 wait_for(lambda: cluster_status(n)["peers_up"] == nodes - 1, 20, "membership of %s" % n.name_)
             if not HAPROXY:
                 raise Skip("haproxy not installed (deploy/install-deps.sh --test)")
-            self.lb = self.track(HAProxy(self.net, list(self.nodes.values())))
+            self.lb = self.track(HAProxy(self.net, list(self.nodes.values()), lb_shutdown_sessions))
             self.lb_url = "http://%s:%d" % (self.lb.ip, self.lb.port)
             wait_for(lambda: all(self.lb_up(n) for n in self.nodes), 10, "haproxy health checks")
             self.backends, self.clients = {}, {}
@@ -401,7 +401,7 @@ def one_request(endpoint, wid, i):
         else:
             out = str(r.status) + ("" if data else "-nobody")
             if data:
-                out += ":" + data.decode(errors="replace").strip()[:60]
+                out += ":" + " ".join(data.decode(errors="replace").split())[:60]
     except Exception as e:  # noqa: BLE001
         out = outcome_of_exception(e)
     return out, time.time() - t0
@@ -550,10 +550,12 @@ def node_kill(short):
     return res
 
 
-def node_freeze(short):
+def node_freeze(short, shutdown_sessions=False):
     secs = sc(short, 20, 8)
-    res = Result("node_freeze", "node frozen (SIGSTOP %d s, then SIGCONT)" % secs)
-    with Env(netns=False) as env:
+    res = Result("node_freeze" + ("_shutdown" if shutdown_sessions else ""),
+                 "node frozen (SIGSTOP %d s, then SIGCONT)%s" % (
+                     secs, "; HAProxy with on-marked-down shutdown-sessions" if shutdown_sessions else ""))
+    with Env(netns=False, lb_shutdown_sessions=shutdown_sessions) as env:
         victim = env.owner("w1")
         hit = env.workers_of(victim)
         others = [n for n in env.nodes if n != victim]
@@ -763,10 +765,12 @@ def cut_peers(short):
     return res
 
 
-def cut_lb(short):
+def cut_lb(short, shutdown_sessions=False):
     secs = sc(short, 30, 10)
-    res = Result("cut_lb", "load balancer cut off from one node (%d s); viewers through the LB" % secs)
-    with Env(netns=True) as env:
+    res = Result("cut_lb" + ("_shutdown" if shutdown_sessions else ""),
+                 "load balancer cut off from one node (%d s); viewers through the LB%s" % (
+                     secs, "; HAProxy with on-marked-down shutdown-sessions" if shutdown_sessions else ""))
+    with Env(netns=True, lb_shutdown_sessions=shutdown_sessions) as env:
         victim = env.owner("w1")
         hit = env.workers_of(victim)
         res.notes.append("%s cut from the LB, held %s (their whclients came through the LB)" % (victim, ",".join(hit)))
@@ -865,11 +869,12 @@ def _env_exit(self, *exc):
 Env.__enter__, Env.__exit__ = _env_enter, _env_exit
 
 SCENARIOS = {
-    "node_kill": node_kill, "node_freeze": node_freeze,
+    "node_kill": node_kill, "node_freeze": node_freeze, "node_freeze_shutdown": lambda s: node_freeze(s, True),
     "client_kill_download": lambda s: client_kill(s, "download"),
     "client_kill_upload": lambda s: client_kill(s, "upload"),
     "redis_kill": redis_kill, "redis_freeze": redis_freeze, "redis_oom": redis_oom,
     "cut_redis": cut_redis, "cut_peers": cut_peers, "cut_lb": cut_lb,
+    "cut_lb_shutdown": lambda s: cut_lb(s, True),
     "lossy_peer": lambda s: impaired_peer(s, "lossy"), "delay_peer": lambda s: impaired_peer(s, "delay"),
 }
 
