@@ -23,6 +23,7 @@ import hashlib
 import http.client
 import os
 import platform
+import select
 import shutil
 import signal
 import socket
@@ -83,9 +84,34 @@ class Net:
                 self.close()
                 raise
 
+    @staticmethod
+    def sweep_stale():
+        """Removes the namespaces, veths and bridges of a harness run that was killed (SIGKILL) before
+        it could clean up: names whf<pid>..., whose pid no longer runs this harness."""
+        import re
+
+        def stale(name):
+            m = re.match(r"whf(\d+)", name)
+            if not m or int(m.group(1)) == os.getpid() % 100000:
+                return False
+            try:
+                with open("/proc/%s/cmdline" % m.group(1), "rb") as f:
+                    return b"faults" not in f.read()
+            except OSError:
+                return True
+        for line in sh("ip", "-o", "link", "show", check=False).stdout.splitlines():
+            name = line.split(":")[1].strip().split("@")[0] if line.count(":") > 1 else ""
+            if name.startswith("whf") and stale(name):
+                sh("ip", "link", "del", name, check=False)
+        for line in sh("ip", "netns", "list", check=False).stdout.splitlines():
+            name = line.split()[0] if line.split() else ""
+            if name.startswith("whf") and stale(name):
+                sh("ip", "netns", "del", name, check=False)
+
     def _make(self, nodes):
         if os.geteuid() != 0:
             raise Skip("network namespaces need root (euid %d)" % os.geteuid())
+        self.sweep_stale()
         used = sh("ip", "-4", "addr").stdout
         k = next(k for k in [(os.getpid() + j) % 200 + 20 for j in range(200)] if "10.213.%d." % k not in used)
         net = "10.213.%d." % k
@@ -242,9 +268,9 @@ class Env:
         self.saved_tempdir = tempfile.tempdir
         self.logdir = tempfile.mkdtemp(prefix="wht-faults-")
         tempfile.tempdir = self.logdir
-        self.net = Net(nodes, netns)
         atexit.register(self.close)
         try:
+            self.net = Net(nodes, netns)
             self.redis = self.track(Redis(self.net))
             self.node_env = node_env or {}
             self.nodes = {}
@@ -578,31 +604,48 @@ def node_freeze(short, shutdown_sessions=False):
 
 
 def slow_request(endpoint, wid, kind, out):
-    """A long download (/slow, 100 lines, 10 s) or a slow upload (1 MiB PUT to /mirror over ~5 s)."""
+    """A long download (/slow, 100 lines, 10 s) or a slow upload (1 MiB PUT to /mirror over ~5 s).
+    Appends (status line, complete?, the body's last bytes, a time: below)."""
+    buf, t_answer, err = b"", None, None
+    s = None
     try:
         s = socket.create_connection(endpoint, timeout=REQ_TIMEOUT)
         if kind == "download":
             s.sendall(b"GET /%s/slow?lines=100 HTTP/1.1\r\nHost: x\r\n\r\n" % wid.encode())
+            chunks = []
         else:
             s.sendall(b"PUT /%s/mirror HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (wid.encode(), 1 << 20))
-            for _ in range(64):
-                try:
-                    s.sendall(os.urandom(16384))
-                except OSError:
+            chunks = [os.urandom(16384) for _ in range(64)]
+        closed = False
+        for chunk in chunks:  # the upload, reading whatever the node answers meanwhile
+            if select.select([s], [], [], 0.08)[0]:
+                d = s.recv(65536)
+                t_answer = t_answer or time.time()
+                buf += d
+                if not d:
+                    closed = True
                     break
-                time.sleep(0.08)
-        buf = b""
-        while True:
+            try:
+                s.sendall(chunk)
+            except OSError:
+                break
+        deadline = time.time() + REQ_TIMEOUT
+        while not closed and time.time() < deadline:
             d = s.recv(65536)
+            t_answer = t_answer or time.time()
             if not d:
                 break
             buf += d
-        s.close()
-        head = buf.split(b"\r\n", 1)[0].decode(errors="replace")
-        complete = buf.endswith(b"0\r\n\r\n") if kind == "download" else len(buf.partition(b"\r\n\r\n")[2]) == 1 << 20
-        out.append((head, complete, buf.partition(b"\r\n\r\n")[2][-80:], time.time()))
-    except Exception as e:  # noqa: BLE001
-        out.append((outcome_of_exception(e), False, b"", time.time()))
+    except Exception as e:  # noqa: BLE001 - a reset after the answer is still the answer
+        err = outcome_of_exception(e)
+    finally:
+        if s:
+            s.close()
+    head = buf.split(b"\r\n", 1)[0].decode(errors="replace") or err or "nothing"
+    body = buf.partition(b"\r\n\r\n")[2]
+    complete = buf.endswith(b"0\r\n\r\n") if kind == "download" else len(body) == 1 << 20
+    t_end = time.time()  # the download: when the connection ended; the upload: when the answer began
+    out.append((head, complete, body[-80:], t_end if kind == "download" else (t_answer or t_end)))
 
 
 def client_kill(short, kind):
