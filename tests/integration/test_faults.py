@@ -3,9 +3,11 @@ Redis, HAProxy, whclient, backends; signals, iptables in network namespaces,
 Redis settings), asserting what must hold:
 
 - workers the fault does not touch: zero failed requests;
-- the others: every failure is an HTTP answer with a body (502/503/504, or 404
-  where the worker really has no session anywhere), never a connection error
-  or a viewer left waiting past the limits;
+- the others: every failure is an HTTP answer with a body (502/503/504; 404
+  where the worker has no session, and where the design answers 404 for a
+  worker whose node is not a member or whose record is missing: findings 2, 4
+  and 8 in docs/reliability.md), never a connection error or a viewer left
+  waiting past the limits;
 - everything routes again within a bound after the fault ends.
 
 The scenarios that need a cut run as root with `ip netns` and skip otherwise.
@@ -84,7 +86,9 @@ def test_client_killed(kind):
 def test_redis_killed_and_restarted_empty():
     slow_check()
     r = run("redis_kill")
-    assert_clean(r, wait=5)
+    # a node that asks the restarted, empty Redis before the owner re-asserted w1 hears "no such
+    # worker": 404 for up to a second (finding 9 in docs/reliability.md)
+    assert_clean(r, allowed=faults.CLEAN + ("404",), wait=5)
     assert_routes(r, 10)
 
 
