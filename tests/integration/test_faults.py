@@ -128,7 +128,7 @@ def test_lb_cut_from_a_node():
     slow_check()
     r = run("cut_lb")
     assert_clean(r, wait=faults.REQ_TIMEOUT)
-    assert r.recovery["after the heal"] is not None and r.recovery["after the heal"] < 10, r.recovery
+    assert r.recovery["after the heal"] is not None and r.recovery["after the heal"] < 15, r.recovery
 
 
 def test_lossy_peer_link():
