@@ -149,7 +149,7 @@ class Net:
     def iptables(self, name, *rule):
         sh("ip", "netns", "exec", self.ns[name], "iptables", "-w", *rule)
 
-    def cut(self, name, peer_ip, port=None, both_ports=False, extra=()):
+    def cut(self, name, peer_ip, port=None, extra=()):
         """DROP everything between namespace `name` and peer_ip (on one TCP port of peer_ip if given)."""
         if port is None:
             self.iptables(name, "-A", "OUTPUT", "-d", peer_ip, *extra, "-j", "DROP")
@@ -282,7 +282,8 @@ class Env:
                 raise Skip("haproxy not installed (deploy/install-deps.sh --test)")
             self.lb = self.track(HAProxy(self.net, list(self.nodes.values()), lb_shutdown_sessions))
             self.lb_url = "http://%s:%d" % (self.lb.ip, self.lb.port)
-            wait_for(lambda: all(self.lb_up(n) for n in self.nodes), 10, "haproxy health checks")
+            wait_for(lambda: probe((self.lb.ip, self.lb.port), "__lbheartbeat__", path="/__lbheartbeat__")[0] == 200,
+                     10, "a request through haproxy")
             self.backends, self.clients = {}, {}
             for j in range(workers):
                 wid = "w%d" % (j + 1)
@@ -307,9 +308,6 @@ class Env:
     def start_client(self, wid):
         self.clients[wid] = self.track(Client(self.lb_url, wid, self.backends[wid].port))
         return self.clients[wid]
-
-    def lb_up(self, name):  # haproxy's view, through its stats? the simplest: a request through it lands
-        return tcp_open(self.lb.ip, self.lb.port)
 
     def owner(self, wid):
         v = self.redis.client().get(PREFIX + "w:" + wid)
@@ -373,10 +371,10 @@ class Env:
             self.logdir = None
 
 
-def probe(endpoint, wid, timeout=3):
+def probe(endpoint, wid, timeout=3, path=None):
     try:
         c = http.client.HTTPConnection(endpoint[0], endpoint[1], timeout=timeout)
-        c.request("GET", "/%s/status/204" % wid)
+        c.request("GET", path or "/%s/status/204" % wid)
         r = c.getresponse()
         body = r.read()
         c.close()
