@@ -83,10 +83,16 @@ static void reg__beat_reply(struct cluster_registry *reg, struct cluster__req *r
     if (rc != 0) {
         reg__log(reg, CLUSTER_LOG_WARN, "heartbeat failed: %.200s",
                  r->type == REDIS_REPLY_ERROR && r->str ? r->str : cluster_strerror(rc));
+        reg->beat_failed = 1;
         if (r->type == REDIS_REPLY_ERROR && r->str && strncmp(r->str, "NOSCRIPT", 8) == 0)
             reg__conn_fail(&reg->cmd, CLUSTER_E_REDIS);
         return;
     }
+    /* nobody could beat while Redis refused the script (out of memory...): as after a reconnection,
+       the others get a TTL to beat again before this list may call them gone */
+    if (reg->beat_failed)
+        reg->grace_until_ms = now + reg->member_ttl_ms;
+    reg->beat_failed = 0;
     if (prev && reg->beats_ok > 0 &&
         (prev_len != strlen(reg->member_value) || memcmp(prev, reg->member_value, prev_len) != 0))
         reg__log(reg, CLUSTER_LOG_ERROR,

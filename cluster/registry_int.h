@@ -235,6 +235,7 @@ struct cluster_registry {
     size_t groups_n, waiters_n;
 
     int beat_inflight;
+    int beat_failed; /* the last heartbeat got an error reply (an OOM Redis): grace after the next good one */
     int64_t beat_sent_ms, next_beat_ms, beat_ok_ms, ping_wait_ms, grace_until_ms;
     uint64_t beats_ok;
 

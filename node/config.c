@@ -335,6 +335,19 @@ static const struct config__entry config__table[] = {
      .max = 1 * G,
      .help = "Bytes received from one worker and not yet delivered, past which the node stops reading "
              "that worker's connection. At least WHT_STREAM_WINDOW."},
+    {.name = "max-buffered",
+     .env = "WHT_MAX_BUFFERED",
+     .flag = "--max-buffered",
+     .meta = "<size>",
+     .type = CFG_SIZE,
+     .group = CFG_G_LIMITS,
+     .off = CFG_OFF(max_buffered, uint64_t),
+     .def = "1g",
+     .min = 1 * M,
+     .max = 1024 * G,
+     .help = "Bytes received from all workers and peers together and not yet delivered. Over it, new "
+             "requests get 503 and sessions holding more than one stream window stop being read until the "
+             "total is back under 7/8 of it."},
     {.name = "ping-interval",
      .env = "WHT_PING_INTERVAL",
      .flag = "--ping-interval",
@@ -357,9 +370,10 @@ static const struct config__entry config__table[] = {
      .def = "10000",
      .min = 1,
      .max = 1000000,
-     .help = "Viewer connections open at once (requests, WebSockets, and connections not yet registered as "
-             "workers); a connection over it is closed at once. Worker sessions have their own limit. Lowered "
-             "at start-up, with a warning, when the open-files limit cannot hold both."},
+     .help =
+         "Viewer connections open at once (requests, WebSockets, and connections not yet registered as "
+         "workers); a connection over it is closed at once. Worker sessions have their own limit. Lowered "
+         "at start-up, with a warning, when the open-files limit cannot hold both."},
     {.name = "max-workers",
      .env = "WHT_MAX_WORKERS",
      .flag = "--max-workers",
@@ -1346,7 +1360,8 @@ static int cfg_validate_cluster(const struct config *cfg, char *err, size_t errl
     if (config_cluster_mode(cfg) && strlen(cfg->cluster_secret) < CONFIG_MIN_CLUSTER_SECRET) {
         cfg_err(err, errlen,
                 "%s needs WHT_CLUSTER_SECRET (--cluster-secret) of at least %d bytes, the same on every node",
-                cfg->redis_sentinels[0] ? "WHT_REDIS_SENTINELS (--redis-sentinels)" : "REDIS_URL (--redis-url)",
+                cfg->redis_sentinels[0] ? "WHT_REDIS_SENTINELS (--redis-sentinels)"
+                                        : "REDIS_URL (--redis-url)",
                 CONFIG_MIN_CLUSTER_SECRET);
         return CONFIG_E_INVALID;
     }

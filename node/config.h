@@ -93,6 +93,7 @@ struct config {
     int64_t queue_timeout_ms;   /* WHT_QUEUE_TIMEOUT, --queue-timeout: 0..10m, default 5s */
     uint64_t stream_window;     /* WHT_STREAM_WINDOW, --stream-window: 4k..16m, default 256k */
     uint64_t session_buffer;    /* WHT_SESSION_BUFFER, --session-buffer: 64k..1g, default 8m */
+    uint64_t max_buffered;      /* WHT_MAX_BUFFERED, --max-buffered: all sessions together, 1m..1t, 1g */
     int64_t ping_interval_ms;   /* WHT_PING_INTERVAL, --ping-interval: 1s..10m, default 20s */
     int max_connections;        /* WHT_MAX_CONNECTIONS, --max-connections: viewer connections, 1..1000000, 10000 */
     int max_workers;            /* WHT_MAX_WORKERS, --max-workers: worker sessions, 1..1000000, 10000 */

@@ -117,6 +117,13 @@ static void workers(struct evbuffer *o, struct node *n)
         "Viewer connections closed at once: WHT_MAX_CONNECTIONS were open.", (double)st->conn_refused);
     one(o, "whtunnel_accept_pauses_total", "counter",
         "Times the viewer listener paused for want of descriptors or memory.", (double)st->accept_pauses);
+    one(o, "whtunnel_buffered_bytes", "gauge",
+        "Bytes received from workers and peers and not yet delivered, all sessions together.",
+        (double)n->buffered);
+    one(o, "whtunnel_buffered_bytes_max", "gauge", "WHT_MAX_BUFFERED.", (double)n->cfg->max_buffered);
+    one(o, "whtunnel_buffer_refusals_total", "counter",
+        "New streams refused (503) while the node held WHT_MAX_BUFFERED unconsumed bytes.",
+        (double)st->buffer_refusals);
     one(o, "whtunnel_workers_max", "gauge", "WHT_MAX_WORKERS (after fitting the open files limit).",
         (double)n->cfg->max_workers);
     one(o, "whtunnel_websockets_open", "gauge", "Viewer connections upgraded (after a 101).",

@@ -93,6 +93,7 @@ struct node_stats {
     uint64_t workers; /* worker sessions open */
     uint64_t conn_refused;  /* viewer connections closed at accept: WHT_MAX_CONNECTIONS */
     uint64_t accept_pauses; /* accept failed for want of descriptors or memory: paused */
+    uint64_t buffer_refusals; /* new streams refused: WHT_MAX_BUFFERED */
     uint64_t relayed_out, relayed_in, relay_misses, relay_retries;
     uint64_t served[NODE_VIA_COUNT][5];        /* requests ended, by path and status class 1xx..5xx */
     uint64_t head_time[NODE_HEAD_BUCKETS + 1]; /* time to the response head, per bucket */
@@ -124,6 +125,7 @@ struct node {
     uint64_t next_serial; /* connections and sessions, for logs */
     uint32_t nconns;      /* viewer connections open */
     uint32_t relays_open; /* relayed streams served */
+    uint64_t buffered;    /* bytes received from workers and peers, not yet consumed (WHT_MAX_BUFFERED) */
     struct node_stats stats;
     int stopping; /* node_stop(): free at once, send nothing more */
     int draining; /* SIGTERM in a cluster: workers move elsewhere, then exit */

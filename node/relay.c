@@ -82,8 +82,9 @@ static void attach(struct node *n, const struct cluster_route *rt, struct wsmux_
         return;
     }
     n->stats.relayed_out++;
-    if (wsmux_attach(link, wt) != 0)
-        wt->ready_cb(wt, NULL, WSMUX_WAIT_LINK_GONE);
+    int rc = wsmux_attach(link, wt);
+    if (rc != 0)
+        wt->ready_cb(wt, NULL, rc == WSMUX_E_MEMORY ? WSMUX_WAIT_NO_MEMORY : WSMUX_WAIT_LINK_GONE);
 }
 
 static void lookup_cb(struct cluster_registry *reg, int result, const struct cluster_route *rt, void *ud)

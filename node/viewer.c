@@ -782,6 +782,10 @@ static int wait_failure(enum wsmux_wait result, int draining, const char **body,
         *body = "the cluster registry cannot take the request\n";
         *retry_s = 1;
         return 503;
+    case WSMUX_WAIT_NO_MEMORY:
+        *body = "the node is short of buffer memory; try again shortly\n";
+        *retry_s = 1;
+        return 503;
     default: *body = "the worker could not take the request\n"; return 502;
     }
 }
@@ -828,7 +832,11 @@ static void attach(struct viewer *v, struct wsmux *w)
 {
     v->worker = w;
     set_state(v, V_WAIT); /* reading stays on: a viewer that leaves is noticed (EOF) while it waits */
-    if (wsmux_attach(w, &v->waiter) != 0) {
+    int rc = wsmux_attach(w, &v->waiter);
+    if (rc == WSMUX_E_MEMORY) {
+        v->worker = NULL;
+        fail_with(v, 503, "Retry-After: 1\r\n", "the node is short of buffer memory; try again shortly\n");
+    } else if (rc != 0) {
         v->worker = NULL;
         fail(v, 502, "the worker is going away\n");
     }

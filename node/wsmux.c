@@ -44,6 +44,7 @@ struct wsmux {
     uint32_t streams;      /* streams we opened, still open */
     uint32_t max_streams;  /* ... at most */
     uint64_t buffer_limit; /* reading pauses while the session holds more unconsumed bytes */
+    uint64_t accounted;    /* its unconsumed bytes as counted in the node's total (node->buffered) */
     struct wsmux_waiter_list waiting;
     const char *idle_why; /* close once the last stream is done */
     enum wsmux_end idle_end;
@@ -57,6 +58,28 @@ static const uint8_t zero_key[4];
 static uint8_t frame_buf[WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
 
 static void arm_timer(struct wsmux *w);
+
+/* Brings the node's total of unconsumed bytes (WHT_MAX_BUFFERED) up to date
+ * with this session's; returns the session's. */
+static uint64_t account(struct wsmux *w)
+{
+    uint64_t b = w->closing ? 0 : mux_session_buffered(w->mux);
+    w->node->buffered += b;
+    w->node->buffered -= w->accounted;
+    w->accounted = b;
+    return b;
+}
+
+/* Reading stops while the session holds more than its own limit, or, while
+ * the node holds more than WHT_MAX_BUFFERED in all, more than one stream
+ * window (those slow to drain wait; the others keep moving). It starts again
+ * under the session's limit and under 7/8 of the node's (or one window). */
+static int over_limit(struct wsmux *w, uint64_t b, int resuming)
+{
+    const struct config *cfg = w->node->cfg;
+    uint64_t node_cap = resuming ? cfg->max_buffered / 8 * 7 : cfg->max_buffered;
+    return b > w->buffer_limit || (w->node->buffered > node_cap && b > cfg->stream_window);
+}
 
 static const uint8_t *mask_key(const struct wsmux *w)
 {
@@ -105,7 +128,8 @@ static void flush(struct wsmux *w)
         evbuffer_add(out, hdr, h);
         evbuffer_add(out, m, n);
     }
-    if (w->read_paused && mux_session_buffered(w->mux) <= w->buffer_limit) {
+    uint64_t b = account(w);
+    if (w->read_paused && !over_limit(w, b, 1)) {
         w->read_paused = 0;
         bufferevent_enable(w->bev, EV_READ);
     }
@@ -235,6 +259,7 @@ void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
     /* a link that closes before its waiters got streams: the node behind it cannot be reached */
     wsmux_release_waiters(w, w->o.role == WSMUX_PEER ? WSMUX_WAIT_UNREACHABLE : WSMUX_WAIT_GONE);
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
+    account(w);                               /* its bytes leave the node's total */
     event_del(w->timer_ev);
     if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started) {
         /* let a queued close frame reach the other side, for at most a second */
@@ -307,7 +332,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
         evbuffer_drain(in, n); /* parsed: the parser keeps what a partial frame needs */
         if (rc != 0)
             return;
-        if (mux_session_buffered(w->mux) > w->buffer_limit) {
+        if (over_limit(w, account(w), 0)) {
             w->read_paused = 1; /* resumed by flush() once the streams' owners have drained */
             bufferevent_disable(bev, EV_READ);
         }
@@ -525,6 +550,10 @@ int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt)
 {
     if (w->closing || mux_session_remote_goaway(w->mux))
         return -1;
+    if (w->node->buffered > w->node->cfg->max_buffered) {
+        w->node->stats.buffer_refusals++;
+        return WSMUX_E_MEMORY;
+    }
     if (w->draining) { /* wait for the worker's next node */
         enqueue(w, wt, w->drain_deadline_ms);
         return 0;

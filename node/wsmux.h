@@ -42,6 +42,7 @@ enum wsmux_wait {
     WSMUX_WAIT_NO_REGISTRY,     /* not cached, and the cluster registry is unreachable (502) */
     WSMUX_WAIT_REGISTRY_SILENT, /* the cluster registry did not answer in time (502) */
     WSMUX_WAIT_REGISTRY_FULL,   /* the cluster registry cannot take the request (502) */
+    WSMUX_WAIT_NO_MEMORY,       /* the node holds WHT_MAX_BUFFERED unconsumed bytes (503) */
 };
 
 /* A party waiting for a stream (embedded in its owner: a viewer). */
@@ -123,8 +124,10 @@ enum wsmux_role wsmux_role(const struct wsmux *w);
 uint32_t wsmux_streams(const struct wsmux *w);
 
 /* Queues wt for a stream: ready_cb runs from here (a slot is free) or later.
- * Returns 0, or -1 when the session takes no new streams (closing, GOAWAY
- * received): ready_cb is not called. */
+ * Returns 0, -1 when the session takes no new streams (closing, GOAWAY
+ * received), or WSMUX_E_MEMORY when the node holds more than WHT_MAX_BUFFERED
+ * unconsumed bytes: ready_cb is not called. */
+#define WSMUX_E_MEMORY (-2) /* wsmux_attach(): the node holds WHT_MAX_BUFFERED unconsumed bytes */
 int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt);
 /* wt stops waiting (no callback). */
 void wsmux_detach(struct wsmux_waiter *wt);

@@ -11,7 +11,7 @@ import time
 import pytest
 import websockets
 
-from conftest import Client, Node, binary, free_port, port_open, read_until_close, rss_kb, wait_for
+from conftest import Client, Node, binary, free_port, port_open, read_all, read_until_close, rss_kb, wait_for
 
 from backend import pattern
 
@@ -192,6 +192,39 @@ def test_out_of_descriptors_pauses_accepting_and_says_so_once(procs):
             s.close()
         p.terminate()
         p.wait(10)
+
+
+def test_node_wide_buffer_cap(procs, backend):
+    """WHT_MAX_BUFFERED: viewers that do not read leave bytes unconsumed on the node; past the cap a
+    new request gets 503 with Retry-After instead of the node growing, and once they read, requests
+    are served again and the gauge comes back to zero."""
+    from test_metrics import metrics
+    aport = free_port()
+    n = Node(env={"WHT_MAX_BUFFERED": "1m", "WHT_STREAM_WINDOW": "256k", "WHT_ADMIN_ADDR": "127.0.0.1:%d" % aport})
+    procs.append(n)
+    wait_for(lambda: port_open(aport), 10, "admin listener")
+    c = Client(n.url, "big", backend.port)
+    procs.append(c)
+    stalled = []
+    for _ in range(8):  # 8 x 16 MiB downloads whose viewers read nothing
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", n.port))
+        s.sendall(b"GET /big/bytes/16777216 HTTP/1.1\r\nHost: x\r\n\r\n")
+        stalled.append(s)
+    wait_for(lambda: metrics(aport)["whtunnel_buffered_bytes"] > 1 << 20, 15, "the node to hold over 1 MiB")
+    answer = read_all(n.port, b"GET /big/status/204 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 503 ") and b"Retry-After: 1\r\n" in answer, answer[:200]
+    assert b"short of buffer memory" in answer
+    m = metrics(aport)
+    assert m["whtunnel_buffer_refusals_total"] == 1
+    # held in bounds: the cap plus a window per session that keeps being read (one here)
+    assert m["whtunnel_buffered_bytes"] <= (1 << 20) + (256 << 10) + (64 << 10), m["whtunnel_buffered_bytes"]
+    for s in stalled:
+        s.close()
+    wait_for(lambda: metrics(aport)["whtunnel_buffered_bytes"] == 0, 15, "the buffers to empty")
+    assert read_all(n.port, b"GET /big/status/204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n") \
+        .startswith(b"HTTP/1.1 204 ")
 
 
 def test_slowloris_cut_at_header_timeout(procs):

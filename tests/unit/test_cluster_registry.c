@@ -825,6 +825,38 @@ static void test_hung_redis(void **state)
     redis_free(r);
 }
 
+/* Redis out of memory (maxmemory with noeviction) for longer than the member TTL: every heartbeat
+ * is refused, every member key expires. When writes come back, the first node to beat must not
+ * call the others gone before they had a TTL to beat again (their routes would be dropped). */
+static void test_redis_out_of_memory(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    struct tnode *a = node_new(r, "t7m:", "A", 1000), *b = node_new(r, "t7m:", "B", 1000);
+    struct cluster_route route;
+    WAIT_UNTIL(a->ups == 1 && b->ups == 1, 5000);
+    assert_int_equal(cluster_registry_register(a->reg, S("wa")), 0);
+    WAIT_UNTIL(cluster_registry_lookup(b->reg, S("wa"), &route, NULL, NULL, NULL) == 1, 2000);
+    run_for(1200); /* past the start-up grace */
+
+    freeReplyObject(cmd(r, "CONFIG SET maxmemory-policy noeviction"));
+    freeReplyObject(cmd(r, "CONFIG SET maxmemory 1"));
+    redisReply *w = cmd(r, "SET probe x");
+    assert_int_equal(w->type, REDIS_REPLY_ERROR); /* OOM in force */
+    freeReplyObject(w);
+    run_for(2500); /* past the member TTL: every member key expires */
+    assert_int_equal(a->downs + b->downs, 0);
+    freeReplyObject(cmd(r, "CONFIG SET maxmemory 0"));
+    run_for(2500);
+    assert_int_equal(a->downs + b->downs, 0);
+    assert_int_equal(cluster_registry_lookup(b->reg, S("wa"), &route, NULL, NULL, NULL), 1);
+    assert_string_equal(route.node, "A");
+    node_free(a);
+    node_free(b);
+    redis_free(r);
+}
+
 /* requirepass, a password with characters that need escaping, an ACL user, and wrong passwords. */
 static void test_requirepass(void **state)
 {
@@ -1407,6 +1439,7 @@ int main(void)
         cmocka_unit_test_teardown(test_redis_restart, test_teardown),
         cmocka_unit_test_teardown(test_outage_reconciliation, test_teardown),
         cmocka_unit_test_teardown(test_hung_redis, test_teardown),
+        cmocka_unit_test_teardown(test_redis_out_of_memory, test_teardown),
         cmocka_unit_test_teardown(test_requirepass, test_teardown),
         cmocka_unit_test_teardown(test_new_errors, test_teardown),
         cmocka_unit_test_teardown(test_free_in_callback, test_teardown),
