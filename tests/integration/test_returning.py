@@ -16,8 +16,8 @@ import re
 import threading
 import time
 
-from conftest import Backend, Client, wait_for
-from test_cluster import Redis, cluster_node, cprocs, status, wait_peers  # noqa: F401 (fixture)
+from conftest import Backend, Client, free_port, port_open, wait_for
+from test_cluster import Redis, cluster_node, cprocs, wait_peers  # noqa: F401 (fixture)
 from test_metrics import admin_node, metrics
 from test_timeouts import MARGIN, Frames, Viewer, hostile
 from test_worker_protocol import SYN, fakes  # noqa: F401 (fixture)
@@ -48,11 +48,6 @@ def read_all(viewers, timeout=20):
     return out
 
 
-def waits(node, k):
-    """k viewer connections of node went to the wait state (the node's debug log says so)."""
-    wait_for(lambda: node.output().count(" head -> wait") >= k, 10, "%d requests waiting" % k)
-
-
 def session_closed(node, wid, k=1):
     """k sessions of worker wid ended on node (its log says so)."""
     pat = re.compile(r"worker=%s session=\d+ closed" % re.escape(wid))
@@ -69,15 +64,28 @@ def held(node, outcome=None):
     return m.get("whtunnel_requests_held", 0) if outcome is None else m.get(HELD % outcome, 0)
 
 
-def busy_worker(node, wid, backend, waiting=3, slow_lines=30):
-    """A slow request takes the worker's only slot (accepted: its backend is answering) and `waiting`
-    more wait for the slot. Returns (slow viewer, waiting viewers)."""
+def busy_worker(node, wid, backend, waiting=3, slow_lines=30, via=None):
+    """A slow request takes the worker's only slot on node (accepted: its backend is answering) and
+    `waiting` more (sent to node, or to the node via that relays them to it) wait for the slot: node
+    has read their heads (its received bytes say so; it queues a request as it reads its head).
+    Returns (slow viewer, waiting viewers)."""
     slow = Viewer(node.port, get("/%s/slow?lines=%d" % (wid, slow_lines)))
     assert slow.read_head().startswith("HTTP/1.1 200 ")
-    before = node.output().count(" head -> wait")
-    viewers = [Viewer(node.port, get("/%s/bytes/%d" % (wid, 1000 + i))) for i in range(waiting)]
-    waits(node, before + waiting)
+    before = metrics(node.admin)[BYTES_IN]
+    reqs = [get("/%s/bytes/%d" % (wid, 1000 + i)) for i in range(waiting)]
+    viewers = [Viewer((via or node).port, r) for r in reqs]
+    wait_for(lambda: metrics(node.admin)[BYTES_IN] - before >= sum(len(r) for r in reqs), 10,
+             "%d requests waiting" % waiting)
     return slow, viewers
+
+
+def admin_cluster_node(rds, name, env):
+    """A cluster node with an admin listener (node.admin: its port)."""
+    aport = free_port()
+    n = cluster_node(rds, name, dict(env, WHT_ADMIN_ADDR="127.0.0.1:%d" % aport))
+    wait_for(lambda: port_open(aport), 10, "admin listener")
+    n.admin = aport
+    return n
 
 
 # ---- on one node ---------------------------------------------------------------------------------
@@ -164,8 +172,10 @@ def test_replaced_session_hands_over_its_unaccepted_streams(procs, fakes):
     frames = Frames(fw)
     first = Viewer(n.port, get("/twice/echo/first"))
     frames.wait(SYN)
-    second = Viewer(n.port, get("/twice/echo/second"))  # waits for the only slot
-    waits(n, 2)
+    before = metrics(n.admin)[BYTES_IN]
+    req = get("/twice/echo/second")
+    second = Viewer(n.port, req)  # waits for the only slot
+    wait_for(lambda: metrics(n.admin)[BYTES_IN] - before >= len(req), 10, "the second request waiting")
     t0 = time.time()
     c = Client(n.url, "twice", b.port)
     procs.append(c)
@@ -228,7 +238,7 @@ def test_worker_that_reconnects_to_another_node(cprocs):
     rds = Redis()
     cprocs.append(rds)
     env = {"WHT_MAX_STREAMS_PER_WORKER": "1", "WHT_QUEUE_TIMEOUT": "30s", "WHT_ACCEPT_TIMEOUT": "10s"}
-    n1 = cluster_node(rds, "n1", env)
+    n1 = admin_cluster_node(rds, "n1", env)
     cprocs.append(n1)
     n2 = cluster_node(rds, "n2", env)
     cprocs.append(n2)
@@ -257,7 +267,7 @@ def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
     rds = Redis()
     cprocs.append(rds)
     env = {"WHT_ACCEPT_TIMEOUT": "10s"}
-    n1 = cluster_node(rds, "n1", env)
+    n1 = admin_cluster_node(rds, "n1", env)
     cprocs.append(n1)
     n2 = cluster_node(rds, "n2", env)
     cprocs.append(n2)
@@ -274,3 +284,33 @@ def test_unaccepted_stream_follows_a_takeover(cprocs, fakes):
     assert head.startswith("HTTP/1.1 200 "), (head, body)
     assert b'"target": "/echo/over?y=2"' in body
     logged(n1, "worker=taken registered on another node: the requests waiting for it go there")
+
+
+def test_relayed_requests_follow_the_worker_to_a_third_node(cprocs):
+    """Three nodes: requests that reached the worker's node 1 through node 3 (relayed) wait there for
+    the only slot; the worker's whclient is killed and comes back on node 2: node 1 sends them on to
+    node 2 (a second hop: they had reached no worker), and node 3's viewers get their 200."""
+    rds = Redis()
+    cprocs.append(rds)
+    env = {"WHT_MAX_STREAMS_PER_WORKER": "1", "WHT_QUEUE_TIMEOUT": "30s", "WHT_ACCEPT_TIMEOUT": "10s"}
+    nodes = [admin_cluster_node(rds, "n%d" % (i + 1), env) for i in range(3)]
+    cprocs.extend(nodes)
+    n1, n2, n3 = nodes
+    wait_peers(nodes, 2)
+    b = Backend()
+    cprocs.append(b)
+    c = Client(n1.url, "hop", b.port)
+    cprocs.append(c)
+    wait_for(lambda: Viewer(n3.port, get("/hop/status/204")).read_to_close(5)[0].startswith("HTTP/1.1 204 "), 10,
+             "hop routed through node 3")
+    slow, viewers = busy_worker(n1, "hop", b, via=n3)
+    c.stop(sig=9)
+    session_closed(n1, "hop")
+    c2 = Client(n2.url, "hop", b.port)
+    cprocs.append(c2)
+    results = read_all(viewers)
+    for i, (head, body) in enumerate(results):
+        assert head.startswith("HTTP/1.1 200 "), (head, body)
+        assert len(body) == 1000 + i
+    logged(n1, "worker=hop left: 3 requests wait for its next session")
+    logged(n1, "worker=hop registered on another node: the requests waiting for it go there")
