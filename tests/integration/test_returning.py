@@ -16,6 +16,8 @@ import re
 import threading
 import time
 
+import pytest
+
 from conftest import Backend, Client, free_port, port_open, wait_for
 from test_cluster import Redis, cluster_node, cprocs, wait_peers  # noqa: F401 (fixture)
 from test_metrics import admin_node, metrics
@@ -91,10 +93,11 @@ def admin_cluster_node(rds, name, env):
 # ---- on one node ---------------------------------------------------------------------------------
 
 
-def test_restarted_worker_serves_the_waiting_requests(procs):
-    """whclient killed while requests wait for its only stream slot, started again within the limit:
-    every waiting request is answered 200 by the new session; the one it had accepted is not sent
-    again."""
+@pytest.mark.parametrize("sig", [9, 15])
+def test_restarted_worker_serves_the_waiting_requests(procs, sig):
+    """whclient killed (SIGKILL), or stopped (SIGTERM: it closes its WebSocket), while requests wait
+    for its only stream slot, started again within the limit: every waiting request is answered 200
+    by the new session; the one it had accepted is not sent again."""
     n = admin_node(procs, {"WHT_MAX_STREAMS_PER_WORKER": "1", "WHT_QUEUE_TIMEOUT": "30s",
                            "WHT_ACCEPT_TIMEOUT": "10s"})
     b = Backend()
@@ -102,7 +105,7 @@ def test_restarted_worker_serves_the_waiting_requests(procs):
     c = Client(n.url, "rw", b.port)
     procs.append(c)
     slow, viewers = busy_worker(n, "rw", b)
-    c.stop(sig=9)
+    c.stop(sig=sig)
     session_closed(n, "rw")
     time.sleep(0.5)  # the worker stays away a while
     c2 = Client(n.url, "rw", b.port)
