@@ -262,7 +262,8 @@ int client_wsconn_readable(struct client *c, struct lws *wsi);
 int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len);
 
 /* CLIENT_HTTP_WRITEABLE: writes one frame: a due control frame (close, pong,
- * ping) or the session's next frame. Returns -1 to hang up. */
+ * ping) or the session's next frame. Returns -1 to hang up. (The caller
+ * re-arms the session's timer after this and client_wsconn_rx.) */
 int client_wsconn_writeable(struct client *c, struct lws *wsi);
 
 /* Called by backend.c after it consumed stream data: resumes reading the

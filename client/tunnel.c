@@ -499,6 +499,7 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
 {
     struct lws_context *ctx = lws_get_context(wsi);
     struct client *c = ctx ? lws_context_user(ctx) : NULL;
+    int rc;
     if (!c)
         return 0;
 
@@ -515,8 +516,14 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
             handshake_failed(c, wsi, in && len ? (const char *)in : "connection failed");
         return 0;
     case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: return wsi == c->ws ? client_wsconn_readable(c, wsi) : 0;
-    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ: return client_wsconn_rx(c, wsi, in, len);
-    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE: return client_wsconn_writeable(c, wsi);
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        rc = client_wsconn_rx(c, wsi, in, len);
+        client_timer_update(c); /* the session's deadlines may have changed */
+        return rc;
+    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
+        rc = client_wsconn_writeable(c, wsi);
+        client_timer_update(c);
+        return rc;
     case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
         if (wsi == c->ws)
             ws_lost(c, "closed");

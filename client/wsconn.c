@@ -5,7 +5,7 @@
  * RAW client role cannot start TLS (4.1.6 sets up TLS before the socket
  * exists: "tls start fail"). So the connection to the node is an lws HTTP/1.1
  * client (method GET), which keeps lws's connect, TLS (system CAs, --ca,
- * SNI, ALPN), http_proxy and timeouts, and reads the response head; whclient
+ * SNI, ALPN) and timeouts, and reads the response head; whclient
  * adds the upgrade header fields itself, checks the 101 (client_hs_check: the
  * Sec-WebSocket-Accept, the tokens, no extension), and then reads the
  * "body" of that response, which after a 101 is the WebSocket, in bulk
@@ -234,7 +234,6 @@ int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
         if (on_event(c, wsi, &ev) < 0)
             return -1;
     }
-    client_timer_update(c);
     if (c->mux && !c->rx_paused && mux_session_buffered(c->mux) > CLIENT_RX_PAUSE) {
         c->rx_paused = 1;
         CLIENT_DEBUG("pausing WebSocket reads: %llu bytes not yet taken by the local port",
@@ -326,6 +325,5 @@ int client_wsconn_writeable(struct client *c, struct lws *wsi)
         /* The session re-arms output_cb only once next() has returned 0: do
          * that now, or output queued later would never ask for a write. */
         (void)mux_session_next(c->mux, frame, TX_CAP);
-    client_timer_update(c);
     return 0;
 }
