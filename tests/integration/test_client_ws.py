@@ -2,7 +2,8 @@
 answers the registration and then speaks raw WebSocket frames): the request's upgrade fields,
 the checked Sec-WebSocket-Accept and extensions, frames that arrive with the 101, fragmented
 messages with a ping between the fragments, the close handshake (4001: replaced), an oversized
-message, and whclient's keep-alive ping."""
+message, and whclient's keep-alive ping; and, against a real node, the pause and resumption of
+WebSocket reads when the local server does not keep up."""
 
 import base64
 import hashlib
@@ -13,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import Proc, binary, free_port, make_token, wait_for
+from conftest import Proc, binary, free_port, make_token, slow_check, wait_for
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
@@ -293,3 +294,84 @@ def test_keepalive_ping_after_20s(procs, fake):
     client(procs, f.url)
     wait_for(lambda: "ping" in got or f.errors, 40, "a ping from whclient")
     assert 15 <= got["after"] <= 30, got
+
+
+def test_backpressure_pauses_and_resumes_reads(procs, node):
+    """Uploads to a local server that reads nothing for a while: the kernel takes up to about
+    4 MiB per local socket, then each stream's data stays in whclient (up to the 256 KiB window).
+    Once the session holds more than 8 MiB not yet written to local sockets, whclient stops
+    reading the WebSocket; when the server reads again, whclient resumes and every upload
+    completes, byte for byte (48 uploads of 6 MiB: 288 MiB in all)."""
+    slow_check()
+    streams, size = 48, 6 * 1024 * 1024
+    srv = socket.socket()
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(128)
+    srv.settimeout(0.2)
+    release, stop = threading.Event(), threading.Event()
+    received, statuses = [], []
+    want = bytes(range(256)) * (size // 256)
+
+    def serve(conn):
+        conn.settimeout(60)
+        release.wait(60)
+        data = b""
+        try:
+            while b"\r\n\r\n" not in data:
+                data += conn.recv(65536)
+            body = bytearray(data.partition(b"\r\n\r\n")[2])
+            while len(body) < size:
+                chunk = conn.recv(262144)
+                if not chunk:
+                    break
+                body += chunk
+            received.append(len(body) == size and body == want)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+            while conn.recv(65536):  # until the viewer's side ends the stream
+                pass
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            received.append(repr(e))
+        finally:
+            conn.close()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=serve, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    c = Proc([binary("whclient"), node.url, "bp", str(srv.getsockname()[1]), "--token", make_token("bp"),
+              "--log-level", "debug"], name="client")
+    procs.append(c)
+    wait_for(lambda: "registered as bp" in c.output(), 10, "the registration")
+
+    def viewer():
+        s = socket.create_connection(("127.0.0.1", node.port), timeout=90)
+        try:
+            s.sendall(b"POST /bp/up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size + want)
+            statuses.append(s.recv(4096).split(b" ")[1])
+        except OSError as e:
+            statuses.append(repr(e).encode())
+        finally:
+            s.close()
+
+    viewers = [threading.Thread(target=viewer, daemon=True) for _ in range(streams)]
+    for v in viewers:
+        v.start()
+    try:
+        wait_for(lambda: "pausing WebSocket reads" in c.output(), 30, "whclient to pause its reads")
+    finally:
+        release.set()
+    wait_for(lambda: "reading the WebSocket again" in c.output(), 30, "whclient to resume")
+    for v in viewers:
+        v.join(90)
+    stop.set()
+    srv.close()
+    assert statuses == [b"200"] * streams, (statuses, received)
+    assert received == [True] * streams
