@@ -128,6 +128,7 @@ struct client_hs_result {
     int status;                       /* the HTTP status */
     int err;                          /* 0: a valid WebSocket upgrade; else a negative enum ws_err
                                        * (WS_E_BAD_STATUS when status is not 101) */
+    const char *why;                  /* err != 0: why, a static string for the log; else NULL */
     int ext;                          /* 101 with X-Whtunnel-Ext: 1 (this project's extensions) */
     char url[CLIENT_MAX_URL];         /* 101: X-Websocktunnel-Client-Url, else X-Webhooktunnel-Client-Url */
     char refusal[CLIENT_MAX_REFUSAL]; /* 401: error_description="..." of WWW-Authenticate (RFC 6750) */
@@ -136,7 +137,8 @@ struct client_hs_result {
 /* Checks a response to the upgrade request: status, its n header fields
  * (names case-insensitive, values may carry blanks; hdrs may be NULL when n is
  * 0) and key, the NUL-terminated Sec-WebSocket-Key we sent. A 101 must pass
- * ws_check_response(); only then are the URL and the extension flag read.
+ * ws_check_response() and carry no Content-Length or Transfer-Encoding
+ * (WS_E_NOT_UPGRADE); only then are the URL and the extension flag read.
  * Fills *out; never fails. */
 void client_hs_check(int status, const struct ws_header *hdrs, size_t n, const char *key,
                      struct client_hs_result *out);

@@ -2,8 +2,8 @@
  * without I/O (see client.h). libwebsockets parses the response head; this
  * file decides what its status and header fields mean: a valid WebSocket
  * upgrade (mux/ws.c's ws_check_response: Upgrade, Connection,
- * Sec-WebSocket-Accept, no extension), the client URL, the extension flag, and
- * the reason of a 401. Everything copied out is made printable ASCII: it goes
+ * Sec-WebSocket-Accept, no extension, no body framing), the client URL, the
+ * extension flag, and the reason of a 401. Everything copied out is made printable ASCII: it goes
  * to the log and to stdout. */
 #include "client/client.h"
 #include "mux/ws.h"
@@ -70,11 +70,21 @@ void client_hs_check(int status, const struct ws_header *hdrs, size_t n, const c
         client_refusal_parse(v, vl, out->refusal, sizeof out->refusal);
     if (status != 101) {
         out->err = WS_E_BAD_STATUS;
+        out->why = "not switching to a WebSocket";
         return;
     }
     out->err = ws_check_response(status, hdrs, n, key);
-    if (out->err)
+    if (out->err) {
+        out->why = ws_strerror(out->err);
         return;
+    }
+    /* lws reads what follows a response head as its body: framing would
+     * make it rewrite (dechunk) or cut the WebSocket */
+    if (client__field(hdrs, n, "content-length", &vl) || client__field(hdrs, n, "transfer-encoding", &vl)) {
+        out->err = WS_E_NOT_UPGRADE;
+        out->why = "a 101 response with Content-Length or Transfer-Encoding";
+        return;
+    }
     v = client__field(hdrs, n, "x-whtunnel-ext", &vl);
     out->ext = v && vl == 1 && v[0] == '1';
     v = client__field(hdrs, n, "x-websocktunnel-client-url", &vl);

@@ -37,7 +37,7 @@
 #define PING_AFTER_MS 20000   /* ping when nothing confirmed the connection for this long */
 #define HANGUP_AFTER_MS 60000 /* and hang up when nothing did for this long */
 #define CLOSE_WAIT_S 5        /* after our close frame, wait this long for the node's */
-#define MAX_RESPONSE_FIELDS 8
+#define MAX_RESPONSE_FIELDS 10
 
 /* ---- the registration request and its answer --------------------------------------- */
 
@@ -101,13 +101,17 @@ int client_wsconn_response(struct client *c, struct lws *wsi)
     take_field(wsi, WSI_TOKEN_ACCEPT, "sec-websocket-accept:", accept, sizeof accept, h, &n);
     take_field(wsi, WSI_TOKEN_EXTENSIONS, "sec-websocket-extensions:", exts, sizeof exts, h, &n);
     take_field(wsi, WSI_TOKEN_HTTP_WWW_AUTHENTICATE, "www-authenticate:", auth, sizeof auth, h, &n);
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0)
+        h[n++] = (struct ws_header){.name = "content-length", .name_len = 14, .value = "", .value_len = 0};
+    if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+        h[n++] = (struct ws_header){.name = "transfer-encoding", .name_len = 17, .value = "", .value_len = 0};
     take_field(wsi, -1, "x-whtunnel-ext:", ext, sizeof ext, h, &n);
     take_field(wsi, -1, "x-websocktunnel-client-url:", url1, sizeof url1, h, &n);
     take_field(wsi, -1, "x-webhooktunnel-client-url:", url2, sizeof url2, h, &n);
     client_hs_check((int)lws_http_client_http_response(wsi), h, n, c->ws_key, &r);
     c->http_status = r.status;
     snprintf(c->refusal, sizeof c->refusal, "%s", r.refusal);
-    c->hs_why = r.err == WS_E_BAD_STATUS ? "not switching to a WebSocket" : r.err ? ws_strerror(r.err) : NULL;
+    c->hs_why = r.why;
     if (r.err)
         return -1;
     c->ext = r.ext;

@@ -7,7 +7,9 @@
  * example, so a seed carrying its accept value reaches the 101 paths.
  *
  * Checks: the strings out are NUL-terminated, printable and within bounds; only
- * a 101 is accepted, and only when mux/ws.c's ws_check_response accepts it;
+ * a 101 is accepted, and only when mux/ws.c's ws_check_response accepts it
+ * (and no Content-Length or Transfer-Encoding comes with it); a reason for
+ * every refusal;
  * nothing is read from a refused response; a reason only for a 401, and it is
  * the one client_refusal_parse finds; client_refusal_parse at every cap gives
  * a prefix of the whole reason. */
@@ -74,10 +76,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check_string(r.url, sizeof r.url);
     check_string(r.refusal, sizeof r.refusal);
     check(r.ext == 0 || r.ext == 1);
-    if (status != 101)
+    check(!r.err == !r.why);
+    if (status != 101) {
         check(r.err == WS_E_BAD_STATUS);
-    else
-        check(r.err == ws_check_response(101, h, n, KEY));
+    } else {
+        int w = ws_check_response(101, h, n, KEY);
+        check(w ? r.err == w : r.err == 0 || r.err == WS_E_NOT_UPGRADE); /* body framing */
+    }
     if (r.err)
         check(!r.ext && !r.url[0]);
     if (status != 401)

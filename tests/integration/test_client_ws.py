@@ -182,12 +182,18 @@ def test_request_fields_and_frames_with_the_101(procs, fake):
     assert c.p.stdout.readline() == b"http://fake/w1/\n"  # printed at registration, before the pong
 
 
-@pytest.mark.parametrize("case", ["wrong accept", "extension"])
+@pytest.mark.parametrize("case", ["wrong accept", "extension", "framing"])
 def test_bad_101_is_refused(procs, fake, case):
-    """A 101 with a wrong Sec-WebSocket-Accept, or selecting an extension, is not a session."""
+    """A 101 with a wrong Sec-WebSocket-Accept, selecting an extension, or with a body framing
+    (which would make libwebsockets rewrite the stream) is not a session."""
     def respond(conn, fields):
         if case == "wrong accept":
             upgrade(conn, fields, accept=accept_of("AAAAAAAAAAAAAAAAAAAAAA=="))
+        elif case == "framing":
+            key = fields["sec-websocket-key"][0]
+            conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                         b"Sec-WebSocket-Accept: " + accept_of(key).encode() + b"\r\n"
+                         b"Transfer-Encoding: chunked\r\n\r\n")
         else:
             key = fields["sec-websocket-key"][0]
             conn.sendall(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -198,7 +204,8 @@ def test_bad_101_is_refused(procs, fake, case):
 
     f = fake(respond)
     c = client(procs, f.url)
-    want = "Sec-WebSocket-Accept" if case == "wrong accept" else "extension"
+    want = {"wrong accept": "Sec-WebSocket-Accept", "extension": "extension",
+            "framing": "Transfer-Encoding"}[case]
     wait_for(lambda: "failed: HTTP 101" in c.output() and want in c.output(), 10, "the refusal")
     wait_for(lambda: len(f.requests) >= 2, 15, "a retry")
     assert "registered as" not in c.output()

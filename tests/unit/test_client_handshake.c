@@ -63,6 +63,7 @@ static void test_invalid_101(void **state)
                                 H("x-websocktunnel-client-url", "https://w1/")};
     client_hs_check(101, wrong, 4, KEY, &r);
     assert_int_equal(r.err, WS_E_BAD_ACCEPT);
+    assert_string_equal(r.why, "missing or wrong Sec-WebSocket-Accept");
     assert_string_equal(r.url, ""); /* nothing is taken from a refused response */
     client_hs_check(101, wrong, 2, KEY, &r);
     assert_int_equal(r.err, WS_E_BAD_ACCEPT); /* missing */
@@ -83,6 +84,19 @@ static void test_invalid_101(void **state)
     assert_int_equal(r.err, WS_E_EXTENSION);
     client_hs_check(101, NULL, 0, KEY, &r);
     assert_int_equal(r.err, WS_E_NOT_UPGRADE);
+    assert_string_equal(r.why, ws_strerror(WS_E_NOT_UPGRADE));
+    /* a body framing on a 101 would make lws rewrite or cut the WebSocket */
+    struct ws_header framed[] = {H("Upgrade", "websocket"), H("Connection", "Upgrade"),
+                                 H("Sec-WebSocket-Accept", ACCEPT), H("Content-Length", "0")};
+    client_hs_check(101, framed, 4, KEY, &r);
+    assert_int_equal(r.err, WS_E_NOT_UPGRADE);
+    assert_string_equal(r.why, "a 101 response with Content-Length or Transfer-Encoding");
+    framed[3] = (struct ws_header)H("transfer-encoding", "chunked");
+    client_hs_check(101, framed, 4, KEY, &r);
+    assert_int_equal(r.err, WS_E_NOT_UPGRADE);
+    client_hs_check(101, framed, 3, KEY, &r);
+    assert_int_equal(r.err, 0);
+    assert_null(r.why);
 }
 
 static void test_other_statuses(void **state)
@@ -101,6 +115,7 @@ static void test_other_statuses(void **state)
         client_hs_check(statuses[i], h, 5, KEY, &r);
         assert_int_equal(r.status, statuses[i]);
         assert_int_equal(r.err, WS_E_BAD_STATUS);
+        assert_string_equal(r.why, "not switching to a WebSocket");
         assert_string_equal(r.refusal, ""); /* a reason only for a 401 */
         assert_string_equal(r.url, "");
         assert_int_equal(r.ext, 0);
