@@ -22,6 +22,7 @@
 #include <stdint.h>
 
 #include "mux/mux.h"
+#include "mux/ws.h"
 #include "util/util.h"
 
 #include <libwebsockets.h>
@@ -32,6 +33,7 @@
 #define CLIENT_MAX_TOKEN 8192    /* JWT */
 #define CLIENT_MAX_BACKENDS 1024 /* concurrent streams forwarded to the local port */
 #define CLIENT_MAX_MESSAGE (1024 * 1024 + MUX_MAX_CONTROL_LEN) /* reassembled WebSocket message */
+#define CLIENT_MAX_REFUSAL 256                                 /* a 401's reason, as logged */
 #define CLIENT_RX_PAUSE                                                                                      \
     ((uint64_t)8 * 1024 * 1024) /* stop reading the WebSocket above this many unconsumed bytes */
 #define CLIENT_RX_RESUME (CLIENT_RX_PAUSE / 2)
@@ -118,6 +120,35 @@ int64_t client_backoff_ms(unsigned n, double r);
 /* A uniform random number in [0, 1] (OpenSSL's generator). */
 double client_random01(void);
 
+/* ---- the node's answer to the registration (handshake.c, pure) ---------- */
+
+/* What the handshake response says. Strings are printable ASCII,
+ * NUL-terminated, "" when absent. */
+struct client_hs_result {
+    int status;                       /* the HTTP status */
+    int err;                          /* 0: a valid WebSocket upgrade; else a negative enum ws_err
+                                       * (WS_E_BAD_STATUS when status is not 101) */
+    const char *why;                  /* err != 0: why, a static string for the log; else NULL */
+    int ext;                          /* 101 with X-Whtunnel-Ext: 1 (this project's extensions) */
+    char url[CLIENT_MAX_URL];         /* 101: X-Websocktunnel-Client-Url, else X-Webhooktunnel-Client-Url */
+    char refusal[CLIENT_MAX_REFUSAL]; /* 401: error_description="..." of WWW-Authenticate (RFC 6750) */
+};
+
+/* Checks a response to the upgrade request: status, its n header fields
+ * (names case-insensitive, values may carry blanks; hdrs may be NULL when n is
+ * 0) and key, the NUL-terminated Sec-WebSocket-Key we sent. A 101 must pass
+ * ws_check_response() and carry no Content-Length or Transfer-Encoding
+ * (WS_E_NOT_UPGRADE); only then are the URL and the extension flag read.
+ * Fills *out; never fails. */
+void client_hs_check(int status, const struct ws_header *hdrs, size_t n, const char *key,
+                     struct client_hs_result *out);
+
+/* The error_description="..." parameter of a WWW-Authenticate value (len
+ * bytes, not NUL-terminated), up to its closing quote, as printable ASCII
+ * truncated to cap - 1 bytes, into out[cap] (cap >= 1); "" if there is none
+ * or it is not closed. */
+void client_refusal_parse(const char *value, size_t len, char *out, size_t cap);
+
 /* ---- the client state (tunnel.c owns it; backend.c reads a few fields) --- */
 
 /* Tunnel states; transitions only through tunnel.c's set_state(), which checks
@@ -140,30 +171,37 @@ struct client {
     int exit_code; /* requested exit status once stopping */
 
     /* the WebSocket and its session */
-    struct lws *ws;          /* current WebSocket wsi, or NULL */
-    struct mux_session *mux; /* the session while UP, else NULL */
-    int ext;                 /* the node confirmed X-Whtunnel-Ext: 1 */
-    int http_status;         /* status of the last handshake response, 0 if none */
-    char tls_error[160];     /* why the node's certificate was refused, "" if it was not */
-    char refusal[256];       /* a 401's reason (WWW-Authenticate error_description), "" if none */
-    int ws_closing;          /* we asked the WebSocket to close (drain after GOAWAY) */
-    int draining;            /* the node sent GOAWAY: finish the streams, then reconnect */
+    struct lws *ws;                   /* current WebSocket wsi, or NULL */
+    struct mux_session *mux;          /* the session while UP, else NULL */
+    int ext;                          /* the node confirmed X-Whtunnel-Ext: 1 */
+    int http_status;                  /* status of the last handshake response, 0 if none */
+    char tls_error[160];              /* why the node's certificate was refused, "" if it was not */
+    char refusal[CLIENT_MAX_REFUSAL]; /* a 401's reason (WWW-Authenticate error_description), "" if none */
+    const char *hs_why;               /* why a response was refused (a static string), or NULL */
+    int ws_closing;                   /* we asked the WebSocket to close (drain after GOAWAY) */
+    int draining;                     /* the node sent GOAWAY: finish the streams, then reconnect */
     int64_t drain_deadline_ms;
-    int close_code;                   /* close code the node sent, 0 if none */
-    char pending_url[CLIENT_MAX_URL]; /* client URL from the 101, printed once UP */
-    int rx_paused;                    /* WebSocket reads stopped: too many unconsumed bytes */
-    int rx_in_msg, rx_binary;         /* reassembly of a fragmented message */
-    uint8_t *rx;                      /* reassembly buffer (CLIENT_MAX_MESSAGE) */
-    size_t rx_len;
+    int close_code;                       /* close code the node sent, 0 if none */
+    char pending_url[CLIENT_MAX_URL];     /* client URL from the 101, printed once UP */
+    int rx_paused;                        /* WebSocket reads stopped: too many unconsumed bytes */
+    struct ws_parser wsp;                 /* frames from the node (mux/ws.h), reassembles messages */
+    char ws_key[25];                      /* the Sec-WebSocket-Key of the current attempt */
+    int peer_closed;                      /* the node sent a close frame: echo it, then hang up */
+    int close_sent;                       /* our close frame went out: wait for the node's */
+    uint8_t pong[WS_MAX_CONTROL_PAYLOAD]; /* a ping's payload to answer, when pong_pending */
+    size_t pong_len;
+    int pong_pending;
+    int ping_due;             /* keep-alive: a ping is to be sent */
+    int64_t last_pong_ms;     /* keep-alive: when the connection was last confirmed */
     uint8_t *tx;              /* LWS_PRE + one frame */
     uint8_t *tcp_tx;          /* LWS_PRE + CLIENT_TCP_CHUNK, shared by the backends */
     int64_t up_since_ms;      /* when the current session came up */
     char url[CLIENT_MAX_URL]; /* the client URL last printed */
 
     /* reconnects */
-    unsigned attempt; /* consecutive failed attempts */
+    unsigned attempt;  /* consecutive failed attempts */
     unsigned replaced; /* sessions in a row that another registration of the id replaced */
-    lws_sorted_usec_list_t sul_retry, sul_mux, sul_stdin, sul_drain;
+    lws_sorted_usec_list_t sul_retry, sul_mux, sul_stdin, sul_drain, sul_ping;
 
     /* tokens */
     char token[CLIENT_MAX_TOKEN + 1];
@@ -198,6 +236,37 @@ void client_free(struct client *c);
 /* The lws protocol callback for the WebSocket to the node; as protocols[0] it
  * also receives every wsi's final WSI_DESTROY. */
 int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+
+/* ---- the WebSocket to the node (wsconn.c) --------------------------------- */
+
+/* CLIENT_APPEND_HANDSHAKE_HEADER: adds the upgrade fields (with a fresh
+ * Sec-WebSocket-Key, kept in c->ws_key), the token and the id. 0 or -1. */
+int client_wsconn_headers(struct client *c, struct lws *wsi, unsigned char **p, unsigned char *end);
+
+/* ESTABLISHED_CLIENT_HTTP: reads the response (client_hs_check) into
+ * c->http_status, c->refusal, c->hs_why and, for a valid 101, c->ext and
+ * c->pending_url. Returns 0 for a valid upgrade, else -1. */
+int client_wsconn_response(struct client *c, struct lws *wsi);
+
+/* The session came up: starts the frame parser and the keep-alive (ping after
+ * 20 s without a pong, hang up after 60 s). */
+void client_wsconn_start(struct client *c);
+
+/* The connection is gone: stops the keep-alive, frees the parser. */
+void client_wsconn_stop(struct client *c);
+
+/* RECEIVE_CLIENT_HTTP: pulls what lws has read (client_wsconn_rx gets it). */
+int client_wsconn_readable(struct client *c, struct lws *wsi);
+
+/* RECEIVE_CLIENT_HTTP_READ: parses len bytes of frames, feeds messages to the
+ * session, answers pings, handles the close; pauses reading above
+ * CLIENT_RX_PAUSE. Returns -1 to hang up. */
+int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len);
+
+/* CLIENT_HTTP_WRITEABLE: writes one frame: a due control frame (close, pong,
+ * ping) or the session's next frame. Returns -1 to hang up. (The caller
+ * re-arms the session's timer after this and client_wsconn_rx.) */
+int client_wsconn_writeable(struct client *c, struct lws *wsi);
 
 /* Called by backend.c after it consumed stream data: resumes reading the
  * WebSocket once the session's unconsumed bytes fell below CLIENT_RX_RESUME. */

@@ -1,19 +1,19 @@
 /* whclient: the WebSocket to the node, the mux session on it, reconnects with
  * backoff, and tokens read from stdin. The state table is in docs/client.md.
  *
+ * The connection itself (an lws HTTP client whose 101 response becomes the
+ * WebSocket, framed by mux/ws.c) is wsconn.c's.
+ *
  * lws facts this file relies on (libwebsockets 4.1, checked in its source):
  * - request headers are added in CLIENT_APPEND_HANDSHAKE_HEADER;
- * - the handshake's HTTP status is readable in ESTABLISHED_CLIENT_HTTP (called
- *   for ws clients before the 101 check) and still in CONNECTION_ERROR;
- * - custom response headers are readable only in CLIENT_FILTER_PRE_ESTABLISH;
+ * - the handshake's HTTP status is readable in ESTABLISHED_CLIENT_HTTP and
+ *   still in CONNECTION_ERROR;
  * - every wsi ends with WSI_DESTROY on protocols[0] (this callback), even when
- *   neither CONNECTION_ERROR nor CLIENT_CLOSED was delivered.
+ *   neither CONNECTION_ERROR nor CLOSED_CLIENT_HTTP was delivered.
  */
 #include "client/client.h"
-#include "mux/ws.h"
 
 #include <errno.h>
-#include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <poll.h>
 #include <stdio.h>
@@ -27,12 +27,6 @@
 #define UP_RESETS_BACKOFF_MS 60000
 #define DRAIN_MAX_MS 30000
 #define DRAIN_CHECK_US ((lws_usec_t)250 * 1000)
-
-/* Keep-alive: ping after 20 s without a pong, hang up after 60 s. */
-static const lws_retry_bo_t keepalive = {
-    .secs_since_valid_ping = 20,
-    .secs_since_valid_hangup = 60,
-};
 
 static const char *const state_names[] = {
     [CLIENT_INIT] = "init", [CLIENT_WAIT_TOKEN] = "wait-token", [CLIENT_CONNECTING] = "connecting",
@@ -355,8 +349,7 @@ static int session_up(struct client *c, struct lws *wsi)
     }
     c->ws = wsi;
     c->up_since_ms = util_now_ms();
-    c->rx_in_msg = 0;
-    c->rx_len = 0;
+    client_wsconn_start(c);
     c->rx_paused = 0;
     c->ws_closing = c->draining = 0;
     c->close_code = 0;
@@ -375,6 +368,7 @@ static void ws_lost(struct client *c, const char *why)
     c->ws = NULL;
     lws_sul_cancel(&c->sul_mux);
     lws_sul_cancel(&c->sul_drain);
+    client_wsconn_stop(c);
     if (c->mux) {
         const struct mux_stats *ms = mux_session_stats(c->mux);
         CLIENT_DEBUG("session stats: %llu streams accepted, %llu closed, %u open; frames in %llu, out %llu "
@@ -388,8 +382,6 @@ static void ws_lost(struct client *c, const char *why)
         mux_session_free(c->mux);
         c->mux = NULL;
     }
-    c->rx_in_msg = 0;
-    c->rx_len = 0;
     c->rx_paused = c->ws_closing = c->draining = 0;
     if (c->state == CLIENT_STOPPING)
         return;
@@ -415,28 +407,6 @@ static void ws_lost(struct client *c, const char *why)
         CLIENT_WARN("cannot connect to %s: %s", client_cfg->server_text, why);
         schedule_retry(c, 0);
     }
-}
-
-/* Keeps the reason of a 401 from its WWW-Authenticate header (RFC 6750:
- * Bearer error="invalid_token", error_description="..."), which the node
- * fills with what was wrong with the token and a hint. */
-static void read_refusal(struct client *c, struct lws *wsi)
-{
-    char h[512];
-    c->refusal[0] = '\0';
-    if (lws_hdr_copy(wsi, h, sizeof h, WSI_TOKEN_HTTP_WWW_AUTHENTICATE) <= 0)
-        return;
-    const char *d = strstr(h, "error_description=\"");
-    if (!d)
-        return;
-    d += strlen("error_description=\"");
-    const char *end = strchr(d, '"');
-    if (!end)
-        return;
-    size_t n = (size_t)(end - d) < sizeof c->refusal - 1 ? (size_t)(end - d) : sizeof c->refusal - 1;
-    for (size_t i = 0; i < n; i++) /* printable ASCII only: it goes to the log */
-        c->refusal[i] = d[i] >= 0x20 && d[i] < 0x7f ? d[i] : '?';
-    c->refusal[n] = '\0';
 }
 
 /* The connection or its handshake failed. */
@@ -477,13 +447,14 @@ static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
     }
     if (status == 400)
         CLIENT_ERROR("registration refused by the server (400 Bad Request): check the id and the token");
-    else if (status < 300 || status == 404 || status == 405)
+    else if ((status < 300 && status != 101) || status == 404 || status == 405)
         /* a node answers a registration 101, 401, 400 or 5xx: this is something else */
         CLIENT_ERROR("%s answered the registration with HTTP %d instead of switching to a WebSocket: it does "
                      "not look like a webhooktunnel node (check the URL, its scheme and its path)",
                      client_cfg->server_text, status);
     else if (status)
-        CLIENT_ERROR("handshake with %s failed: HTTP %d (%s)", client_cfg->server_text, status, why);
+        CLIENT_ERROR("handshake with %s failed: HTTP %d (%s)", client_cfg->server_text, status,
+                     c->hs_why ? c->hs_why : why);
     else
         CLIENT_WARN("cannot connect to %s: %s", client_cfg->server_text, why);
     schedule_retry(c, 0);
@@ -502,11 +473,12 @@ static void tunnel_connect(struct client *c)
     i.path = u->path;
     i.host = u->authority;
     i.alpn = "http/1.1"; /* WebSocket over HTTP/2 is not what the nodes speak */
+    i.method = "GET";    /* an HTTP client: wsconn.c makes it a WebSocket */
     i.local_protocol_name = CLIENT_WS_PROTOCOL;
-    i.retry_and_idle_policy = &keepalive;
     i.pwsi = &c->ws;
 
     c->http_status = 0;
+    c->hs_why = NULL;
     c->dial_gen = c->token_gen;
     c->tls_error[0] = '\0';
     c->refusal[0] = '\0';
@@ -523,175 +495,36 @@ static void tunnel_connect(struct client *c)
 
 /* ---- the WebSocket callback --------------------------------------------------- */
 
-static int append_headers(struct client *c, struct lws *wsi, unsigned char **p, unsigned char *end)
-{
-    char auth[sizeof "Bearer " + CLIENT_MAX_TOKEN];
-    const unsigned char *id = (const unsigned char *)client_cfg->id;
-    int idlen = (int)strlen(client_cfg->id), rc;
-    int n = snprintf(auth, sizeof auth, "Bearer %s", c->token);
-    rc = lws_add_http_header_by_name(wsi, (const unsigned char *)"Authorization:", (unsigned char *)auth, n,
-                                     p, end) ||
-         lws_add_http_header_by_name(wsi, (const unsigned char *)"X-Websocktunnel-Id:", id, idlen, p, end) ||
-         lws_add_http_header_by_name(wsi, (const unsigned char *)"X-Webhooktunnel-Id:", id, idlen, p, end) ||
-         lws_add_http_header_by_name(
-             wsi, (const unsigned char *)"X-Whtunnel-Ext:", (const unsigned char *)"1", 1, p, end);
-    explicit_bzero(auth, sizeof auth);
-    if (rc)
-        CLIENT_ERROR("the handshake headers do not fit in lws's buffer");
-    return rc ? -1 : 0;
-}
-
-/* Copies a custom response header into buf as printable ASCII ("" if absent). */
-static void read_header(struct lws *wsi, const char *name, char *buf, size_t cap)
-{
-    int n = lws_hdr_custom_copy(wsi, buf, (int)cap, name, (int)strlen(name));
-    if (n <= 0) {
-        buf[0] = '\0';
-        return;
-    }
-    for (int i = 0; i < n && buf[i]; i++)
-        if ((unsigned char)buf[i] < 0x20 || (unsigned char)buf[i] >= 0x7f)
-            buf[i] = '?';
-}
-
-static void filter_pre_establish(struct client *c, struct lws *wsi)
-{
-    char ext[8];
-    read_header(wsi, "x-whtunnel-ext:", ext, sizeof ext);
-    c->ext = !strcmp(ext, "1");
-    read_header(wsi, "x-websocktunnel-client-url:", c->pending_url, sizeof c->pending_url);
-    if (!c->pending_url[0])
-        read_header(wsi, "x-webhooktunnel-client-url:", c->pending_url, sizeof c->pending_url);
-}
-
-static int on_receive(struct client *c, struct lws *wsi, const uint8_t *in, size_t len)
-{
-    const uint8_t *msg = in;
-    size_t mlen = len;
-    int final, rc;
-
-    if (!c->mux || wsi != c->ws)
-        return 0;
-    if (!c->rx_in_msg) {
-        c->rx_in_msg = 1;
-        c->rx_binary = lws_frame_is_binary(wsi);
-        c->rx_len = 0;
-    }
-    final = lws_is_final_fragment(wsi);
-    if (c->rx_binary && !(final && c->rx_len == 0)) { /* a fragment: reassemble */
-        if (len > CLIENT_MAX_MESSAGE - c->rx_len) {
-            CLIENT_ERROR("the node sent a message larger than %d bytes: closing", CLIENT_MAX_MESSAGE);
-            lws_close_reason(wsi, LWS_CLOSE_STATUS_MESSAGE_TOO_LARGE, NULL, 0);
-            return -1;
-        }
-        if (!c->rx && !(c->rx = malloc(CLIENT_MAX_MESSAGE))) {
-            CLIENT_ERROR("out of memory reassembling a message: closing");
-            return -1;
-        }
-        memcpy(c->rx + c->rx_len, in, len);
-        c->rx_len += len;
-        msg = c->rx;
-        mlen = c->rx_len;
-    }
-    if (!final)
-        return 0;
-    c->rx_in_msg = 0;
-    c->rx_len = 0;
-    if (!c->rx_binary) {
-        CLIENT_DEBUG("ignoring a text message from the node");
-        return 0;
-    }
-    rc = mux_session_feed(c->mux, msg, mlen, util_now_ms());
-    if (rc < 0) {
-        CLIENT_ERROR("protocol error from the node (%s): closing the connection", mux_strerror(rc));
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_PROTOCOL_ERR, NULL, 0);
-        return -1;
-    }
-    client_timer_update(c);
-    if (!c->rx_paused && mux_session_buffered(c->mux) > CLIENT_RX_PAUSE) {
-        c->rx_paused = 1;
-        CLIENT_DEBUG("pausing WebSocket reads: %llu bytes not yet taken by the local port",
-                     (unsigned long long)mux_session_buffered(c->mux));
-        lws_rx_flow_control(wsi, 0);
-    }
-    return 0;
-}
-
-/* Sends one binary message: the frame is made and masked here (mux/ws.c
- * masks 16 bytes per step; libwebsockets masks one byte at a time, which
- * made it whclient's bottleneck) and handed to libwebsockets as raw bytes.
- * The mask key is random per frame, as RFC 6455 wants, from OpenSSL's
- * user-space generator. payload has LWS_PRE bytes of room before it. */
-static int write_frame(struct lws *wsi, uint8_t *payload, size_t n)
-{
-    uint8_t key[4], hdr[WS_MAX_HEADER];
-    if (RAND_bytes(key, sizeof key) != 1)
-        return -1;
-    size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, key);
-    ws_mask(payload, n, key, 0);
-    memcpy(payload - h, hdr, h);
-    return lws_write(wsi, payload - h, n + h, LWS_WRITE_RAW) < 0 ? -1 : 0;
-}
-
-static int on_writeable(struct client *c, struct lws *wsi)
-{
-    uint8_t *frame = c->tx + LWS_PRE;
-    size_t n;
-
-    if (wsi != c->ws)
-        return 0;
-    if (c->ws_closing) {
-        lws_close_reason(wsi, LWS_CLOSE_STATUS_GOINGAWAY, NULL, 0);
-        return -1;
-    }
-    if (!c->mux)
-        return 0;
-    n = mux_session_next(c->mux, frame, TX_CAP);
-    if (n > 0 && write_frame(wsi, frame, n) < 0) {
-        CLIENT_ERROR("writing to the node failed");
-        return -1;
-    }
-    if (c->mux && mux_session_has_output(c->mux))
-        lws_callback_on_writable(wsi);
-    else if (n > 0 && c->mux)
-        /* The session re-arms output_cb only once next() has returned 0: do
-         * that now, or output queued later would never ask for a write. */
-        (void)mux_session_next(c->mux, frame, TX_CAP);
-    client_timer_update(c);
-    return 0;
-}
-
 int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
     struct lws_context *ctx = lws_get_context(wsi);
     struct client *c = ctx ? lws_context_user(ctx) : NULL;
+    int rc;
     if (!c)
         return 0;
 
     switch (reason) {
     case LWS_CALLBACK_CLIENT_APPEND_HANDSHAKE_HEADER:
-        return append_headers(c, wsi, (unsigned char **)in, (unsigned char *)*(unsigned char **)in + len);
+        return client_wsconn_headers(c, wsi, (unsigned char **)in,
+                                     (unsigned char *)*(unsigned char **)in + len);
     case LWS_CALLBACK_ESTABLISHED_CLIENT_HTTP:
-        c->http_status = (int)lws_http_client_http_response(wsi);
-        if (c->http_status == 401)
-            read_refusal(c, wsi);
-        return 0;
-    case LWS_CALLBACK_CLIENT_FILTER_PRE_ESTABLISH: filter_pre_establish(c, wsi); return 0;
-    case LWS_CALLBACK_CLIENT_ESTABLISHED:
-        if (c->state != CLIENT_CONNECTING)
+        if (wsi != c->ws || c->state != CLIENT_CONNECTING || client_wsconn_response(c, wsi) < 0)
             return -1;
         return session_up(c, wsi);
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         if (wsi == c->ws || c->state == CLIENT_CONNECTING)
             handshake_failed(c, wsi, in && len ? (const char *)in : "connection failed");
         return 0;
-    case LWS_CALLBACK_CLIENT_RECEIVE: return on_receive(c, wsi, in, len);
-    case LWS_CALLBACK_CLIENT_WRITEABLE: return on_writeable(c, wsi);
-    case LWS_CALLBACK_WS_PEER_INITIATED_CLOSE:
-        if (wsi == c->ws && len >= 2)
-            c->close_code = ((const uint8_t *)in)[0] << 8 | ((const uint8_t *)in)[1];
-        return 0;
-    case LWS_CALLBACK_CLIENT_CLOSED:
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: return wsi == c->ws ? client_wsconn_readable(c, wsi) : 0;
+    case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
+        rc = client_wsconn_rx(c, wsi, in, len);
+        client_timer_update(c); /* the session's deadlines may have changed */
+        return rc;
+    case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:
+        rc = client_wsconn_writeable(c, wsi);
+        client_timer_update(c);
+        return rc;
+    case LWS_CALLBACK_CLOSED_CLIENT_HTTP:
         if (wsi == c->ws)
             ws_lost(c, "closed");
         return 0;
@@ -777,7 +610,7 @@ void client_free(struct client *c)
     }
     client_backend_stop_all(c);
     explicit_bzero(c->token, sizeof c->token);
-    free(c->rx);
+    ws_parser_free(&c->wsp);
     free(c->tx);
     free(c->tcp_tx);
     free(c);

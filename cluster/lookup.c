@@ -85,7 +85,8 @@ void reg__get_reply(struct cluster_registry *reg, struct cluster__req *rq, redis
             reg__fill_route(&route, &cr);
             result = 1;
         } else {
-            result = 0;
+            /* held, by a node that is not a member (dead, frozen, cut off): not "no such worker" */
+            result = CLUSTER_LOOKUP_NODE_DOWN;
         }
     }
     if (rc != 0 && r)

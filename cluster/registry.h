@@ -113,9 +113,13 @@ struct cluster_callbacks {
     enum cluster_log_level log_level;
 };
 
+/* A lookup's answer: the record names a node that is not a member (dead,
+ * frozen, cut off from Redis) and no newer one names a live node. */
+#define CLUSTER_LOOKUP_NODE_DOWN 2
+
 /* Answer to a lookup that went to Redis. result: 1 found (route set), 0 no
- * live route (no record, or a record naming a node that is not a member, or
- * this node), or a negative enum cluster_err: CLUSTER_E_TIMEOUT,
+ * record (or one naming this node), CLUSTER_LOOKUP_NODE_DOWN (a record naming
+ * a node that is not a member), or a negative enum cluster_err: CLUSTER_E_TIMEOUT,
  * CLUSTER_E_DOWN (the connection went away), CLUSTER_E_SYNTAX or
  * CLUSTER_E_REDIS (a bad answer). Lookups pending when the registry is freed
  * are dropped without a call. route is borrowed for the call. */

@@ -94,7 +94,10 @@ static void lookup_cb(struct cluster_registry *reg, int result, const struct clu
     if (result == 1)
         attach(lk->node, rt, lk->wt);
     else
-        lk->wt->ready_cb(lk->wt, NULL, result == 0 ? WSMUX_WAIT_NOT_FOUND : WSMUX_WAIT_REGISTRY_SILENT);
+        lk->wt->ready_cb(lk->wt, NULL,
+                         result == 0                          ? WSMUX_WAIT_NOT_FOUND
+                         : result == CLUSTER_LOOKUP_NODE_DOWN ? WSMUX_WAIT_UNREACHABLE
+                                                              : WSMUX_WAIT_REGISTRY_SILENT);
 }
 
 void relay_find(struct node *n, const char *id, size_t len, struct wsmux_waiter *wt, struct relay_lookup *lk)

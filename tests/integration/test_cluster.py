@@ -368,6 +368,10 @@ def test_sigkill_fails_fast_then_routes_to_new_place(cprocs):
         time.sleep(0.2)
     # n1 left the membership within its TTL (5 s)
     wait_for(lambda: status(n2)["peers_up"] == 1 and status(n3)["peers_up"] == 1, 5, "n1 gone from membership")
+    # Redis still names n1 for w1: held by a node that cannot be reached, not "no such worker"
+    r, body = fetch(n3, "GET", "/w1/status/204", timeout=10)
+    assert r.status == 503 and r.getheader("Retry-After") == "5", (r.status, body)
+    assert b"cannot be reached" in body
     c2 = Client(n3.url, "w1", cl.backends[0].port)
     cprocs.append(c2)
     t0 = time.time()  # registered on n3
