@@ -44,6 +44,7 @@ from conftest import slow_check, BUILD, ROOT, free_port, wait_for
 DEPLOY = os.path.join(ROOT, "deploy")
 CACHE = os.path.join(BUILD, "container-cache")
 BASE_IMAGE = "localhost/debian:12-slim"
+CACHE_TAG = "localhost/whtunnel-cache:%s"
 AUX = ("redis", "haproxy", "prometheus", "demo")
 HELLO = b"hello from the demo worker\n"
 NETAVARK = "/usr/lib/podman/netavark"
@@ -250,15 +251,19 @@ def test_compose_cluster():
         run([os.path.join(DEPLOY, "make-base-image.sh"), "--cache", CACHE, "--tag", BASE_IMAGE], env, timeout=600)
         timings["base image"] = time.time() - t0
 
+        # Each image also gets a cache tag, which stays when the test's own tags go: the next
+        # run rebuilds only what changed (the build stage's tag keeps its compiler layer).
         t0 = time.time()
-        run(["podman", "build", "-q", "--format", "docker", "-f", os.path.join(DEPLOY, "Dockerfile"),
-             "--build-arg", "BASE=" + BASE_IMAGE, "-t", images[0], ROOT], env, timeout=900)
+        build = ["podman", "build", "-q", "--format", "docker", "--build-arg", "BASE=" + BASE_IMAGE]
+        run(build + ["-f", os.path.join(DEPLOY, "Dockerfile"), "--target", "build", "-t", CACHE_TAG % "build", ROOT],
+            env, timeout=900)
+        run(build + ["-f", os.path.join(DEPLOY, "Dockerfile"), "-t", images[0], "-t", CACHE_TAG % "whtunnel", ROOT],
+            env, timeout=900)
         timings["whtunnel image"] = time.time() - t0
         t0 = time.time()
         for t, name in zip(AUX, images[1:]):
-            run(["podman", "build", "-q", "--format", "docker", "-f", os.path.join(DEPLOY, "compose", "Dockerfile"),
-                 "--target", t, "--build-arg", "BASE=" + BASE_IMAGE, "-t", name, os.path.join(DEPLOY, "compose")],
-                env, timeout=600)
+            run(build + ["-f", os.path.join(DEPLOY, "compose", "Dockerfile"), "--target", t, "-t", name,
+                         "-t", CACHE_TAG % t, os.path.join(DEPLOY, "compose")], env, timeout=600)
         timings["other images"] = time.time() - t0
 
         # The image: a non-root user, SIGTERM, a healthcheck, both programs.
@@ -267,7 +272,7 @@ def test_compose_cluster():
         assert cfg["User"] == "10001:10001", cfg["User"]
         assert cfg["StopSignal"] == "SIGTERM", cfg
         assert cfg["Entrypoint"] == ["whtunnel"], cfg
-        assert info.get("HealthCheck", {}).get("Test") == ["CMD", "whtunnel-healthcheck"], info.get("HealthCheck")
+        assert info.get("Healthcheck", {}).get("Test") == ["CMD", "whtunnel-healthcheck"], info.get("Healthcheck")
         for want in ("PORT=8080", "WHT_PEER_ADDR=0.0.0.0:8081", "WHT_ADMIN_ADDR=0.0.0.0:8082"):
             assert want in cfg["Env"], cfg["Env"]
         out = run(["podman", "run", "--rm", "--entrypoint", "whclient", images[0], "--help"], env)
@@ -389,6 +394,10 @@ def test_compose_cluster():
         for i in range(30):
             status, body = get("http://127.0.0.1:%d/demo/hello.txt?after=%d" % (http_port, i))
             assert (status, body) == (200, HELLO), (i, status, body[:300])
+    except BaseException:
+        if compose is not None:  # what each service said, for the failure's report
+            print(compose("logs", "--no-color", "--tail=40", timeout=60, check=False)[-20000:])
+        raise
     finally:
         t0 = time.time()
         if compose is not None:
@@ -414,7 +423,8 @@ def test_compose_cluster():
         for n in run(["podman", "network", "ls", "--format", "{{.Name}}"], env, check=False).split():
             if n.startswith("whtc%d_" % os.getpid()):
                 run(["podman", "network", "rm", "-f", n], env, check=False)
-        run(["podman", "rmi", "-f"] + images, env, check=False)
+        run(["podman", "rmi"] + images, env, check=False)  # untags: the cache tags stay
+        run(["podman", "image", "prune", "-f"], env, check=False)  # layers no tag needs any more
         for pid in ours("conmon", os.path.join(CACHE, "podman")):  # our containers' conmon, by its paths
             try:
                 os.kill(pid, 9)
@@ -428,11 +438,12 @@ def test_compose_cluster():
         for p in glob.glob(os.path.join(sock_dir, "*-%d.*" % os.getpid())) + [sock]:
             if os.path.exists(p):
                 os.unlink(p)
-        restore_host(before, notes)
+        remaining = [c for c in run(["podman", "ps", "-a", "--format", "{{.Names}}"], env, check=False).split()
+                     if c.startswith("whtc%d_" % os.getpid())]
+        restore_host(before, notes)  # last: any podman command recreates /run/containers
         timings["teardown"] = time.time() - t0
         print("test_compose timings: " + ", ".join("%s %.1f s" % kv for kv in timings.items()))
         print("test_compose notes: " + "; ".join(notes))
+    assert not remaining, remaining
     left = leftovers(before)
     assert not left, left
-    assert not [c for c in run(["podman", "ps", "-a", "--format", "{{.Names}}"], env).split()
-                if c.startswith("whtc%d_" % os.getpid())]
