@@ -277,7 +277,7 @@ def test_compose_cluster():
             assert want in cfg["Env"], cfg["Env"]
         out = run(["podman", "run", "--rm", "--entrypoint", "whclient", images[0], "--help"], env)
         assert "usage: whclient" in out, out
-        proxy_protocol = "WHT_PROXY_PROTOCOL" in run(["podman", "run", "--rm", images[0], "--help"], env)
+        assert "WHT_PROXY_PROTOCOL" in run(["podman", "run", "--rm", images[0], "--help"], env)
 
         service = subprocess.Popen(["podman", "system", "service", "--time=0", "unix://" + sock], env=env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -290,17 +290,6 @@ def test_compose_cluster():
         http_port, dash_port, prom_port = free_port(), free_port(), free_port()
         subnet, gateway = free_subnet()
         files = [os.path.join(DEPLOY, "docker-compose.yml"), os.path.join(DEPLOY, "compose", "podman.yml")]
-        if not proxy_protocol:
-            # A node without PROXY protocol support (before that work is merged): HAProxy
-            # without send-proxy-v2, so that the rest still gets tested.
-            noproxy = os.path.join(sock_dir, "haproxy-noproxy-%d.cfg" % os.getpid())
-            with open(os.path.join(DEPLOY, "compose", "haproxy.cfg")) as f:
-                open(noproxy, "w").write(f.read().replace(" send-proxy-v2 check-send-proxy", ""))
-            override = os.path.join(sock_dir, "override-%d.yml" % os.getpid())
-            open(override, "w").write("services:\n  haproxy:\n    volumes:\n      - %s:/etc/haproxy/haproxy.cfg:ro\n"
-                                      % noproxy)
-            files.append(override)
-            notes.append("the node has no WHT_PROXY_PROTOCOL: HAProxy without send-proxy-v2")
         compose = Compose(env, "whtc%d" % os.getpid(), files, {
             "DOCKER_HOST": "unix://" + sock, "WHT_IMAGE_TAG": tag, "WHT_HTTP_PORT": str(http_port),
             "WHT_DASHBOARD_PORT": str(dash_port), "WHT_PROMETHEUS_PORT": str(prom_port), "WHT_SUBNET": subnet,
@@ -350,10 +339,7 @@ def test_compose_cluster():
             j = line.find("{")
             if j >= 0 and '"msg":"access"' in line and "/hello.txt" in line:
                 clients.add(json.loads(line[j:])["client"])
-        if proxy_protocol:
-            assert clients == {gateway}, clients
-        else:
-            assert gateway not in clients, clients
+        assert clients == {gateway}, clients
 
         # Stop the node holding the worker (docker-compose stop: SIGTERM, the node drains)
         # while a viewer keeps asking; none of its requests may fail.
