@@ -82,7 +82,8 @@ def get(url, timeout=10):
 
 # Made by podman, netavark and runc when absent. (/run/netns is left alone: `ip netns`
 # shares it, and it is empty again once the containers are gone.)
-RUN_DIRS = ("/run/containers", "/run/runc", "/run/libpod")
+# /var/lib/containers gets containers/image's blob cache whatever the storage settings.
+RUN_DIRS = ("/run/containers", "/run/runc", "/run/libpod", "/var/lib/containers")
 FORWARD_SYSCTLS = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
 
 
@@ -147,6 +148,10 @@ def restore_host(before, notes):
         if not existed and os.path.isdir(d) and not os.path.ismount(d):
             if d == "/run/containers":
                 shutil.rmtree(d, ignore_errors=True)  # netavark's IPAM database and aardvark's config
+            elif d == "/var/lib/containers":
+                if os.listdir(d) != ["cache"]:
+                    continue
+                shutil.rmtree(d, ignore_errors=True)  # the blob cache only, no storage
             else:
                 try:
                     os.rmdir(d)  # runc's state: empty once the containers are gone
