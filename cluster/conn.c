@@ -516,6 +516,7 @@ void reg__conn_start(struct cluster__conn *c)
             return;
         }
         reg->own_dns = 1;
+        evdns_base_set_option(reg->dns, "randomize-case:", "0"); /* as node/glue.c says */
     }
     struct evutil_addrinfo hints;
     memset(&hints, 0, sizeof(hints));

@@ -169,6 +169,11 @@ static int registry_start(struct node *n)
     n->dns = evdns_base_new(n->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
     if (!n->dns)
         n->dns = evdns_base_new(n->base, 0); /* no resolv.conf: addresses still work */
+    /* as the system's resolver: no 0x20 case randomisation, which resolvers
+     * that answer in lower case (podman's aardvark-dns) defeat, so that every
+     * answer was dropped (peers and Redis are on private networks) */
+    if (n->dns)
+        evdns_base_set_option(n->dns, "randomize-case:", "0");
     struct cluster_options opts = {
         .redis_url = cfg->redis_url,
         .sentinels = cfg->redis_sentinels,
@@ -228,7 +233,8 @@ int glue_start(struct node *n, links_incoming_cb incoming)
     LOG_I("cluster: node %s, peers dial %s (listening on %s), registry prefix '%s'", n->node_id, n->advertise,
           listen, cfg->redis_prefix);
     if (cfg->redis_sentinels[0])
-        LOG_I("cluster: Redis master '%s', as the sentinels %s name it", cfg->redis_master, cfg->redis_sentinels);
+        LOG_I("cluster: Redis master '%s', as the sentinels %s name it", cfg->redis_master,
+              cfg->redis_sentinels);
     return 0;
 }
 
