@@ -1181,8 +1181,10 @@ int config_changed_files(const struct config *cfg, const struct config *fresh, c
         out[0] = '\0';
     for (size_t i = 0; i < CFG_N; i++) {
         const struct config__entry *e = &config__table[i];
+        if (!cfg_reloadable(e)) /* only then is the field a char * */
+            continue;
         const char *a = *(char *const *)cfg_cfield(cfg, e), *b = *(char *const *)cfg_cfield(fresh, e);
-        if (!cfg_reloadable(e) || strcmp(a ? a : "", b ? b : "") == 0)
+        if (strcmp(a ? a : "", b ? b : "") == 0)
             continue;
         if (len < cap)
             len += (size_t)snprintf(out + len, cap - len, "%s%s", n ? ", " : "", e->env);
