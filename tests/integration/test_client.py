@@ -12,14 +12,7 @@ from conftest import SECRET_A, Client, Node, Proc, binary, free_port, make_token
 
 
 def status(node, path):
-    try:
-        h = http.client.HTTPConnection("127.0.0.1", node.port, timeout=5)
-        h.request("GET", path)
-        r = h.getresponse()
-        r.read()
-        return r.status
-    except OSError:
-        return None
+    return status_at(node.port, path)
 
 
 def test_reconnects_after_node_restart(procs, backend):
