@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """A soak (issue 11): a three-node cluster on a private redis-server, N real whclient workers
-(each with its own backend) that are stopped, killed and restarted on random nodes, nodes
+(each with its own backend) that are stopped, killed, taken over and restarted on random nodes or
+through an HAProxy in front of the three (then a drained node's workers move by themselves), nodes
 drained (SIGTERM) and restarted, and viewers doing plain GETs, chunked and streamed
 downloads, uploads and WebSocket echo sessions through random nodes, for --seconds.
 
@@ -29,6 +30,7 @@ import http.client
 import json
 import os
 import random
+import re
 import signal
 import socket
 import sys
@@ -81,6 +83,7 @@ sys.path.insert(0, INTEGRATION)
 from backend import pattern  # noqa: E402
 from conftest import Backend, Client, Node, make_token, rss_kb, sanitizer_reports  # noqa: E402
 from test_cluster import CLUSTER_SECRET, Redis, status  # noqa: E402
+from test_drain import HAPROXY, HAProxy  # noqa: E402
 
 LOCK = threading.Lock()
 T0 = time.time()
@@ -136,13 +139,20 @@ class Soak:
                                "restarts": 0, "draining": False})
             self.start_node(i)
         self.wait_peers(range(3))
+        # an HAProxy in front of the three nodes (health check on /__lbheartbeat__), as in test_drain.py:
+        # the workers registered through it move to another node by themselves when theirs drains
+        self.entries = list(self.nodes)
+        if HAPROXY:
+            lb = HAProxy([n["port"] for n in self.nodes])
+            self.all_procs.append(lb)
+            self.entries.append({"name": "lb", "port": lb.port, "proc": lb, "churn": Intervals(), "draining": False})
         self.workers = []
         for i in range(ARGS.workers):
             b = Backend()
             self.all_procs.append(b)
-            w = {"id": "soak%d" % i, "backend": b, "proc": None, "node": i % 3, "churn": Intervals(), "moves": 0}
+            w = {"id": "soak%d" % i, "backend": b, "proc": None, "node": None, "churn": Intervals(), "moves": 0}
             self.workers.append(w)
-            self.start_client(w, i % 3)
+            self.start_client(w, i % len(self.entries))
         for w in self.workers:
             self.wait_up(w, 30)
 
@@ -169,7 +179,7 @@ class Soak:
                 time.sleep(0.05)
 
     def start_client(self, w, node_idx):
-        url = "http://127.0.0.1:%d" % self.nodes[node_idx]["port"]
+        url = "http://127.0.0.1:%d" % self.entries[node_idx]["port"]
         c = Client(url, w["id"], w["backend"].port, token=make_token(w["id"]), wait=False)
         c.up_at = None
         self.all_procs.append(c)
@@ -209,7 +219,7 @@ class Soak:
 
     def churn_worker(self, rng):
         w = rng.choice(self.workers)
-        up_nodes = [i for i, n in enumerate(self.nodes) if n["proc"].alive()]
+        up_nodes = [i for i, n in enumerate(self.entries) if n["proc"].alive()]
         to = rng.choice(up_nodes)
         old = w["proc"]
         how = rng.choice(("term", "kill", "takeover"))
@@ -246,8 +256,10 @@ class Soak:
         n = self.nodes[i]
         p = n["proc"]
         n["churn"].open()
+        for e in self.entries[3:]:
+            e["churn"].open()
         for w in self.workers:
-            if w["node"] == i:
+            if w["node"] in (i, 3):  # on that node, or maybe (through the load balancer)
                 w["churn"].open()
         self.node_rss("before drain")
         t = time.time()
@@ -271,6 +283,8 @@ class Soak:
         n["restarts"] += 1
         self.wait_peers([i])
         n["churn"].close_all(now())
+        for e in self.entries[3:]:
+            e["churn"].close_all(now())
         self.node_rss("after restart")
 
     def check_alive(self):
@@ -281,7 +295,7 @@ class Soak:
                                     % (p.name, p.p.pid, p.p.returncode, now(), p.log.name))
 
     def current_procs(self):
-        return ([self.redis] + [n["proc"] for n in self.nodes] + [w["proc"] for w in self.workers]
+        return ([self.redis] + [n["proc"] for n in self.entries] + [w["proc"] for w in self.workers]
                 + [w["backend"] for w in self.workers])
 
     def churn_loop(self, deadline, rng):
@@ -293,7 +307,8 @@ class Soak:
                 if not n["warm"] and now() - n["started_at"] >= WARMUP:
                     n["warm"] = True
                     self.node_rss("warm", [n])
-            if now() >= next_drain and time.time() + 8 + WARMUP < deadline:
+            # a drain (at most DRAIN_TIMEOUT_S) leaves the restarted node time for its warm RSS baseline
+            if now() >= next_drain and time.time() + DRAIN_TIMEOUT_S + 5 + WARMUP + ARGS.churn_every * 1.5 < deadline:
                 self.drain_node(rng)
                 next_drain = now() + ARGS.drain_every
             else:
@@ -314,7 +329,7 @@ class Soak:
             self.signal(n["proc"], signal.SIGTERM)
         for n in self.nodes:
             self.finish(n["proc"], DRAIN_TIMEOUT_S + 15)
-        for p in [self.redis] + [w["backend"] for w in self.workers]:
+        for p in [self.redis] + [e["proc"] for e in self.entries[3:]] + [w["backend"] for w in self.workers]:
             self.signal(p, signal.SIGTERM)
             p.stop()
 
@@ -480,10 +495,11 @@ class Viewers:
         names = [o for o in OPS for _ in range(o[2])]
         while time.time() < deadline and self.take():
             name, fn, _ = rng.choice(names)
-            via = rng.randrange(3)
-            if self.soak.nodes[via]["draining"] and rng.random() < 0.9:  # as a load balancer would, mostly
-                via = rng.randrange(3)
-            node = self.soak.nodes[via]
+            entries = self.soak.entries
+            via = rng.randrange(len(entries))
+            if entries[via]["draining"] and rng.random() < 0.9:  # as a load balancer would, mostly
+                via = rng.randrange(len(entries))
+            node = entries[via]
             w = rng.choice(self.soak.workers)
             t0 = now()
             try:
@@ -524,6 +540,20 @@ def scan_logs(soak):
     return reports
 
 
+def log_summary(soak):
+    """The nodes' and clients' warn and error lines, numbers and ids folded: what the churn looked like
+    from their side."""
+    kinds = collections.Counter()
+    for p in soak.all_procs:
+        if p.name not in ("node", "client"):
+            continue
+        for line in p.output().splitlines():
+            parts = line.split(None, 2)
+            if len(parts) == 3 and parts[1].lower() in ("warn", "error"):
+                kinds["%s %s: %s" % (p.name, parts[1].lower(), re.sub(r"[0-9]+", "N", parts[2])[:110])] += 1
+    return kinds
+
+
 def rss_summary(soak):
     out = {}
     for name, samples in soak.rss.items():
@@ -535,7 +565,7 @@ def rss_summary(soak):
     return out
 
 
-def report(soak, viewers, seconds, sanitizer, rss):
+def report(soak, viewers, seconds, sanitizer, rss, logs):
     print("soak: %.0f s, %d workers, %d viewers, build %s" % (seconds, ARGS.workers, ARGS.viewers, ARGS.build))
     print("\nchurn events: " + ", ".join("%s %d" % kv for kv in sorted(soak.events.items())))
     print("\n%-8s %8s %9s %11s" % ("request", "ok", "expected", "UNEXPECTED"))
@@ -558,6 +588,9 @@ def report(soak, viewers, seconds, sanitizer, rss):
         print("%-4s %8d %8d %8d %8d %8d %9d" % (name, r["pid"], r["idle_kb"], r["start_kb"], r["end_kb"],
                                                r["end_kb"] - r["start_kb"], n["restarts"]))
     print("n1 samples (s, KiB): " + " ".join("%.0f:%d" % (s[0], s[2]) for s in rss.get("n1", {}).get("samples", [])))
+    print("\nwarn and error lines in node and client logs (numbers folded to N), most frequent first:")
+    for k, v in logs.most_common(15):
+        print("  %6d  %s" % (v, k))
     print("\nprocesses started: %d; crashes: %d; sanitizer reports: %d; problems: %d"
           % (len(soak.all_procs), len(soak.crashes), len(sanitizer), len(soak.problems)))
     for c in soak.crashes:
@@ -597,14 +630,16 @@ def main():
         soak.stop_all()
     sanitizer = scan_logs(soak)
     rss = rss_summary(soak)
+    logs = log_summary(soak)
     print("seed %d" % seed)
-    report(soak, viewers, seconds, sanitizer, rss)
+    report(soak, viewers, seconds, sanitizer, rss, logs)
     rss_bad = [n for n, r in rss.items() if r["end_kb"] - r["start_kb"] > ARGS.rss_slack_mib * 1024]
     result = {"seed": seed, "seconds": seconds, "counts": {k: dict(v) for k, v in viewers.counts.items()},
               "expected": dict(viewers.expected), "unexpected": dict(viewers.unexpected),
               "samples": viewers.samples, "events": dict(soak.events), "rss": rss, "crashes": soak.crashes,
               "sanitizer": sanitizer, "problems": soak.problems, "rss_over_bound": rss_bad,
-              "processes": len(soak.all_procs)}
+              "processes": len(soak.all_procs),
+              "log_lines": dict(logs.most_common(30))}
     if ARGS.json:
         with open(ARGS.json, "w") as f:
             json.dump(result, f, indent=1)
