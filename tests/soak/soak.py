@@ -103,6 +103,10 @@ class Intervals:
         with LOCK:
             self.spans.append([now(), None])
 
+    def add(self, start, end):
+        with LOCK:
+            self.spans.append([start, end + GRACE])
+
     def close_all(self, at):
         with LOCK:
             for s in self.spans:
@@ -223,6 +227,7 @@ class Soak:
         to = rng.choice(up_nodes)
         old = w["proc"]
         how = rng.choice(("term", "kill", "takeover"))
+        t_start = now()
         w["churn"].open()
         if how == "takeover":  # the new registration first (on another node if there is one), then the old one stops
             others = [i for i in up_nodes if i != w["node"]] or up_nodes
@@ -250,6 +255,7 @@ class Soak:
                 self.problems.append("%.1fs: whclient %d did not stop within 10 s of SIGTERM" % (now(), old.p.pid))
                 old.p.kill()
                 old.p.wait()
+            w["churn"].add(t_start, now())  # the old session's streams end when the old client has gone
 
     def drain_node(self, rng):
         i = rng.choice([1, 2])  # n1 is never drained: its RSS spans the whole soak
@@ -513,7 +519,9 @@ class Viewers:
                     churn = node["churn"].touches(t0, t1)
                 good = churn and is_churn_kind(kind)
                 self.record(name, "expected" if good else "UNEXPECTED", kind, detail,
-                            "%.1f-%.1fs %s via %s to %s" % (t0, t1, name, node["name"], w["id"]))
+                            "%.1f-%.1fs (%s UTC) %s via %s to %s (its client on %s)"
+                            % (t0, t1, time.strftime("%H:%M:%S", time.gmtime(T0 + t0)), name, node["name"],
+                               w["id"], self.soak.entries[w["node"]]["name"]))
 
     def record(self, op, outcome, kind=None, detail="", where=""):
         with self.lock:
