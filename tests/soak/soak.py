@@ -64,10 +64,11 @@ def parse_args():
     ap.add_argument("--workers", type=int, default=12)
     ap.add_argument("--viewers", type=int, default=4)
     ap.add_argument("--max-requests", type=int, default=1000000)
-    ap.add_argument("--churn-every", type=float, default=2.0, help="seconds between worker churn events")
-    ap.add_argument("--drain-every", type=float, default=25.0, help="seconds between node drains")
+    ap.add_argument("--churn-every", type=float, default=2.0, help="seconds between worker churn events (0: none)")
+    ap.add_argument("--drain-every", type=float, default=25.0, help="seconds between node drains (0: none)")
     ap.add_argument("--rss-every", type=float, default=60.0, help="seconds between RSS samples")
     ap.add_argument("--rss-slack-mib", type=int, default=64)
+    ap.add_argument("--ops", default="get,chunked,stream,upload,ws", help="the viewers' requests, of these")
     ap.add_argument("--seed", type=int, default=None)
     ap.add_argument("--json", default=None, help="also write the results to this file")
     ap.add_argument("--keep-logs", action="store_true", help="keep every log (default: only those with findings)")
@@ -314,15 +315,17 @@ class Soak:
                     n["warm"] = True
                     self.node_rss("warm", [n])
             # a drain (at most DRAIN_TIMEOUT_S) leaves the restarted node time for its warm RSS baseline
-            if now() >= next_drain and time.time() + DRAIN_TIMEOUT_S + 5 + WARMUP + ARGS.churn_every * 1.5 < deadline:
+            if (ARGS.drain_every > 0 and now() >= next_drain
+                    and time.time() + DRAIN_TIMEOUT_S + 5 + WARMUP + ARGS.churn_every * 1.5 < deadline):
                 self.drain_node(rng)
                 next_drain = now() + ARGS.drain_every
-            else:
+            elif ARGS.churn_every > 0:
                 self.churn_worker(rng)
             if now() >= next_rss:
                 self.node_rss("periodic")
                 next_rss = now() + ARGS.rss_every
-            time.sleep(min(ARGS.churn_every * rng.uniform(0.5, 1.5), max(0, deadline - time.time())))
+            pause = ARGS.churn_every * rng.uniform(0.5, 1.5) if ARGS.churn_every > 0 else 1.0
+            time.sleep(min(pause, max(0, deadline - time.time())))
         self.check_alive()
 
     def stop_all(self):
@@ -498,7 +501,7 @@ class Viewers:
 
     def run(self, deadline, seed):
         rng = random.Random(seed)
-        names = [o for o in OPS for _ in range(o[2])]
+        names = [o for o in OPS for _ in range(o[2]) if o[0] in ARGS.ops.split(",")]
         while time.time() < deadline and self.take():
             name, fn, _ = rng.choice(names)
             entries = self.soak.entries
