@@ -655,8 +655,12 @@ def main():
         with open(ARGS.json, "w") as f:
             json.dump(result, f, indent=1)
     keep = {r["log"] for r in sanitizer} | {c.split("(log ")[-1].rstrip(")") for c in soak.crashes}
+    keep_all = ARGS.keep_logs or viewers.unexpected or soak.problems  # the logs tell what happened
+    if keep_all:
+        print("\nlogs kept: " + " ".join(p.log.name for p in soak.all_procs if p.name in ("node", "haproxy")))
+        print("(and every client's log: /tmp/wht-client-*.log with 'registered as soakN')")
     for p in soak.all_procs:
-        if not ARGS.keep_logs and p.log.name not in keep:
+        if not keep_all and p.log.name not in keep:
             try:
                 os.unlink(p.log.name)
             except OSError:
