@@ -31,6 +31,7 @@ import json
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import sys
@@ -341,6 +342,8 @@ class Soak:
         for p in [self.redis] + [e["proc"] for e in self.entries[3:]] + [w["backend"] for w in self.workers]:
             self.signal(p, signal.SIGTERM)
             p.stop()
+        for e in self.entries[3:]:
+            shutil.rmtree(e["proc"].dir, ignore_errors=True)
 
     def finish(self, p, timeout=15):
         try:
