@@ -455,8 +455,8 @@ def op_ws(port, wid, rng):
         asyncio.run(asyncio.wait_for(run(), VIEWER_TIMEOUT))
     except websockets.exceptions.InvalidStatusCode as e:
         raise Outcome("ws status %d" % e.status_code)
-    except websockets.exceptions.ConnectionClosed as e:
-        raise Outcome("ws cut", repr(e))
+    except (websockets.exceptions.ConnectionClosed, websockets.exceptions.InvalidMessage) as e:
+        raise Outcome("ws cut", repr(e))  # InvalidMessage: closed before the handshake's answer
     except asyncio.TimeoutError:
         raise Outcome("timeout")
 
