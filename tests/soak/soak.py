@@ -449,6 +449,8 @@ def op_ws(port, wid, rng):
                 if await ws.recv() != b"m%d" % i:
                     raise Outcome("wrong content", "ws message %d of %d" % (i, k))
             await ws.close(code=4001, reason="bye")
+            if ws.close_code == 1006:  # the connection ended without the echoed close frame
+                raise Outcome("ws cut", "close code 1006")
             if ws.close_code != 4001:
                 raise Outcome("ws close code %s" % ws.close_code)
     try:
