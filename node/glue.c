@@ -46,6 +46,12 @@ static void on_peer_down(struct cluster_registry *reg, const char *node_id, cons
 
 static void on_redis_state(struct cluster_registry *reg, int up, int err, void *ud)
 {
+    struct node *n = ud;
+    if (!n->registry_answered) { /* the first attempt ended: the viewer listener may take connections */
+        n->registry_answered = 1;
+        if (n->accept_resume_ev)
+            event_active(n->accept_resume_ev, EV_TIMEOUT, 0);
+    }
     if (up)
         LOG_I("cluster: Redis is up");
     else

@@ -30,7 +30,8 @@
 
 /* ---- listener --------------------------------------------------------- */
 
-#define ACCEPT_PAUSE_MS 250 /* no accept for this long after running out of descriptors */
+#define ACCEPT_PAUSE_MS 250   /* no accept for this long after running out of descriptors */
+#define REGISTRY_WAIT_MS 2000 /* a cluster node's listener waits this long at most for Redis */
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *ud)
 {
@@ -145,7 +146,13 @@ static int listen_viewers(struct node *n)
         fprintf(stderr, "whtunnel: bad listen address '%s' (WHT_LISTEN_ADDR / --listen)\n", la);
         return -1;
     }
-    n->listener = evconnlistener_new_bind(n->base, accept_cb, n, LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE,
+    /* a cluster node takes connections (the kernel queues them meanwhile) once its first
+     * Redis connection attempt has ended, so that no request is told the registry is
+     * unreachable in the milliseconds before it was even tried; at most REGISTRY_WAIT_MS */
+    int wait_registry = config_cluster_mode(cfg);
+    n->listener = evconnlistener_new_bind(n->base, accept_cb, n,
+                                          LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE |
+                                              (wait_registry ? LEV_OPT_DISABLED : 0),
                                           1024, (struct sockaddr *)&ss, sslen);
     if (!n->listener) {
         fprintf(stderr, "whtunnel: cannot listen on %s: %s\n", addr, strerror(errno));
@@ -155,6 +162,10 @@ static int listen_viewers(struct node *n)
     n->accept_resume_ev = evtimer_new(n->base, accept_resume_cb, n);
     if (!n->accept_resume_ev)
         return -1;
+    if (wait_registry) { /* glue.c makes it fire at once when Redis answers or fails */
+        struct timeval tv = {REGISTRY_WAIT_MS / 1000, (REGISTRY_WAIT_MS % 1000) * 1000};
+        event_add(n->accept_resume_ev, &tv);
+    }
     if (n->proxy_from.count)
         LOG_I("PROXY protocol header required from %s (WHT_PROXY_PROTOCOL)", cfg->proxy_protocol);
     if (n->trusted.count)

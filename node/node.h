@@ -149,6 +149,7 @@ struct node {
     struct event *log_ev; /* flushes the log buffer */
     struct event *accept_resume_ev; /* accepting again after running out of descriptors */
     int64_t accept_pause_logged_ms; /* when that was last said */
+    int registry_answered;          /* the first Redis connection attempt has ended (up or failed) */
     int64_t start_wall_ms;
     uint32_t request_id_prefix; /* random: request ids this node makes */
     uint64_t request_ids;

@@ -731,3 +731,28 @@ def test_chunked_response_to_http10_viewer_through_relay(cluster):
     head, body = read_until_close(cluster.nodes[0].port, b"GET /w2/chunked/300000 HTTP/1.0\r\n\r\n")
     assert "transfer-encoding" not in head.lower(), head
     assert body == pattern(300000)
+
+
+def test_a_starting_node_waits_for_its_registry(cprocs):
+    """A node started while its Redis is slow to answer does not tell a viewer that the registry
+    is unreachable: its listener takes connections once its first Redis connection attempt has
+    ended (the kernel queues them meanwhile, at most 2 s)."""
+    cl = Cluster(cprocs, n=1)
+    cl.wait_routes(["w1"])
+    cl.redis.p.send_signal(19)  # SIGSTOP: the new node's connection is made but not answered
+    try:
+        n2 = cluster_node(cl.redis, "n2")
+        cprocs.append(n2)
+        s = socket.create_connection(("127.0.0.1", n2.port), timeout=10)
+        s.sendall(b"GET /w1/status/204 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        time.sleep(0.5)
+    finally:
+        cl.redis.p.send_signal(18)  # SIGCONT
+    answer = b""
+    while True:
+        d = s.recv(4096)
+        if not d:
+            break
+        answer += d
+    s.close()
+    assert answer.startswith(b"HTTP/1.1 204 "), answer[:200]
