@@ -22,6 +22,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster/cluster.h"
+#include "fuzz_resp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -184,69 +185,6 @@ static uint64_t interpret(const redisReply *r)
 #undef MIX
 }
 
-/* Refuses RESP whose headers announce huge arrays or strings (hiredis would
- * allocate them up front): not what this target is about. */
-static int resp_sane(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] != '*' && s[i] != '$')
-            continue;
-        size_t j = i + 1;
-        uint64_t v = 0;
-        if (j < len && s[j] == '-')
-            continue;
-        while (j < len && s[j] >= '0' && s[j] <= '9' && v < 100000)
-            v = v * 10 + (uint64_t)(s[j++] - '0');
-        if (v > 4096)
-            return 0;
-    }
-    return 1;
-}
-
-static void fuzz_resp(const char *s, size_t len)
-{
-    uint64_t whole[16];
-    size_t nwhole = 0, split;
-    if (len < 1 || !resp_sane(s + 1, len - 1))
-        return;
-    split = (unsigned char)s[0];
-    s++, len--;
-    if (split > len)
-        split = len;
-
-    redisReader *rd = redisReaderCreate();
-    if (!rd)
-        return;
-    void *reply;
-    if (redisReaderFeed(rd, s, len) == REDIS_OK) {
-        while (nwhole < 16 && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-            whole[nwhole++] = interpret(reply);
-            freeReplyObject(reply);
-        }
-    }
-    redisReaderFree(rd);
-
-    rd = redisReaderCreate();
-    if (!rd)
-        return;
-    size_t k = 0;
-    int ok = redisReaderFeed(rd, s, split) == REDIS_OK;
-    while (ok && k < nwhole && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-        if (interpret(reply) != whole[k++])
-            abort();
-        freeReplyObject(reply);
-    }
-    ok = ok && redisReaderFeed(rd, s + split, len - split) == REDIS_OK;
-    while (ok && k < nwhole && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-        if (interpret(reply) != whole[k++])
-            abort();
-        freeReplyObject(reply);
-    }
-    redisReaderFree(rd);
-    if (ok && k != nwhole)
-        abort();
-}
-
 static void fuzz_ids(const char *s, size_t len)
 {
     uint64_t v;
@@ -275,19 +213,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const char *s = (const char *)data + 1;
     size_t len = size - 1;
     switch (mode) {
-    case 0:
-        fuzz_url(s, len);
-        break;
+    case 0: fuzz_url(s, len); break;
     case 1:
     case 2:
     case 3:
     case 6: fuzz_values(mode, s, len); break;
-    case 4:
-        fuzz_resp(s, len);
-        break;
-    default:
-        fuzz_ids(s, len);
-        break;
+    case 4: fuzz_resp(s, len, interpret); break;
+    default: fuzz_ids(s, len); break;
     }
     return 0;
 }

@@ -24,6 +24,7 @@
 #include <hiredis/hiredis.h>
 
 #include "cluster/cluster.h"
+#include "fuzz_resp.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -103,74 +104,6 @@ static uint64_t interpret(const redisReply *r)
 #undef MIX
 }
 
-/* Refuses RESP whose headers announce huge arrays or strings (hiredis would
- * allocate them up front): not what this target is about. */
-static int resp_sane(const char *s, size_t len)
-{
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] != '*' && s[i] != '$')
-            continue;
-        size_t j = i + 1;
-        uint64_t v = 0;
-        if (j < len && s[j] == '-')
-            continue;
-        while (j < len && s[j] >= '0' && s[j] <= '9' && v < 100000)
-            v = v * 10 + (uint64_t)(s[j++] - '0');
-        if (v > 4096)
-            return 0;
-    }
-    return 1;
-}
-
-/* Every reply in s[0..len) fed in two pieces at split, compared with whole[]. */
-static void resp_split(const char *s, size_t len, size_t split, const uint64_t *whole, size_t nwhole)
-{
-    redisReader *rd = redisReaderCreate();
-    void *reply;
-    size_t k = 0;
-    if (!rd)
-        return;
-    int ok = redisReaderFeed(rd, s, split) == REDIS_OK;
-    while (ok && k < nwhole && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-        if (interpret(reply) != whole[k++])
-            abort();
-        freeReplyObject(reply);
-    }
-    ok = ok && redisReaderFeed(rd, s + split, len - split) == REDIS_OK;
-    while (ok && k < nwhole && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-        if (interpret(reply) != whole[k++])
-            abort();
-        freeReplyObject(reply);
-    }
-    if (ok && k != nwhole)
-        abort();
-    redisReaderFree(rd);
-}
-
-static void fuzz_resp(const char *s, size_t len)
-{
-    uint64_t whole[16];
-    size_t nwhole = 0, split;
-    void *reply;
-    if (len < 1 || !resp_sane(s + 1, len - 1))
-        return;
-    split = (unsigned char)s[0];
-    s++, len--;
-    if (split > len)
-        split = len;
-    redisReader *rd = redisReaderCreate();
-    if (!rd)
-        return;
-    if (redisReaderFeed(rd, s, len) == REDIS_OK) {
-        while (nwhole < 16 && redisReaderGetReply(rd, &reply) == REDIS_OK && reply) {
-            whole[nwhole++] = interpret(reply);
-            freeReplyObject(reply);
-        }
-    }
-    redisReaderFree(rd);
-    resp_split(s, len, split, whole, nwhole);
-}
-
 static void fuzz_url_auth(const char *s, size_t len)
 {
     struct cluster_url u, v;
@@ -240,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     switch (data[0] % 5) {
     case 0: fuzz_sentinels(s, len); break;
     case 1: fuzz_switch(s, len); break;
-    case 2: fuzz_resp(s, len); break;
+    case 2: fuzz_resp(s, len, interpret); break;
     case 3: fuzz_url_auth(s, len); break;
     default: fuzz_names(s, len); break;
     }
