@@ -869,7 +869,7 @@ static void answer(struct viewer *v, enum route_endpoint ep)
 
 static void register_worker(struct viewer *v, const struct http1_header *idh)
 {
-    struct workers_refusal why = {.extra = ""};
+    struct workers_refusal why;
     release_stream(v);
     v->in_request = 0; /* a registration: counted as one, not as a viewer request */
     if (workers_register(v->node, v->bev, &v->req, idh, v->tls, v->serial, &why) != 0) {

@@ -249,8 +249,6 @@ static const char *token_hint(int rc)
 
 static int refuse(struct workers_refusal *why, int status, const char *body, enum node_reg outcome)
 {
-    if (status != 401 && status != 503)
-        why->extra[0] = 0;
     why->status = status;
     why->body = body;
     why->outcome = outcome;
@@ -289,6 +287,7 @@ int workers_register(struct node *n, struct bufferevent *bev, const struct http1
 {
     char id[UTIL_MAX_ID_LEN + 1];
     const char *tok, *wskey;
+    why->extra[0] = 0; /* the refusals that need header lines write them */
     size_t tok_len, wskey_len;
     if (!util_valid_worker_id(idh->value, idh->value_len))
         return refuse(why, 400, "invalid worker id\n", NODE_REG_BAD_ID);
