@@ -4,6 +4,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/bufferevent_struct.h>
+#include <event2/event.h>
 #include <event2/util.h>
 
 #include "node/net.h"
@@ -62,4 +67,22 @@ int net_bound_port(int fd)
         return 0;
     return ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                              : ((struct sockaddr_in *)&bound)->sin_port);
+}
+
+int net_write_now(struct bufferevent *bev, int max_bytes)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || evbuffer_get_length(out) == 0 || !(bufferevent_get_enabled(bev) & EV_WRITE) ||
+        bufferevent_openssl_get_ssl(bev))
+        return 0;
+    /* a bufferevent's output is frozen at its start but while it writes itself */
+    evbuffer_unfreeze(out, 1);
+    int n = evbuffer_write_atmost(out, fd, max_bytes);
+    evbuffer_freeze(out, 1);
+    if (n <= 0)
+        return 0;
+    if (evbuffer_get_length(out) == 0)
+        event_del(&bev->ev_write);
+    return 1;
 }

@@ -1,4 +1,5 @@
-/* net: socket addresses for the listeners (node.c, links.c). */
+/* net: socket addresses for the listeners (node.c, links.c), and writing a
+ * socket's output without waiting for the loop (viewer.c, wsmux.c). */
 #ifndef WHT_NODE_NET_H
 #define WHT_NODE_NET_H
 
@@ -19,5 +20,18 @@ int net_parse_sockaddr(const char *addr, unsigned flags, struct sockaddr_storage
 
 /* The port a listening socket is bound to (0 if unknown). */
 int net_bound_port(int fd);
+
+struct bufferevent;
+
+/* Writes what bev's output holds now, in one system call of at most
+ * max_bytes, instead of on the next turn of the loop (which costs two
+ * epoll_ctl() calls and an epoll_wait() wake-up per write). Only a plain
+ * socket bufferevent whose writing is enabled is written (TLS and pairs are
+ * left to libevent). Errors and what the socket did not take are left to
+ * libevent's own write, which reports or retries them. When the output is
+ * empty afterwards, the write event libevent had pending is dropped, as
+ * libevent's own write does. Does not run the write callback. Returns 1 if
+ * something was written, else 0. */
+int net_write_now(struct bufferevent *bev, int max_bytes);
 
 #endif

@@ -129,6 +129,8 @@ struct viewer {
     char request_id[65];
     struct relay *relay;      /* relayed: the stream this connection is joined to */
     TAILQ_ENTRY(viewer) link; /* the node's live viewers, then the dead ones */
+    TAILQ_ENTRY(viewer) write_link; /* in the node's list of viewers to write at the end of this turn */
+    unsigned write_soon : 1;        /* ... is in it */
 };
 
 TAILQ_HEAD(viewer_list, viewer);
@@ -137,6 +139,8 @@ struct viewers {
     struct viewer_list live;
     struct viewer_list dead; /* closed, freed by reap_ev */
     struct event *reap_ev;
+    struct viewer_list to_write; /* response bytes added in this turn of the loop: written by write_ev */
+    struct event *write_ev;
     struct evbuffer *scratch; /* a request head being rewritten (empty between uses) */
 };
 
@@ -363,6 +367,10 @@ static void close_viewer(struct viewer *v)
         head_written(v, 101);
     request_end(v);
     set_state(v, V_CLOSED);
+    if (v->write_soon) {
+        TAILQ_REMOVE(&v->node->viewers->to_write, v, write_link);
+        v->write_soon = 0;
+    }
     release_stream(v);
     if (v->relay) {
         /* what the viewer left unsent goes to the relay, which sends it and closes the stream */
@@ -1175,6 +1183,19 @@ static void try_response_head(struct viewer *v)
 
 /* ---- stream events (from the session's mux) ------------------------------------------------- */
 
+/* What the worker's frames added to the viewer's output goes out at the end
+ * of this turn of the loop, in one write for all the frames the session read
+ * (a plain socket only: net_write_now()). */
+static void write_soon(struct viewer *v)
+{
+    if (v->write_soon || v->state == V_CLOSED || v->tls || v->relayed || !v->bev)
+        return;
+    struct viewers *vs = v->node->viewers;
+    v->write_soon = 1;
+    TAILQ_INSERT_TAIL(&vs->to_write, v, write_link);
+    event_active(vs->write_ev, EV_WRITE, 0);
+}
+
 static void stream_data(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
 {
     struct viewer *v = ud;
@@ -1187,9 +1208,10 @@ static void stream_data(struct mux_stream *st, const uint8_t *data, size_t len, 
         }
         evbuffer_add(v->resp_head, data, len);
         try_response_head(v);
-        return;
+    } else {
+        body_down(v, data, len, 1);
     }
-    body_down(v, data, len, 1);
+    write_soon(v);
 }
 
 static void stream_eof(struct mux_stream *st, void *ud)
@@ -1211,6 +1233,7 @@ static void stream_eof(struct mux_stream *st, void *ud)
     } else if (v->state == V_HEAD) {
         release_stream(v); /* the idle backend connection went away */
     }
+    write_soon(v);
 }
 
 static void stream_writable(struct mux_stream *st, void *ud)
@@ -1312,6 +1335,21 @@ static void write_cb(struct bufferevent *bev, void *ud)
         return;
     }
     credit(v);
+}
+
+/* Writes the viewers that write_soon() listed; runs as libevent's write
+ * callback would have (the output down to its low watermark). */
+static void write_soon_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct viewers *vs = ud;
+    struct viewer *v;
+    while ((v = TAILQ_FIRST(&vs->to_write))) {
+        TAILQ_REMOVE(&vs->to_write, v, write_link);
+        v->write_soon = 0;
+        if (net_write_now(v->bev, NODE_MAX_SINGLE_IO) &&
+            evbuffer_get_length(bufferevent_get_output(v->bev)) <= VIEWER_OUT_LOW)
+            write_cb(v->bev, v);
+    }
 }
 
 static void event_cb(struct bufferevent *bev, short what, void *ud)
@@ -1552,11 +1590,15 @@ int viewer_init(struct node *n)
         return -1;
     TAILQ_INIT(&vs->live);
     TAILQ_INIT(&vs->dead);
+    TAILQ_INIT(&vs->to_write);
     vs->reap_ev = event_new(n->base, -1, 0, reap_cb, vs);
+    vs->write_ev = event_new(n->base, -1, 0, write_soon_cb, vs);
     vs->scratch = evbuffer_new();
-    if (!vs->reap_ev || !vs->scratch) {
+    if (!vs->reap_ev || !vs->write_ev || !vs->scratch) {
         if (vs->reap_ev)
             event_free(vs->reap_ev);
+        if (vs->write_ev)
+            event_free(vs->write_ev);
         if (vs->scratch)
             evbuffer_free(vs->scratch);
         free(vs);
@@ -1576,6 +1618,7 @@ void viewer_free_all(struct node *n)
         close_viewer(v);
     reap_cb(-1, 0, vs);
     event_free(vs->reap_ev);
+    event_free(vs->write_ev);
     evbuffer_free(vs->scratch);
     free(vs);
     n->viewers = NULL;

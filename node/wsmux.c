@@ -16,11 +16,13 @@
 
 #include "mux/ws.h"
 #include "node/log.h"
+#include "node/net.h"
 #include "node/node.h"
 #include "node/wsmux.h"
 #include "util/util.h"
 
 #define WSMUX_OUT_HIGH (256 * 1024)
+#define WSMUX_FLUSH_ROUNDS 4 /* writes of WSMUX_OUT_HIGH one flush may make before the loop turns */
 #define WSMUX_OUT_LOW (64 * 1024)
 #define WSMUX_READ_CHUNK 65536
 #define WSMUX_MAX_MESSAGE (1024 * 1024 + 64)
@@ -113,20 +115,36 @@ static void send_control(struct wsmux *w, enum ws_opcode op, const uint8_t *data
         evbuffer_add(out, data, len);
 }
 
-static void flush(struct wsmux *w)
+/* Adds the mux's next frames to the output until it holds WSMUX_OUT_HIGH.
+ * Returns 1 if it stopped there (the mux may have more), 0 if the mux had
+ * nothing more. */
+static int fill(struct wsmux *w)
 {
-    if (w->closing || !w->started)
-        return;
     struct evbuffer *out = bufferevent_get_output(w->bev);
     uint8_t *m = frame_buf + WS_MAX_HEADER;
     while (evbuffer_get_length(out) < WSMUX_OUT_HIGH) {
         size_t n = mux_session_next(w->mux, m, sizeof frame_buf - WS_MAX_HEADER);
         if (n == 0)
-            break;
+            return 0;
         uint8_t hdr[WS_MAX_HEADER];
         size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, mask_key(w));
         evbuffer_add(out, hdr, h);
         evbuffer_add(out, m, n);
+    }
+    return 1;
+}
+
+static void flush(struct wsmux *w)
+{
+    if (w->closing || !w->started)
+        return;
+    /* the frames of every stream that moved in this turn of the loop go out
+     * in one write, now (the socket usually takes them all) */
+    for (int round = 0; round < WSMUX_FLUSH_ROUNDS; round++) {
+        int more = fill(w);
+        if (!net_write_now(w->bev, NODE_MAX_SINGLE_IO) || !more ||
+            evbuffer_get_length(bufferevent_get_output(w->bev)) > 0)
+            break;
     }
     uint64_t b = account(w);
     if (w->read_paused && !over_limit(w, b, 1)) {
