@@ -4,9 +4,63 @@
 
 #include "node/rewrite.h"
 
-static void add_header(struct evbuffer *b, const char *name, const char *value, size_t len)
+/* A head is put together in a buffer on the stack and added to the evbuffer
+ * in one piece (or a few, for a head over HEAD_CHUNK): an evbuffer_add() to
+ * a bufferevent's output runs its callbacks each time, and printf costs
+ * more than the copies it makes. */
+#define HEAD_CHUNK 4096
+
+struct head {
+    struct evbuffer *out;
+    size_t len;
+    char buf[HEAD_CHUNK];
+};
+
+static void put(struct head *o, const char *s, size_t n)
 {
-    evbuffer_add_printf(b, "%s: %.*s\r\n", name, (int)len, value);
+    if (o->len + n > sizeof o->buf) {
+        evbuffer_add(o->out, o->buf, o->len);
+        o->len = 0;
+        if (n > sizeof o->buf) {
+            evbuffer_add(o->out, s, n);
+            return;
+        }
+    }
+    memcpy(o->buf + o->len, s, n);
+    o->len += n;
+}
+
+#define PUT_LIT(o, lit) put((o), (lit), sizeof(lit) - 1)
+
+static void put_str(struct head *o, const char *s)
+{
+    put(o, s, strlen(s));
+}
+
+static void put_u64(struct head *o, unsigned long long v)
+{
+    char d[20];
+    size_t i = sizeof d;
+    do
+        d[--i] = (char)('0' + v % 10);
+    while ((v /= 10) > 0);
+    put(o, d + i, sizeof d - i);
+}
+
+static void head_end(struct head *o)
+{
+    put(o, "\r\n", 2);
+    evbuffer_add(o->out, o->buf, o->len);
+    o->len = 0;
+}
+
+/* "name: value" */
+static void add_header(struct head *o, const char *name, const char *value, size_t len)
+{
+    put_str(o, name);
+    put(o, ": ", 2);
+    put(o, value, len);
+    put(o, "\r\n", 2);
 }
 
 /* Whether h is named lit (a lowercase string literal), case-insensitively. */
@@ -14,18 +68,18 @@ static void add_header(struct evbuffer *b, const char *name, const char *value, 
     ((h)->name_len == sizeof(lit) - 1 && strncasecmp((h)->name, lit, sizeof(lit) - 1) == 0)
 
 /* Writes h as received: "Name: value". */
-static void copy_header(struct evbuffer *b, const struct http1_header *h)
+static void copy_header(struct head *b, const struct http1_header *h)
 {
-    evbuffer_add(b, h->name, h->name_len);
-    evbuffer_add(b, ": ", 2);
-    evbuffer_add(b, h->value, h->value_len);
-    evbuffer_add(b, "\r\n", 2);
+    put(b, h->name, h->name_len);
+    put(b, ": ", 2);
+    put(b, h->value, h->value_len);
+    put(b, "\r\n", 2);
 }
 
 /* The viewer's header lines the worker gets as they are. The Host of an
  * absolute-form request is the target's authority (RFC 9112 3.2.2), written
  * by the caller. Returns how many X-Forwarded-For lines it passed over. */
-static size_t copy_request_headers(struct evbuffer *b, const struct http1_request *r)
+static size_t copy_request_headers(struct head *b, const struct http1_request *r)
 {
     int own_host = r->target_form == HTTP1_TARGET_ABSOLUTE;
     size_t xff = 0;
@@ -49,72 +103,79 @@ static size_t copy_request_headers(struct evbuffer *b, const struct http1_reques
 
 /* X-Forwarded-For: the xff such lines the viewer sent, as one list (RFC
  * 9110 5.3), then the viewer's address. (xff 0: the address alone.) */
-static void forwarded_for(struct evbuffer *b, const struct http1_request *r, size_t xff, const char *peer_ip)
+static void forwarded_for(struct head *b, const struct http1_request *r, size_t xff, const char *peer_ip)
 {
-    evbuffer_add(b, "X-Forwarded-For: ", 17);
+    PUT_LIT(b, "X-Forwarded-For: ");
     for (size_t i = 0; xff > 0 && i < r->headers.count; i++) {
         const struct http1_header *h = &r->headers.h[i];
         if (HEADER_IS(h, "x-forwarded-for") && !http1_is_hop_by_hop(&r->headers, h->name, h->name_len)) {
             xff--;
             if (h->value_len > 0) {
-                evbuffer_add(b, h->value, h->value_len);
-                evbuffer_add(b, ", ", 2);
+                put(b, h->value, h->value_len);
+                put(b, ", ", 2);
             }
         }
     }
-    evbuffer_add_printf(b, "%s\r\n", peer_ip);
+    put_str(b, peer_ip);
+    put(b, "\r\n", 2);
 }
 
-void rewrite_request_head(struct evbuffer *b, const struct http1_request *r, const struct rewrite_request *x)
+void rewrite_request_head(struct evbuffer *out, const struct http1_request *r,
+                          const struct rewrite_request *x)
 {
-    evbuffer_add_printf(b, "%.*s %.*s HTTP/1.1\r\n", (int)r->method_len, r->method, (int)x->target_len,
-                        x->target);
+    struct head hb, *b = &hb;
+    hb.out = out;
+    hb.len = 0;
+    put(b, r->method, r->method_len);
+    put(b, " ", 1);
+    put(b, x->target, x->target_len);
+    PUT_LIT(b, " HTTP/1.1\r\n");
     size_t xff = copy_request_headers(b, r);
     if (!r->host) /* HTTP/1.0 without Host */
-        evbuffer_add_printf(b, "Host: %s\r\n", x->worker_id);
+        add_header(b, "Host", x->worker_id, strlen(x->worker_id));
     else if (r->target_form == HTTP1_TARGET_ABSOLUTE)
         add_header(b, "Host", r->host, r->host_len);
     forwarded_for(b, r, x->keep_xff ? xff : 0, x->peer_ip);
-    if (x->request_id && x->request_id[0]) { /* one add: a line per request must cost little */
-        char line[96];
-        size_t n = strlen(x->request_id);
-        if (n > sizeof line - 16)
-            n = sizeof line - 16;
-        memcpy(line, "X-Request-Id: ", 14);
-        memcpy(line + 14, x->request_id, n);
-        memcpy(line + 14 + n, "\r\n", 2);
-        evbuffer_add(b, line, n + 16);
-    }
-    static const char proto_https[] = "X-Forwarded-Proto: https\r\n",
-                      proto_http[] = "X-Forwarded-Proto: http\r\n";
+    if (x->request_id && x->request_id[0])
+        add_header(b, "X-Request-Id", x->request_id, strnlen(x->request_id, 80));
     if (x->tls)
-        evbuffer_add(b, proto_https, sizeof proto_https - 1);
+        PUT_LIT(b, "X-Forwarded-Proto: https\r\n");
     else
-        evbuffer_add(b, proto_http, sizeof proto_http - 1);
+        PUT_LIT(b, "X-Forwarded-Proto: http\r\n");
     if (r->host)
         add_header(b, "X-Forwarded-Host", r->host, r->host_len);
     if (x->path_mode) {
         add_header(b, "X-Webhooktunnel-Original-Path", r->path, r->path_len);
         add_header(b, "X-Websocktunnel-Original-Path", r->path, r->path_len);
     }
-    if (r->body == HTTP1_BODY_LENGTH)
-        evbuffer_add_printf(b, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
-    else if (r->body == HTTP1_BODY_CHUNKED)
-        evbuffer_add(b, "Transfer-Encoding: chunked\r\n", 28);
+    if (r->body == HTTP1_BODY_LENGTH) {
+        PUT_LIT(b, "Content-Length: ");
+        put_u64(b, (unsigned long long)r->content_length);
+        put(b, "\r\n", 2);
+    } else if (r->body == HTTP1_BODY_CHUNKED) {
+        PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+    }
     if (r->upgrade) {
         const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
-        evbuffer_add(b, "Connection: Upgrade\r\n", 21);
+        PUT_LIT(b, "Connection: Upgrade\r\n");
         add_header(b, "Upgrade", u->value, u->value_len);
     } else if (!x->keep_alive) {
-        evbuffer_add(b, "Connection: close\r\n", 19);
+        PUT_LIT(b, "Connection: close\r\n");
     }
-    evbuffer_add(b, "\r\n", 2);
+    head_end(b);
 }
 
 void rewrite_response_head(struct evbuffer *out, const struct http1_response *r, enum http1_method method,
                            int dechunk, int *keep_alive)
 {
-    evbuffer_add_printf(out, "HTTP/1.1 %d %.*s\r\n", r->status, (int)r->reason_len, r->reason);
+    struct head hb, *b = &hb;
+    hb.out = out;
+    hb.len = 0;
+    PUT_LIT(b, "HTTP/1.1 ");
+    put_u64(b, (unsigned long long)r->status);
+    put(b, " ", 1);
+    put(b, r->reason, r->reason_len);
+    put(b, "\r\n", 2);
     for (size_t i = 0; i < r->headers.count; i++) {
         const struct http1_header *h = &r->headers.h[i];
         if (http1_is_hop_by_hop(&r->headers, h->name, h->name_len))
@@ -124,22 +185,25 @@ void rewrite_response_head(struct evbuffer *out, const struct http1_response *r,
         if (HEADER_IS(h, "content-length") &&
             !(r->body == HTTP1_BODY_NONE && (method == HTTP1_METHOD_HEAD || r->status == 304)))
             continue;
-        copy_header(out, h);
+        copy_header(b, h);
     }
     if (r->upgrade) {
         const struct http1_header *u = http1_find_header(&r->headers, "upgrade");
-        evbuffer_add(out, "Connection: Upgrade\r\n", 21);
+        PUT_LIT(b, "Connection: Upgrade\r\n");
         if (u)
-            add_header(out, "Upgrade", u->value, u->value_len);
+            add_header(b, "Upgrade", u->value, u->value_len);
     } else {
-        if (r->body == HTTP1_BODY_LENGTH)
-            evbuffer_add_printf(out, "Content-Length: %llu\r\n", (unsigned long long)r->content_length);
-        else if (r->body == HTTP1_BODY_CHUNKED && !dechunk)
-            evbuffer_add(out, "Transfer-Encoding: chunked\r\n", 28);
+        if (r->body == HTTP1_BODY_LENGTH) {
+            PUT_LIT(b, "Content-Length: ");
+            put_u64(b, (unsigned long long)r->content_length);
+            put(b, "\r\n", 2);
+        } else if (r->body == HTTP1_BODY_CHUNKED && !dechunk) {
+            PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
+        }
         if (r->body == HTTP1_BODY_CLOSE || dechunk)
             *keep_alive = 0; /* the body ends when the connection does */
         if (!*keep_alive)
-            evbuffer_add(out, "Connection: close\r\n", 19);
+            PUT_LIT(b, "Connection: close\r\n");
     }
-    evbuffer_add(out, "\r\n", 2);
+    head_end(b);
 }
