@@ -557,7 +557,7 @@ struct client *client_new(struct lws_context *ctx)
         return NULL;
     c->ctx = ctx;
     c->state = CLIENT_INIT;
-    c->tx = malloc(LWS_PRE + TX_CAP);
+    c->tx = malloc(LWS_PRE + CLIENT_TX_BATCH);
     c->tcp_tx = malloc(LWS_PRE + CLIENT_TCP_CHUNK);
     if (!c->tx || !c->tcp_tx) {
         free(c->tx);

@@ -249,19 +249,41 @@ int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
 
 /* ---- sending ------------------------------------------------------------------------ */
 
-/* Sends one frame: the header is made and the payload masked here (mux/ws.c
- * masks 16 bytes per step; lws masked one byte at a time) with a random key
- * per frame, as RFC 6455 wants, from OpenSSL's user-space generator.
- * payload has LWS_PRE bytes of room before it. */
-static int write_frame(struct lws *wsi, enum ws_opcode op, uint8_t *payload, size_t n)
+/* A masking key for the next frame: random, as RFC 6455 wants, from
+ * OpenSSL's user-space generator, drawn 1 KiB (256 keys) at a time (a draw
+ * costs a getpid() system call). */
+static int next_key(struct client *c, uint8_t key[4])
+{
+    if (c->keys_left < 4) {
+        if (RAND_bytes(c->keys, sizeof c->keys) != 1)
+            return -1;
+        c->keys_left = sizeof c->keys;
+    }
+    memcpy(key, c->keys + sizeof c->keys - c->keys_left, 4);
+    c->keys_left -= 4;
+    return 0;
+}
+
+/* Makes the frame of the n payload bytes at payload, in place: the header
+ * (h bytes) goes just before it, in the WS_MAX_HEADER bytes of room there,
+ * and the payload is masked (mux/ws.c masks 16 bytes per step; lws masked
+ * one byte at a time). Returns h, or 0 without a key. */
+static size_t make_frame(struct client *c, enum ws_opcode op, uint8_t *payload, size_t n)
 {
     uint8_t key[4], hdr[WS_MAX_HEADER];
-    if (RAND_bytes(key, sizeof key) != 1)
-        return -1;
+    if (next_key(c, key) < 0)
+        return 0;
     size_t h = ws_encode_header(hdr, 1, op, n, key);
     ws_mask(payload, n, key, 0);
     memcpy(payload - h, hdr, h);
-    return lws_write(wsi, payload - h, n + h, LWS_WRITE_RAW) < 0 ? -1 : 0;
+    return h;
+}
+
+/* Sends one frame. payload has LWS_PRE bytes of room before it. */
+static int write_frame(struct client *c, struct lws *wsi, enum ws_opcode op, uint8_t *payload, size_t n)
+{
+    size_t h = make_frame(c, op, payload, n);
+    return h && lws_write(wsi, payload - h, n + h, LWS_WRITE_RAW) >= 0 ? 0 : -1;
 }
 
 /* Our close frame (code), then wait for the node's. */
@@ -296,13 +318,37 @@ static int write_control(struct client *c, struct lws *wsi)
     if (c->pong_pending) {
         c->pong_pending = 0;
         memcpy(frame, c->pong, c->pong_len);
-        return write_frame(wsi, WS_OP_PONG, frame, c->pong_len) < 0 ? -1 : 1;
+        return write_frame(c, wsi, WS_OP_PONG, frame, c->pong_len) < 0 ? -1 : 1;
     }
     if (c->ping_due) {
         c->ping_due = 0;
-        return write_frame(wsi, WS_OP_PING, frame, 0) < 0 ? -1 : 1;
+        return write_frame(c, wsi, WS_OP_PING, frame, 0) < 0 ? -1 : 1;
     }
     return 0;
+}
+
+/* The mux session's frames, as WebSocket frames one after the other at out
+ * (which has LWS_PRE bytes of room before it), as many as CLIENT_TX_BATCH
+ * holds: one write to the node for every stream that has something to say.
+ * Returns their length, or (size_t)-1 without a masking key. Each payload
+ * is read WS_MAX_HEADER bytes after the end of the frames so far, then
+ * moved back to follow its header. */
+static size_t batch(struct client *c, uint8_t *out)
+{
+    size_t len = 0;
+    while (CLIENT_TX_BATCH - len >= 2 * WS_MAX_HEADER + MUX_HEADER_LEN + 1) {
+        uint8_t *payload = out + len + WS_MAX_HEADER;
+        size_t n = mux_session_next(c->mux, payload, CLIENT_TX_BATCH - len - WS_MAX_HEADER);
+        if (n == 0)
+            break; /* (and the session re-arms output_cb: more output asks for a write) */
+        size_t h = make_frame(c, WS_OP_BINARY, payload, n);
+        if (!h)
+            return (size_t)-1;
+        if (h < WS_MAX_HEADER)
+            memmove(out + len, payload - h, h + n);
+        len += h + n;
+    }
+    return len;
 }
 
 int client_wsconn_writeable(struct client *c, struct lws *wsi)
@@ -318,16 +364,12 @@ int client_wsconn_writeable(struct client *c, struct lws *wsi)
             lws_callback_on_writable(wsi); /* the mux frames come next time */
         return rc < 0 ? -1 : 0;
     }
-    n = mux_session_next(c->mux, frame, TX_CAP);
-    if (n > 0 && write_frame(wsi, WS_OP_BINARY, frame, n) < 0) {
+    n = batch(c, frame);
+    if (n == (size_t)-1 || (n > 0 && lws_write(wsi, frame, n, LWS_WRITE_RAW) < 0)) {
         CLIENT_ERROR("writing to the node failed");
         return -1;
     }
     if (c->mux && mux_session_has_output(c->mux))
         lws_callback_on_writable(wsi);
-    else if (n > 0 && c->mux)
-        /* The session re-arms output_cb only once next() has returned 0: do
-         * that now, or output queued later would never ask for a write. */
-        (void)mux_session_next(c->mux, frame, TX_CAP);
     return 0;
 }
