@@ -805,19 +805,44 @@ const struct http1_header *http1_find_header(const struct http1_headers *hs, con
 
 bool http1_is_hop_by_hop(const struct http1_headers *hs, const char *name, size_t name_len)
 {
-    static const char *const fixed[] = {
-        "connection", "keep-alive",         "proxy-connection",    "te", "trailer", "transfer-encoding",
-        "upgrade",    "proxy-authenticate", "proxy-authorization",
-    };
-    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
-        if (http1__eq(name, name_len, fixed[k]))
+    /* by length first: this runs for every header line of every head relayed */
+    switch (name_len) {
+    case 2:
+        if (http1__eq(name, name_len, "te"))
             return true;
+        break;
+    case 7:
+        if (http1__eq(name, name_len, "trailer") || http1__eq(name, name_len, "upgrade"))
+            return true;
+        break;
+    case 10:
+        if (http1__eq(name, name_len, "connection") || http1__eq(name, name_len, "keep-alive"))
+            return true;
+        break;
+    case 16:
+        if (http1__eq(name, name_len, "proxy-connection"))
+            return true;
+        break;
+    case 17:
+        if (http1__eq(name, name_len, "transfer-encoding"))
+            return true;
+        break;
+    case 18:
+        if (http1__eq(name, name_len, "proxy-authenticate"))
+            return true;
+        break;
+    case 19:
+        if (http1__eq(name, name_len, "proxy-authorization"))
+            return true;
+        break;
+    default: break;
+    }
     if (!hs || name_len == 0 || http1__eq(name, name_len, "host") ||
         http1__eq(name, name_len, "content-length"))
         return false;
     for (size_t k = 0; k < hs->count; k++) {
         const struct http1_header *h = &hs->h[k];
-        if (http1__eq(h->name, h->name_len, "connection") &&
+        if (h->name_len == 10 && h->value_len >= name_len && http1__eq(h->name, h->name_len, "connection") &&
             http1__has_token_n(h->value, h->value_len, name, name_len))
             return true;
     }

@@ -57,7 +57,8 @@ struct wsmux {
  * zero, which masks nothing (a link carries no browser traffic that a
  * random key would protect proxies from). */
 static const uint8_t zero_key[4];
-static uint8_t frame_buf[WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
+#define WSMUX_BATCH (64 * 1024) /* bytes of frames added to the output at once */
+static uint8_t batch_buf[WSMUX_BATCH + WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
 
 static void arm_timer(struct wsmux *w);
 
@@ -116,22 +117,39 @@ static void send_control(struct wsmux *w, enum ws_opcode op, const uint8_t *data
 }
 
 /* Adds the mux's next frames to the output until it holds WSMUX_OUT_HIGH.
- * Returns 1 if it stopped there (the mux may have more), 0 if the mux had
- * nothing more. */
+ * They are put together in batch_buf and added WSMUX_BATCH bytes at a time:
+ * an evbuffer_add() to a bufferevent's output runs its callbacks each time.
+ * Each payload is made WS_MAX_HEADER bytes after the frames so far, then
+ * moved back to follow its header. Returns 1 if it stopped at
+ * WSMUX_OUT_HIGH (the mux may have more), 0 if the mux had nothing more. */
 static int fill(struct wsmux *w)
 {
     struct evbuffer *out = bufferevent_get_output(w->bev);
-    uint8_t *m = frame_buf + WS_MAX_HEADER;
-    while (evbuffer_get_length(out) < WSMUX_OUT_HIGH) {
-        size_t n = mux_session_next(w->mux, m, sizeof frame_buf - WS_MAX_HEADER);
-        if (n == 0)
-            return 0;
+    size_t len = 0, queued = evbuffer_get_length(out);
+    int more = 1;
+    while (queued + len < WSMUX_OUT_HIGH) {
+        if (sizeof batch_buf - len < WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME) {
+            evbuffer_add(out, batch_buf, len);
+            queued += len;
+            len = 0;
+            continue;
+        }
+        uint8_t *m = batch_buf + len + WS_MAX_HEADER;
+        size_t n = mux_session_next(w->mux, m, MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME);
+        if (n == 0) {
+            more = 0;
+            break;
+        }
         uint8_t hdr[WS_MAX_HEADER];
         size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, mask_key(w));
-        evbuffer_add(out, hdr, h);
-        evbuffer_add(out, m, n);
+        memcpy(batch_buf + len, hdr, h);
+        if (h < WS_MAX_HEADER)
+            memmove(batch_buf + len + h, m, n);
+        len += h + n;
     }
-    return 1;
+    if (len)
+        evbuffer_add(out, batch_buf, len);
+    return more;
 }
 
 static void flush(struct wsmux *w)
