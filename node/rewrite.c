@@ -19,7 +19,8 @@ struct head {
 static void put(struct head *o, const char *s, size_t n)
 {
     if (o->len + n > sizeof o->buf) {
-        evbuffer_add(o->out, o->buf, o->len);
+        if (o->len > 0)
+            evbuffer_add(o->out, o->buf, o->len);
         o->len = 0;
         if (n > sizeof o->buf) {
             evbuffer_add(o->out, s, n);
