@@ -15,6 +15,7 @@
  */
 #include "client/client.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -193,6 +194,27 @@ void client_backend_open(struct client *c, struct mux_stream *st)
     release(b);
 }
 
+/* Writes up to n bytes at p to the local port now. The socket is lws's, but
+ * only this file writes to it, with send() (never lws_write()), so lws has
+ * nothing of its own queued there to overtake. Returns the bytes written
+ * (0: the socket is full), or -1 on an error. */
+static ssize_t send_now(struct client_backend *b, const uint8_t *p, size_t n)
+{
+    ssize_t w = send(lws_get_socket_fd(b->wsi), p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return 0;
+    return w;
+}
+
+/* n bytes of the stream are out: that returns credit to the node. */
+static void written(struct client_backend *b, size_t n)
+{
+    if (n && b->st) {
+        mux_stream_consume(b->st, n);
+        client_rx_check(b->c);
+    }
+}
+
 void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
 {
     struct client_backend *b = ud;
@@ -201,6 +223,18 @@ void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t l
         mux_stream_consume(st, len);
         client_rx_check(b->c);
         goto out;
+    }
+    if (b->connected && b->q_len == 0 && !b->shut_wr) {
+        /* straight to the socket, without a poll() round and a copy; an
+         * error is found again, and handled, by on_writeable() */
+        ssize_t w = send_now(b, data, len);
+        if (w > 0) {
+            data += w;
+            len -= (size_t)w;
+            written(b, (size_t)w);
+        }
+        if (len == 0 || !b->wsi)
+            goto out;
     }
     if (b->q_off + b->q_len + len > b->q_cap) {
         if (b->q_off) {
@@ -329,20 +363,15 @@ static int on_rx(struct client_backend *b, struct lws *wsi, const uint8_t *in, s
 
 static int on_writeable(struct client_backend *b, struct lws *wsi)
 {
-    uint8_t *buf = b->c->tcp_tx + LWS_PRE;
     if (b->q_len) {
-        size_t n = b->q_len < CLIENT_TCP_CHUNK ? b->q_len : CLIENT_TCP_CHUNK;
-        memcpy(buf, b->q + b->q_off, n);
-        if (lws_write(wsi, buf, n, LWS_WRITE_RAW) < 0)
+        ssize_t w = send_now(b, b->q + b->q_off, b->q_len);
+        if (w < 0)
             return -1;
-        b->q_off += n;
-        b->q_len -= n;
+        b->q_off += (size_t)w;
+        b->q_len -= (size_t)w;
         if (b->q_len == 0)
             b->q_off = 0;
-        if (b->st) {
-            mux_stream_consume(b->st, n); /* this is what returns credit to the node */
-            client_rx_check(b->c);
-        }
+        written(b, (size_t)w); /* this is what returns credit to the node */
         if (b->wsi && (b->q_len || (b->node_eof && !b->shut_wr)))
             lws_callback_on_writable(wsi);
         return 0;
@@ -376,17 +405,10 @@ int client_backend_callback(struct lws *wsi, enum lws_callback_reasons reason, v
     case LWS_CALLBACK_CLIENT_CONNECTION_ERROR:
         socket_gone(b, in && len ? (const char *)in : "connection failed");
         break;
-    case LWS_CALLBACK_RAW_RX:
-        rc = on_rx(b, wsi, in, len);
-        break;
-    case LWS_CALLBACK_RAW_WRITEABLE:
-        rc = on_writeable(b, wsi);
-        break;
-    case LWS_CALLBACK_RAW_CLOSE:
-        socket_gone(b, "connection closed");
-        break;
-    default:
-        break;
+    case LWS_CALLBACK_RAW_RX: rc = on_rx(b, wsi, in, len); break;
+    case LWS_CALLBACK_RAW_WRITEABLE: rc = on_writeable(b, wsi); break;
+    case LWS_CALLBACK_RAW_CLOSE: socket_gone(b, "connection closed"); break;
+    default: break;
     }
     release(b);
     return rc;

@@ -37,10 +37,9 @@
 #define CLIENT_RX_PAUSE                                                                                      \
     ((uint64_t)8 * 1024 * 1024) /* stop reading the WebSocket above this many unconsumed bytes */
 #define CLIENT_RX_RESUME (CLIENT_RX_PAUSE / 2)
-#define CLIENT_TCP_CHUNK ((size_t)16 * 1024) /* bytes per write to a backend socket */
-#define CLIENT_TX_BATCH ((size_t)64 * 1024)  /* bytes of frames per write to the node */
-#define CLIENT_HALF_CLOSE_IDLE_S 60          /* backend idle after our SHUT_WR before we close it */
-#define CLIENT_FIN_WAIT_S 30                 /* backend gone, all sent: wait this long for the node's FIN */
+#define CLIENT_TX_BATCH ((size_t)64 * 1024) /* bytes of frames per write to the node */
+#define CLIENT_HALF_CLOSE_IDLE_S 60         /* backend idle after our SHUT_WR before we close it */
+#define CLIENT_FIN_WAIT_S 30                /* backend gone, all sent: wait this long for the node's FIN */
 
 /* ---- configuration (main.c fills it, read-only afterwards) -------------- */
 
@@ -197,7 +196,6 @@ struct client {
     uint8_t *tx;              /* LWS_PRE + CLIENT_TX_BATCH: frames to the node, written together */
     uint8_t keys[1024];       /* masking keys, 4 bytes each, drawn from OpenSSL 1 KiB at a time */
     size_t keys_left;         /* unused bytes at the end of keys[] (0: draw again) */
-    uint8_t *tcp_tx;          /* LWS_PRE + CLIENT_TCP_CHUNK, shared by the backends */
     int64_t up_since_ms;      /* when the current session came up */
     char url[CLIENT_MAX_URL]; /* the client URL last printed */
 

@@ -558,10 +558,7 @@ struct client *client_new(struct lws_context *ctx)
     c->ctx = ctx;
     c->state = CLIENT_INIT;
     c->tx = malloc(LWS_PRE + CLIENT_TX_BATCH);
-    c->tcp_tx = malloc(LWS_PRE + CLIENT_TCP_CHUNK);
-    if (!c->tx || !c->tcp_tx) {
-        free(c->tx);
-        free(c->tcp_tx);
+    if (!c->tx) {
         free(c);
         return NULL;
     }
@@ -612,6 +609,5 @@ void client_free(struct client *c)
     explicit_bzero(c->token, sizeof c->token);
     ws_parser_free(&c->wsp);
     free(c->tx);
-    free(c->tcp_tx);
     free(c);
 }
