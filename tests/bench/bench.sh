@@ -414,7 +414,7 @@ part_http() {
 XFER_CURL=() # extra curl options of xfer (part tls: --cacert)
 # xfer NAME URL down|up: one curl transfer (at most 20 s); appends MiB/s to $DIR/NAME.DIR (a
 # transfer cut by the time limit counts with the bytes it moved, and is marked partial); prints
-# a line about it
+# a line about it (FAILED for a curl error, another status, or a short body)
 xfer() {
     local name=$1 url=$2 dir=$3 out code size t rc=0
     if [ "$dir" = down ]; then
@@ -422,13 +422,13 @@ xfer() {
             -w '%{http_code} %{size_download} %{time_total}' "$url" || rc=$?
         out=$(cat "$DIR/curl.out")
         read -r code size t <<<"$out"
-        [ "$code" = 200 ] && [ "$size" = "$FILE_BYTES" ] && rc=0
+        if [ "$code" = 200 ] && [ "$size" = "$FILE_BYTES" ]; then rc=0; elif [ "$rc" = 0 ]; then rc=1; fi
     else
         run_bg "$DIR/curl.out" curl -s "${XFER_CURL[@]}" -o /dev/null --max-time 20 -H 'Expect:' -T "$SHM/up.bin" \
             -w '%{http_code} %{size_upload} %{time_total}' "$url" || rc=$?
         out=$(cat "$DIR/curl.out")
         read -r code size t <<<"$out"
-        { [ "$code" = 201 ] || [ "$code" = 204 ]; } && [ "$size" = "$UP_BYTES" ] && rc=0
+        if { [ "$code" = 201 ] || [ "$code" = 204 ]; } && [ "$size" = "$UP_BYTES" ]; then rc=0; elif [ "$rc" = 0 ]; then rc=1; fi
     fi
     if [ "$rc" = 0 ] || { [ "$rc" = 28 ] && [ "${size:-0}" -gt 0 ]; }; then
         awk -v b="$size" -v t="$t" 'BEGIN {print b / 1048576 / t}' >>"$DIR/$name.$dir"
