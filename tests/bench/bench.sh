@@ -819,22 +819,25 @@ part_tls() {
 
 # tls_table NAME...: part tls's table and summary
 tls_table() {
-    local base_rps base_d hz t n
+    local base_rps base_d hz n
     base_rps=$(col 1 "$DIR/tls.nginx-tls" | median)
     base_d=$(col 1 "$DIR/tls-nginx-tls.down" | median)
     hz=$(getconf CLK_TCK)
-    t=$((DURATION * hz))
     printf '   %-12s %10s %12s %9s %9s %14s %12s  %s\n' path "req/s" "vs nginx-tls" "p50 us" "p99 us" "download MiB/s" \
-        "vs nginx-tls" "CPU during wrk (% of a core)"
+        "vs nginx-tls" "CPU-seconds per 100k requests"
     for n in "$@"; do
         local rps p50 p99 d cpu
         rps=$(col 1 "$DIR/tls.$n" | median)
         p50=$(col 2 "$DIR/tls.$n" | median)
         p99=$(col 3 "$DIR/tls.$n" | median)
         d=$(col 1 "$DIR/tls-$n.down" | median)
-        cpu=$(awk -v t="$t" -v w="$([[ $n = whtunnel* ]] && echo 1 || echo 0)" '{a += $1; b += $2}
-            END {if (w) printf "node %.0f%% + whclient %.0f%%", a / NR * 100 / t, b / NR * 100 / t;
-                 else printf "nginx %.0f%%", a / NR * 100 / t}' "$DIR/tls.$n.cpu")
+        # per run: ticks / requests (wrk's count), then the median of the runs
+        cpu=$(paste "$DIR/tls.$n.cpu" "$DIR/tls.$n" | awk -v hz="$hz" '$7 > 0 {k = 1e5 / hz / $7;
+            printf "%.6f %.6f %.6f\n", $1 * k, $2 * k, ($1 + $2) * k}' >"$DIR/tls.$n.per"
+            a=$(col 1 "$DIR/tls.$n.per" | median) b=$(col 2 "$DIR/tls.$n.per" | median)
+            c=$(col 3 "$DIR/tls.$n.per" | median)
+            if [[ $n = whtunnel* ]]; then printf 'node %.2f + whclient %.2f = %.2f' "$a" "$b" "$c"; else
+                printf 'nginx %.2f' "$a"; fi)
         printf '   %-12s %10.0f %12s %9.0f %9.0f %14.0f %12s  %s\n' "$n" "$rps" "$(ratio "$rps" "$base_rps")" "$p50" "$p99" \
             "$d" "$(ratio "$d" "$base_d")" "$cpu"
     done
