@@ -117,7 +117,7 @@ fi
 if [ "$WHT_BENCH_INNER" = netns ]; then
     ip link set lo up
 fi
-for t in nginx wrk curl "$PY"; do
+for t in nginx wrk curl "$PY" $(want tls && echo openssl) $(want cluster && echo redis-server); do
     command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
 done
 WHTUNNEL="$BUILD/node/whtunnel"
@@ -898,12 +898,14 @@ part_cost() {
     cost_table
 }
 
-# cost_per FILE UNIT COL: median over runs of CPU-seconds (column COL: 2 or 3, or 0 for both)
-# per UNIT units of work (column 1); "nan" without a run that did any work
-cost_per() {
+# cost_runs FILE UNIT COL: per run, CPU-seconds (column COL: 2 or 3, or 0 for both) per UNIT
+# units of work (column 1); runs that did no work are left out
+cost_runs() {
     awk -v u="$2" -v c="$3" -v hz="$(getconf CLK_TCK)" '$1 > 0 {
-        s = (c == 0 ? $2 + $3 : $c); printf "%.6f\n", s / hz / $1 * u}' "$1" | median
+        s = (c == 0 ? $2 + $3 : $c); printf "%.6f\n", s / hz / $1 * u}' "$1"
 }
+# cost_per FILE UNIT COL: the median of cost_runs ("nan" without a run)
+cost_per() { cost_runs "$@" | median; }
 
 cost_table() {
     local g=1073741824 p=nginx-proxy w=whtunnel
@@ -914,13 +916,17 @@ cost_table() {
         printf '   %-24s %22.3f %20.3f %20.3f\n' "$label" "$(cost_per "$DIR/cost.$f.req" 100000 "$c")" \
             "$(cost_per "$DIR/cost.$f.down" "$g" "$c")" "$(cost_per "$DIR/cost.$f.up" "$g" "$c")"
     done
-    local k rs=()
+    local k rs=() runs=()
     for k in req down up; do
         local u=$g
         [ "$k" = req ] && u=100000
         rs+=("$(ratio "$(cost_per "$DIR/cost.$w.$k" "$u" 0)" "$(cost_per "$DIR/cost.$p.$k" "$u" 0)")")
+        cost_runs "$DIR/cost.$w.$k" "$u" 0 >"$DIR/cost.$w.$k.per"
+        cost_runs "$DIR/cost.$p.$k" "$u" 0 >"$DIR/cost.$p.$k.per"
+        runs+=("$(paired "$DIR/cost.$w.$k.per" "$DIR/cost.$p.$k.per" 1)")
     done
     printf '   %-24s %22s %20s %20s\n' "whtunnel / nginx-proxy" "${rs[0]}" "${rs[1]}" "${rs[2]}"
+    echo "   whtunnel / nginx-proxy CPU, run by run: requests ${runs[0]}; down ${runs[1]}; up ${runs[2]}"
     local errs
     errs=$(awk '{e += $4} END {print e + 0}' "$DIR/cost.$p.req" "$DIR/cost.$w.req")
     echo "   wrk errors (non-2xx, socket): $errs"
