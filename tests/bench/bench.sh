@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Benchmarks of the node (whtunnel) and client (whclient) against baselines
 # measured in the same run. Prints figures and ratios; asserts nothing. About
-# 3.5 minutes (7 with the Go pair); results and method: docs/benchmarks.md.
+# 9 minutes (12 with the Go pair); results and method: docs/benchmarks.md. The
+# suite runs every part once, tiny (tests/integration/test_bench.py).
 #
 #   tests/bench/bench.sh [--part NAME]... [--repeat N] [--duration S] [--workers N]
-#                        [--slow-seconds S] [--no-install] [--no-netns]
+#                        [--slow-seconds S] [--file-mib N] [--no-install] [--no-netns]
+#                        [--access-log]
 #
 # Parts (default: all, in this order):
 #   http        small keep-alive requests: wrk against nginx directly, nginx as a
@@ -15,12 +17,19 @@
 #   slow        node RSS while a rate-limited viewer downloads 1 GiB
 #   cluster     two nodes sharing a redis-server: small requests and a 1 GiB download
 #               through the node that holds the worker vs through the other one (relayed)
+#   tls         part http's requests and a one-stream 1 GiB download over HTTPS: nginx
+#               terminating TLS as a reverse proxy vs a node on a TLS port (whclient on
+#               wss://), same self-signed certificate, TLS 1.3 TLS_AES_128_GCM_SHA256 only
+#   cost        CPU-seconds (utime + stime) of the node + whclient per 100,000 small
+#               requests and per GiB downloaded and uploaded, vs nginx proxy for the same work
 #
 # Options:
 #   --repeat N        runs of each measurement; the median is reported (default 3)
 #   --duration S      seconds per wrk run (default 10)
 #   --workers N       idle workers for the memory part (default 1000, at most 10000)
 #   --slow-seconds S  bound of the slow-viewer download (default 60)
+#   --file-mib N      size of the download file in MiB (default 1024); uploads are a
+#                     quarter of it (256 MiB); the suite runs every part tiny with this
 #   --no-install      do not run deploy/install-deps.sh --bench
 #   --no-netns        stay in this network namespace (default: a private one made
 #                     with unshare -n, loopback only, when that works)
@@ -48,12 +57,13 @@ REPEAT=3
 DURATION=10
 WORKERS=1000
 SLOW_SECONDS=60
+FILE_MIB=1024
 INSTALL=1
 NETNS=1
 NODE_LOG_LEVEL=warn
 ARGS=("$@")
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; } # the header comment
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
@@ -62,6 +72,7 @@ while [ $# -gt 0 ]; do
     --duration) DURATION=${2:?}; shift 2 ;;
     --workers) WORKERS=${2:?}; shift 2 ;;
     --slow-seconds) SLOW_SECONDS=${2:?}; shift 2 ;;
+    --file-mib) FILE_MIB=${2:?}; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --no-netns) NETNS=0; shift ;;
     --access-log) NODE_LOG_LEVEL=info; shift ;;
@@ -69,15 +80,20 @@ while [ $# -gt 0 ]; do
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster tls cost)
 for p in "${PARTS[@]}"; do
-    case "$p" in http|throughput|memory|ws|slow|cluster) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
+    case "$p" in http|throughput|memory|ws|slow|cluster|tls|cost) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
 done
 num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
 num_in "$DURATION" 1 120 || { echo "bench.sh: --duration must be 1..120" >&2; exit 2; }
 num_in "$WORKERS" 1 10000 || { echo "bench.sh: --workers must be 1..10000" >&2; exit 2; }
-num_in "$SLOW_SECONDS" 5 300 || { echo "bench.sh: --slow-seconds must be 5..300" >&2; exit 2; }
+num_in "$SLOW_SECONDS" 1 300 || { echo "bench.sh: --slow-seconds must be 1..300" >&2; exit 2; }
+num_in "$FILE_MIB" 4 4096 || { echo "bench.sh: --file-mib must be 4..4096" >&2; exit 2; }
+FILE_BYTES=$((FILE_MIB << 20))
+UP_BYTES=$((FILE_MIB << 18)) # a quarter
+FILE_DESC=$([ "$FILE_MIB" = 1024 ] && echo "1 GiB" || echo "$FILE_MIB MiB")
+UP_DESC="$((FILE_MIB / 4)) MiB"
 want() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
 # ---- set-up outside the namespace: packages, build --------------------------------------------
@@ -102,7 +118,7 @@ fi
 if [ "$WHT_BENCH_INNER" = netns ]; then
     ip link set lo up
 fi
-for t in nginx wrk curl "$PY"; do
+for t in nginx wrk curl "$PY" $(want tls && echo openssl) $(want cluster && echo redis-server); do
     command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
 done
 WHTUNNEL="$BUILD/node/whtunnel"
@@ -198,6 +214,14 @@ wait_file() { # FILE PID WHAT: waits for a non-empty file
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# tree_ticks PID: CPU ticks of PID and of its children (nginx: the master and its worker)
+tree_ticks() {
+    local t=0 c
+    for c in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
+        t=$((t + $(cpu_ticks "$c" 2>/dev/null || echo 0)))
+    done
+    echo "$t"
+}
 
 # median of the numbers on stdin (one per line)
 # col N FILE: column N of FILE (nothing when FILE is missing)
@@ -220,12 +244,12 @@ token() { TASKCLUSTER_PROXY_SECRET_A=$SECRET "$WHTUNNEL" token --id "$1" --ttl 2
 # ---- the services -----------------------------------------------------------------------------
 
 BACKEND_PORT=
-start_backend() { # nginx: /small, /files/1g (sparse), PUT /upload/
+start_backend() { # nginx: /small, /files/1g (sparse, --file-mib), PUT /upload/
     [ -n "$BACKEND_PORT" ] && return 0
     mkdir -p "$SHM/www/files" "$SHM/www/upload" "$SHM/body" "$DIR/tmp"
     chmod 0755 "$SHM" "$SHM/www" "$SHM/www/files" # nginx workers may run as www-data
     chmod 0777 "$SHM/www/upload" "$SHM/body"
-    truncate -s 1G "$SHM/www/files/1g"
+    truncate -s "$FILE_BYTES" "$SHM/www/files/1g"
     BACKEND_PORT=$(free_port)
     sed -e "s#@PORT@#$BACKEND_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@SHM@#$SHM#g" "$HERE/nginx-backend.conf.in" >"$DIR/nginx-backend.conf"
     start nginx-backend nginx -c "$DIR/nginx-backend.conf" -e "$DIR/nginx-backend.err"
@@ -241,10 +265,12 @@ start_proxy() {
     sed -e "s#@PORT@#$PROXY_PORT#g" -e "s#@BACKEND@#$BACKEND_PORT#g" -e "s#@ECHO@#$ECHO_PORT#g" -e "s#@DIR@#$DIR#g" \
         "$HERE/nginx-proxy.conf.in" >"$DIR/nginx-proxy.conf"
     start nginx-proxy nginx -c "$DIR/nginx-proxy.conf" -e "$DIR/nginx-proxy.err"
+    PROXY_PID=$LAST_PID
     wait_port "$PROXY_PORT" "$LAST_PID" nginx-proxy
 }
 
-# start_node NAME: a node on a free port; sets NODE_PORT and NODE_PID
+# start_node NAME: a node on a free port; sets NODE_PORT and NODE_PID (variables set on the
+# call, such as TLS_KEY=... start_node NAME, reach the node's environment)
 start_node() {
     NODE_PORT=$(free_port)
     start "$1" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
@@ -252,10 +278,11 @@ start_node() {
     NODE_PID=$LAST_PID
     wait_port "$NODE_PORT" "$NODE_PID" "$1"
 }
-# start_client NAME NODE_PORT ID TARGET_PORT: whclient, waits until it printed its URL
+# start_client NAME NODE_PORT ID TARGET_PORT [ARG...]: whclient (ws://, or $CLIENT_SCHEME set on
+# the call), with these extra arguments; waits until it printed its URL
 start_client() {
-    start "$1" "$WHCLIENT" "ws://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --log-level warn \
-        --out-file "$DIR/$1.url"
+    start "$1" "$WHCLIENT" "${CLIENT_SCHEME:-ws}://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --log-level warn \
+        --out-file "$DIR/$1.url" "${@:5}"
     CLIENT_PID=$LAST_PID
     wait_file "$DIR/$1.url" "$CLIENT_PID" "$1"
 }
@@ -305,9 +332,16 @@ echo
 
 # ---- 1. small keep-alive requests -------------------------------------------------------------
 
-# run_wrk URL: prints "rps p50_us p99_us errors"
+# run_wrk URL: prints "rps p50_us p99_us errors requests". A run that completed no request at
+# all (seen over TLS on a starved machine: wrk's 50 handshakes took the whole second) is said
+# on stderr and run once more
 run_wrk() {
-    run_bg "$DIR/wrk.out" wrk -t1 -c50 -d"${DURATION}s" --timeout 5s --latency "$1" || true
+    local try
+    for try in 1 2; do
+        run_bg "$DIR/wrk.out" wrk -t1 -c50 -d"${DURATION}s" --timeout 5s --latency "$1" || true
+        grep -Eq '^ *[1-9][0-9]* requests in ' "$DIR/wrk.out" && break
+        { echo "bench.sh: wrk completed no request on $1 (try $try of 2):"; sed 's/^/  /' "$DIR/wrk.out"; } >&2
+    done
     awk '
         function us(v) {
             if (v ~ /us$/) return v + 0
@@ -321,7 +355,8 @@ run_wrk() {
         /^Requests\/sec:/ {rps = $2}
         /Non-2xx/ {err += $NF}
         /Socket errors/ {gsub(",", ""); err += $4 + $6 + $8 + $10}
-        END {printf "%s %s %s %d\n", rps + 0, p50 + 0, p99 + 0, err + 0}' "$DIR/wrk.out"
+        / requests in / {n = $1}
+        END {printf "%s %s %s %d %d\n", rps + 0, p50 + 0, p99 + 0, err + 0, n + 0}' "$DIR/wrk.out"
 }
 
 part_http() {
@@ -384,23 +419,24 @@ part_http() {
 
 # ---- 2. throughput ----------------------------------------------------------------------------
 
+XFER_CURL=() # extra curl options of xfer (part tls: --cacert)
 # xfer NAME URL down|up: one curl transfer (at most 20 s); appends MiB/s to $DIR/NAME.DIR (a
 # transfer cut by the time limit counts with the bytes it moved, and is marked partial); prints
-# a line about it
+# a line about it (FAILED for a curl error, another status, or a short body)
 xfer() {
     local name=$1 url=$2 dir=$3 out code size t rc=0
     if [ "$dir" = down ]; then
-        run_bg "$DIR/curl.out" curl -s -o /dev/null --max-time 20 \
+        run_bg "$DIR/curl.out" curl -s "${XFER_CURL[@]}" -o /dev/null --max-time 20 \
             -w '%{http_code} %{size_download} %{time_total}' "$url" || rc=$?
         out=$(cat "$DIR/curl.out")
         read -r code size t <<<"$out"
-        [ "$code" = 200 ] && [ "$size" = $((1 << 30)) ] && rc=0
+        if [ "$code" = 200 ] && [ "$size" = "$FILE_BYTES" ]; then rc=0; elif [ "$rc" = 0 ]; then rc=1; fi
     else
-        run_bg "$DIR/curl.out" curl -s -o /dev/null --max-time 20 -H 'Expect:' -T "$SHM/up.bin" \
+        run_bg "$DIR/curl.out" curl -s "${XFER_CURL[@]}" -o /dev/null --max-time 20 -H 'Expect:' -T "$SHM/up.bin" \
             -w '%{http_code} %{size_upload} %{time_total}' "$url" || rc=$?
         out=$(cat "$DIR/curl.out")
         read -r code size t <<<"$out"
-        { [ "$code" = 201 ] || [ "$code" = 204 ]; } && [ "$size" = $((256 << 20)) ] && rc=0
+        if { [ "$code" = 201 ] || [ "$code" = 204 ]; } && [ "$size" = "$UP_BYTES" ]; then rc=0; elif [ "$rc" = 0 ]; then rc=1; fi
     fi
     if [ "$rc" = 0 ] || { [ "$rc" = 28 ] && [ "${size:-0}" -gt 0 ]; }; then
         awk -v b="$size" -v t="$t" 'BEGIN {print b / 1048576 / t}' >>"$DIR/$name.$dir"
@@ -421,8 +457,8 @@ part_throughput() {
         names+=(go)
         bases+=("http://127.0.0.1:$MAIN_GO_PORT/bench")
     fi
-    head -c $((256 << 20)) /dev/urandom >"$SHM/up.bin"
-    echo "== 2. one-stream throughput: curl GET of a 1 GiB file to /dev/null; curl PUT of 256 MiB (nginx WebDAV); 20 s limit"
+    head -c "$UP_BYTES" /dev/urandom >"$SHM/up.bin"
+    echo "== 2. one-stream throughput: curl GET of a $FILE_DESC file to /dev/null; curl PUT of $UP_DESC (nginx WebDAV); 20 s limit"
     local r i n
     for r in $(seq "$REPEAT"); do
         for i in "${!names[@]}"; do
@@ -464,7 +500,7 @@ part_throughput() {
     hz=$(getconf CLK_TCK)
     for d in down up; do
         [ -s "$DIR/cpu.$d" ] || continue
-        paste "$DIR/cpu.$d" "$DIR/whtunnel.$d" | awk -v hz="$hz" -v d="$d" -v mib="$([ "$d" = down ] && echo 1024 || echo 256)" '
+        paste "$DIR/cpu.$d" "$DIR/whtunnel.$d" | awk -v hz="$hz" -v d="$d" -v mib="$([ "$d" = down ] && echo "$FILE_MIB" || echo $((FILE_MIB / 4)))" '
             {n += $1; c += $2; t += mib / $3} END {printf "   whtunnel %s: CPU per run node %.2f s, whclient %.2f s (transfer %.2f s)\n", d, n / NR / hz, c / NR / hz, t / NR}'
     done
     echo "   target: whtunnel >= 0.50x direct"
@@ -616,7 +652,7 @@ slow_run() {
 
 part_slow() {
     start_backend
-    echo "== 5. slow viewer: curl --limit-rate 20M of a 1 GiB file through the tunnel (at most ${SLOW_SECONDS}s), VmRSS sampled every second"
+    echo "== 5. slow viewer: curl --limit-rate 20M of a $FILE_DESC file through the tunnel (at most ${SLOW_SECONDS}s), VmRSS sampled every second"
     start_node slow-node
     start_client slow-client "$NODE_PORT" slow "$BACKEND_PORT"
     local res
@@ -645,7 +681,7 @@ part_slow() {
 
 part_cluster() {
     start_backend
-    echo "== 6. cluster: redis-server + nodes A and B; whclient on A; wrk -t1 -c50 -d${DURATION}s and a 1 GiB download, via A (local) and via B (relayed A <- B)"
+    echo "== 6. cluster: redis-server + nodes A and B; whclient on A; wrk -t1 -c50 -d${DURATION}s and a $FILE_DESC download, via A (local) and via B (relayed A <- B)"
     local rport csecret
     rport=$(free_port)
     csecret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
@@ -680,9 +716,9 @@ part_cluster() {
             bytes=$(curl -s -o /dev/null -w '%{size_download}' --max-time 120 "http://127.0.0.1:${ports[$i]}/cbench/files/1g" || echo 0)
             t1=$(date +%s.%N)
             awk -v b="$bytes" -v a="$t0" -v c="$t1" 'BEGIN {printf "%.1f\n", b / 1048576 / (c - a)}' >>"$DIR/cluster.${names[$i]}.mibs"
-            printf '   run %d %-8s %s, 1 GiB download %s MiB/s\n' "$r" "${names[$i]}" \
+            printf '   run %d %-8s %s, %s download %s MiB/s\n' "$r" "${names[$i]}" \
                 "$(tail -1 "$DIR/cluster.${names[$i]}" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
-                "$(tail -1 "$DIR/cluster.${names[$i]}.mibs")"
+                "$FILE_DESC" "$(tail -1 "$DIR/cluster.${names[$i]}.mibs")"
         done
     done
     local lr rr lp rp lm rm
@@ -697,6 +733,212 @@ part_cluster() {
     echo "6. cluster: relayed $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local; p99 +$(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%.0f", a - b}') us; download $rm MiB/s = $(ratio "$rm" "$lm") local" >>"$DIR/summary"
     stop "$CLIENT_PID"
     for i in 0 1; do stop "${pids[$i]}"; done
+}
+
+# ---- 7. TLS: nginx terminating TLS vs the node's TLS port ---------------------------------------
+
+TLS_CIPHER=TLS_AES_128_GCM_SHA256
+TLS_UP=0
+# start_tls: a self-signed EC P-256 certificate for 127.0.0.1; an OpenSSL configuration allowing
+# TLS 1.3 with $TLS_CIPHER only (the OPENSSL_CONF of the node, whclient, wrk and curl); nginx
+# terminating TLS in front of the backend with that certificate (nginx-tls-proxy.conf.in pins
+# the same); a node on a TLS port and a whclient on wss:// trusting the certificate (--ca)
+start_tls() {
+    [ "$TLS_UP" = 1 ] && return 0
+    start_backend
+    TLS="$DIR/tls"
+    mkdir -p "$TLS"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -addext subjectAltName=IP:127.0.0.1 -keyout "$TLS/key.pem" -out "$TLS/cert.pem" >"$DIR/openssl.log" 2>&1 ||
+        { echo "bench.sh: openssl req failed: $(cat "$DIR/openssl.log")" >&2; exit 1; }
+    printf '%s\n' "openssl_conf = openssl_init" "[openssl_init]" "ssl_conf = ssl_sect" "[ssl_sect]" \
+        "system_default = system_default_sect" "[system_default_sect]" "MinProtocol = TLSv1.3" \
+        "MaxProtocol = TLSv1.3" "Ciphersuites = $TLS_CIPHER" >"$TLS/openssl.cnf"
+    TLS_PROXY_PORT=$(free_port)
+    sed -e "s#@PORT@#$TLS_PROXY_PORT#g" -e "s#@BACKEND@#$BACKEND_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@TLS@#$TLS#g" \
+        "$HERE/nginx-tls-proxy.conf.in" >"$DIR/nginx-tls-proxy.conf"
+    start nginx-tls-proxy nginx -c "$DIR/nginx-tls-proxy.conf" -e "$DIR/nginx-tls-proxy.err"
+    TLS_PROXY_PID=$LAST_PID
+    wait_port "$TLS_PROXY_PORT" "$TLS_PROXY_PID" nginx-tls-proxy
+    TLS_KEY="$TLS/key.pem" TLS_CERTIFICATE="$TLS/cert.pem" OPENSSL_CONF="$TLS/openssl.cnf" start_node tls-node
+    TLS_NODE_PORT=$NODE_PORT
+    TLS_NODE_PID=$NODE_PID
+    CLIENT_SCHEME=wss OPENSSL_CONF="$TLS/openssl.cnf" start_client tls-client "$TLS_NODE_PORT" tbench "$BACKEND_PORT" \
+        --ca "$TLS/cert.pem"
+    TLS_CLIENT_PID=$CLIENT_PID
+    TLS_UP=1
+}
+
+# negotiated URL: "TLSv1.3 / CIPHER" as curl reports it, with the system's OpenSSL defaults (not
+# pinned: what the server chose)
+negotiated() {
+    curl -sv --cacert "$TLS/cert.pem" --max-time 5 -o /dev/null "$1" 2>&1 |
+        sed -n 's/^\* SSL connection using \(.*\)$/\1/p' | head -1
+}
+
+# tls_ticks NAME: CPU ticks of the proxy of path NAME ("node whclient" for the tunnels)
+tls_ticks() {
+    case "$1" in
+    nginx-proxy) echo "$(tree_ticks "$PROXY_PID") 0" ;;
+    nginx-tls) echo "$(tree_ticks "$TLS_PROXY_PID") 0" ;;
+    whtunnel) echo "$(cpu_ticks "$MAIN_NODE_PID") $(cpu_ticks "$MAIN_CLIENT_PID")" ;;
+    whtunnel-tls) echo "$(cpu_ticks "$TLS_NODE_PID") $(cpu_ticks "$TLS_CLIENT_PID")" ;;
+    esac
+}
+
+part_tls() {
+    start_proxy
+    start_tunnels
+    start_tls
+    local names=(nginx-proxy whtunnel nginx-tls whtunnel-tls) bases=("http://127.0.0.1:$PROXY_PORT"
+        "http://127.0.0.1:$MAIN_NODE_PORT/bench" "https://127.0.0.1:$TLS_PROXY_PORT"
+        "https://127.0.0.1:$TLS_NODE_PORT/tbench")
+    echo "== 7. TLS: wrk -t1 -c50 -d${DURATION}s GETs of a 13-byte body, and a one-stream $FILE_DESC download (curl, 20 s limit),"
+    echo "   over HTTPS to nginx terminating TLS as a reverse proxy and to a node on a TLS port (whclient on wss://,"
+    echo "   so the node also encrypts the worker link); the plain paths for reference; one self-signed EC P-256"
+    echo "   certificate; OpenSSL $(openssl version | awk '{print $2}'), TLS 1.3 and $TLS_CIPHER only on every side"
+    echo "   negotiated (curl, unpinned): nginx-tls $(negotiated "${bases[2]}/small"); whtunnel-tls $(negotiated "${bases[3]}/small")"
+    local i r n
+    for i in "${!names[@]}"; do
+        local code
+        code=$(curl -s --cacert "$TLS/cert.pem" -o /dev/null -w '%{http_code}' --max-time 5 "${bases[$i]}/small" || true)
+        [ "$code" = 200 ] || { echo "bench.sh: ${bases[$i]}/small answered $code" >&2; exit 1; }
+        OPENSSL_CONF="$TLS/openssl.cnf" wrk -t1 -c50 -d1s "${bases[$i]}/small" >/dev/null 2>&1 || true
+    done
+    XFER_CURL=(--cacert "$TLS/cert.pem")
+    for r in $(seq "$REPEAT"); do
+        for i in "${!names[@]}"; do
+            local t0 t1 line d
+            t0=$(tls_ticks "${names[$i]}")
+            OPENSSL_CONF="$TLS/openssl.cnf" run_wrk "${bases[$i]}/small" >"$DIR/wrk.line"
+            t1=$(tls_ticks "${names[$i]}")
+            line=$(cat "$DIR/wrk.line")
+            echo "$line" >>"$DIR/tls.${names[$i]}"
+            echo "$t0 $t1" | awk '{print $3 - $1, $4 - $2}' >>"$DIR/tls.${names[$i]}.cpu"
+            OPENSSL_CONF="$TLS/openssl.cnf" xfer "tls-${names[$i]}" "${bases[$i]}/files/1g" down >"$DIR/xfer.line"
+            d=$(cat "$DIR/xfer.line")
+            printf '   run %d %-12s %s; download %s\n' "$r" "${names[$i]}" \
+                "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" "$d"
+        done
+    done
+    XFER_CURL=()
+    tls_table "${names[@]}"
+}
+
+# tls_table NAME...: part tls's table and summary
+tls_table() {
+    local base_rps base_d hz n
+    base_rps=$(col 1 "$DIR/tls.nginx-tls" | median)
+    base_d=$(col 1 "$DIR/tls-nginx-tls.down" | median)
+    hz=$(getconf CLK_TCK)
+    printf '   %-12s %10s %12s %9s %9s %14s %12s  %s\n' path "req/s" "vs nginx-tls" "p50 us" "p99 us" "download MiB/s" \
+        "vs nginx-tls" "CPU-seconds per 100k requests"
+    for n in "$@"; do
+        local rps p50 p99 d cpu
+        rps=$(col 1 "$DIR/tls.$n" | median)
+        p50=$(col 2 "$DIR/tls.$n" | median)
+        p99=$(col 3 "$DIR/tls.$n" | median)
+        d=$(col 1 "$DIR/tls-$n.down" | median)
+        # per run: ticks / requests (wrk's count), then the median of the runs
+        cpu=$(paste "$DIR/tls.$n.cpu" "$DIR/tls.$n" | awk -v hz="$hz" '$7 > 0 {k = 1e5 / hz / $7;
+            printf "%.6f %.6f %.6f\n", $1 * k, $2 * k, ($1 + $2) * k}' >"$DIR/tls.$n.per"
+            a=$(col 1 "$DIR/tls.$n.per" | median) b=$(col 2 "$DIR/tls.$n.per" | median)
+            c=$(col 3 "$DIR/tls.$n.per" | median)
+            if [[ $n = whtunnel* ]]; then printf 'node %.2f + whclient %.2f = %.2f' "$a" "$b" "$c"; else
+                printf 'nginx %.2f' "$a"; fi)
+        printf '   %-12s %10.0f %12s %9.0f %9.0f %14.0f %12s  %s\n' "$n" "$rps" "$(ratio "$rps" "$base_rps")" "$p50" "$p99" \
+            "$d" "$(ratio "$d" "$base_d")" "$cpu"
+    done
+    local pr pd
+    pr=$(paired "$DIR/tls.whtunnel-tls" "$DIR/tls.nginx-tls" 1)
+    pd=$(paired "$DIR/tls-whtunnel-tls.down" "$DIR/tls-nginx-tls.down" 1)
+    echo "   whtunnel-tls / nginx-tls, run by run: requests $pr; download $pd"
+    echo "   TLS's cost, run by run: nginx-tls / nginx-proxy $(paired "$DIR/tls.nginx-tls" "$DIR/tls.nginx-proxy" 1);" \
+        "whtunnel-tls / whtunnel $(paired "$DIR/tls.whtunnel-tls" "$DIR/tls.whtunnel" 1)"
+    local rps d
+    rps=$(col 1 "$DIR/tls.whtunnel-tls" | median)
+    d=$(col 1 "$DIR/tls-whtunnel-tls.down" | median)
+    echo "7. TLS: whtunnel-tls $(printf %.0f "$rps") req/s = $(ratio "$rps" "$base_rps") nginx-tls (target >= 1.00x); download $(printf %.0f "$d") MiB/s = $(ratio "$d" "$base_d") nginx-tls" >>"$DIR/summary"
+    echo "   (paired per run: requests $pr; download $pd)" >>"$DIR/summary"
+    echo "   target: whtunnel-tls >= 1.00x nginx-tls (requests)"
+}
+
+# ---- 8. cost: CPU-seconds per unit of work -----------------------------------------------------
+
+# cost_ticks NAME: "a b": CPU ticks of the proxy of path NAME (nginx: master + worker; whtunnel:
+# node, whclient)
+cost_ticks() {
+    if [ "$1" = nginx-proxy ]; then echo "$(tree_ticks "$PROXY_PID") 0"; else tls_ticks "$1"; fi
+}
+
+part_cost() {
+    start_proxy
+    start_tunnels
+    local names=(nginx-proxy whtunnel) bases=("http://127.0.0.1:$PROXY_PORT" "http://127.0.0.1:$MAIN_NODE_PORT/bench")
+    echo "== 8. cost: CPU-seconds (utime + stime, /proc/PID/stat) of the proxy per 100,000 small requests (wrk -t1 -c50"
+    echo "   -d${DURATION}s, divided by the requests wrk counted), per GiB downloaded ($FILE_DESC) and per GiB uploaded ($UP_DESC);"
+    echo "   nginx-proxy counts its master and worker, whtunnel the node and whclient; the backend, wrk and curl are not counted"
+    [ -s "$SHM/up.bin" ] || head -c "$UP_BYTES" /dev/urandom >"$SHM/up.bin"
+    local i r
+    for i in "${!names[@]}"; do wrk -t1 -c50 -d1s "${bases[$i]}/small" >/dev/null 2>&1 || true; done
+    for r in $(seq "$REPEAT"); do
+        for i in "${!names[@]}"; do
+            local n=${names[$i]} t0 t1 code size t line
+            t0=$(cost_ticks "$n")
+            run_wrk "${bases[$i]}/small" >"$DIR/wrk.line"
+            t1=$(cost_ticks "$n")
+            line=$(cat "$DIR/wrk.line")
+            echo "$(echo "$line" | awk '{print $5, $4}') $t0 $t1" | awk '{print $1, $5 - $3, $6 - $4, $2}' >>"$DIR/cost.$n.req"
+            printf '   run %d %-12s %s\n' "$r" "$n" "$(echo "$line" | awk '{printf "%d requests, %d errors", $5, $4}')"
+            local dir
+            for dir in down up; do
+                t0=$(cost_ticks "$n")
+                xfer "cost-$n" "${bases[$i]}$([ "$dir" = down ] && echo /files/1g || echo "/upload/cost-$n")" "$dir" \
+                    >"$DIR/xfer.line"
+                t1=$(cost_ticks "$n")
+                read -r code size t <"$DIR/curl.out" || true
+                echo "${size:-0} $t0 $t1" | awk '{print $1, $4 - $2, $5 - $3}' >>"$DIR/cost.$n.$dir"
+                printf '   run %d %-12s %-4s %s\n' "$r" "$n" "$dir" "$(cat "$DIR/xfer.line")"
+            done
+        done
+    done
+    rm -f "$SHM"/www/upload/*
+    cost_table
+}
+
+# cost_runs FILE UNIT COL: per run, CPU-seconds (column COL: 2 or 3, or 0 for both) per UNIT
+# units of work (column 1); runs that did no work are left out
+cost_runs() {
+    awk -v u="$2" -v c="$3" -v hz="$(getconf CLK_TCK)" '$1 > 0 {
+        s = (c == 0 ? $2 + $3 : $c); printf "%.6f\n", s / hz / $1 * u}' "$1"
+}
+# cost_per FILE UNIT COL: the median of cost_runs ("nan" without a run)
+cost_per() { cost_runs "$@" | median; }
+
+cost_table() {
+    local g=1073741824 p=nginx-proxy w=whtunnel
+    printf '   %-24s %22s %20s %20s\n' "process" "CPU s / 100k requests" "CPU s / GiB down" "CPU s / GiB up"
+    local row label f c
+    for row in "$p 0 nginx-proxy" "$w 2 whtunnel-node" "$w 3 whtunnel-whclient" "$w 0 whtunnel-total"; do
+        read -r f c label <<<"$row"
+        printf '   %-24s %22.3f %20.3f %20.3f\n' "$label" "$(cost_per "$DIR/cost.$f.req" 100000 "$c")" \
+            "$(cost_per "$DIR/cost.$f.down" "$g" "$c")" "$(cost_per "$DIR/cost.$f.up" "$g" "$c")"
+    done
+    local k rs=() runs=()
+    for k in req down up; do
+        local u=$g
+        [ "$k" = req ] && u=100000
+        rs+=("$(ratio "$(cost_per "$DIR/cost.$w.$k" "$u" 0)" "$(cost_per "$DIR/cost.$p.$k" "$u" 0)")")
+        cost_runs "$DIR/cost.$w.$k" "$u" 0 >"$DIR/cost.$w.$k.per"
+        cost_runs "$DIR/cost.$p.$k" "$u" 0 >"$DIR/cost.$p.$k.per"
+        runs+=("$(paired "$DIR/cost.$w.$k.per" "$DIR/cost.$p.$k.per" 1)")
+    done
+    printf '   %-24s %22s %20s %20s\n' "whtunnel / nginx-proxy" "${rs[0]}" "${rs[1]}" "${rs[2]}"
+    echo "   whtunnel / nginx-proxy CPU, run by run: requests ${runs[0]}; down ${runs[1]}; up ${runs[2]}"
+    local errs
+    errs=$(awk '{e += $4} END {print e + 0}' "$DIR/cost.$p.req" "$DIR/cost.$w.req")
+    echo "   wrk errors (non-2xx, socket): $errs"
+    echo "8. cost: whtunnel (node + whclient) / nginx-proxy CPU-seconds: per request ${rs[0]}, per GiB down ${rs[1]}, per GiB up ${rs[2]}" >>"$DIR/summary"
 }
 
 # run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
@@ -719,6 +961,8 @@ want memory && run_part memory
 want ws && run_part ws
 want slow && run_part slow
 want cluster && run_part cluster
+want tls && run_part tls
+want cost && run_part cost
 echo "== summary (medians of $REPEAT runs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 sed 's/^/   /' "$DIR/summary" 2>/dev/null || true
 echo "done in $((SECONDS - T0)) s"
