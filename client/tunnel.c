@@ -447,7 +447,7 @@ static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
     }
     if (status == 400)
         CLIENT_ERROR("registration refused by the server (400 Bad Request): check the id and the token");
-    else if ((status < 300 && status != 101) || status == 404 || status == 405)
+    else if ((status && status < 300 && status != 101) || status == 404 || status == 405)
         /* a node answers a registration 101, 401, 400 or 5xx: this is something else */
         CLIENT_ERROR("%s answered the registration with HTTP %d instead of switching to a WebSocket: it does "
                      "not look like a webhooktunnel node (check the URL, its scheme and its path)",
@@ -455,6 +455,10 @@ static void handshake_failed(struct client *c, struct lws *wsi, const char *why)
     else if (status)
         CLIENT_ERROR("handshake with %s failed: HTTP %d (%s)", client_cfg->server_text, status,
                      c->hs_why ? c->hs_why : why);
+    else if (client_cfg->server.tls && why && strstr(why, "SSL"))
+        CLIENT_WARN("cannot connect to %s: the TLS handshake failed (%s): does that port serve TLS (a "
+                    "plain one wants ws://), with a TLS version and cipher whclient has?",
+                    client_cfg->server_text, why);
     else
         CLIENT_WARN("cannot connect to %s: %s", client_cfg->server_text, why);
     schedule_retry(c, 0);

@@ -77,6 +77,17 @@ def test_url_that_is_not_a_node(procs, tmp_path):
     assert "HTTP 200" in c.output()
 
 
+def test_tls_to_a_plain_port(procs, node, tmp_path):
+    """wss:// to a port that does not speak TLS: whclient says the TLS
+    handshake failed, and does not call it a wrong HTTP answer (status 0)."""
+    c = Proc([binary("whclient"), "wss://127.0.0.1:%d" % node.port, "nt", "1", "--token", make_token("nt")],
+             name="client")
+    procs.append(c)
+    wait_for(lambda: "cannot connect to wss://127.0.0.1:%d: the TLS handshake failed" % node.port in c.output(),
+             10, "the client to say the TLS handshake failed")
+    assert "HTTP 0" not in c.output(), c.output()
+
+
 def status_at(port, path):
     try:
         h = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
