@@ -83,7 +83,7 @@ void ws_parser_init(struct ws_parser *p, enum ws_role role, size_t max_message)
     p->state = WS__S_HEADER;
 }
 
-void ws_parser_free(struct ws_parser *p)
+static void ws__free_msg(struct ws_parser *p)
 {
     free(p->msg);
     p->msg = NULL;
@@ -91,12 +91,23 @@ void ws_parser_free(struct ws_parser *p)
     p->delivered = 0;
 }
 
+void ws_parser_free(struct ws_parser *p)
+{
+    ws__free_msg(p);
+    free(p->ctl);
+    p->ctl = NULL;
+}
+
 void ws_parser_trim(struct ws_parser *p)
 {
     /* a split unfragmented frame also lives in msg while in the payload state */
     if (p->msg_opcode || (p->state == WS__S_PAYLOAD && !(p->opcode & WS__CONTROL)))
         return;
-    ws_parser_free(p);
+    ws__free_msg(p);
+    if (p->state != WS__S_PAYLOAD) { /* (else a split control frame is in ctl) */
+        free(p->ctl);
+        p->ctl = NULL;
+    }
 }
 
 static ssize_t ws__fail(struct ws_parser *p, int err)
@@ -272,6 +283,9 @@ static int ws__close_event(struct ws_parser *p, uint8_t *data, size_t len, struc
 }
 
 /* The frame's whole payload (unmasked) is data[len]: emit its event, if any. */
+/* The data of an empty event that has no buffer to point into. */
+static uint8_t ws__empty[1];
+
 static int ws__end_frame(struct ws_parser *p, uint8_t *data, size_t len, struct ws_event *ev)
 {
     p->state = WS__S_HEADER;
@@ -293,7 +307,7 @@ static int ws__end_frame(struct ws_parser *p, uint8_t *data, size_t len, struct 
             p->delivered = 1; /* reset msg on the next call, not before */
         break;
     }
-    ev->data = data ? data : p->ctl;
+    ev->data = data ? data : ws__empty;
     ev->len = len;
     return WS_OK;
 }
@@ -307,6 +321,8 @@ static int ws__payload_copy(struct ws_parser *p, const uint8_t *src, size_t n, s
     int r;
 
     if (control) {
+        if (!p->ctl && !(p->ctl = malloc(WS_MAX_CONTROL_PAYLOAD)))
+            return WS_E_NOMEM;
         memcpy(p->ctl + p->frame_done, src, n);
         if (p->masked)
             ws_mask(p->ctl + p->frame_done, n, p->mask, (size_t)p->frame_done);
@@ -366,7 +382,7 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_event 
         p->delivered = 0;
         p->msg_len = 0;
         if (p->msg_cap > WS_PARSER_KEEP_BUFFER)
-            ws_parser_free(p);
+            ws__free_msg(p);
     }
     for (;;) {
         if (p->state == WS__S_CLOSED) {

@@ -48,7 +48,7 @@ enum ws_err {
     WS_E_CLOSE_PAYLOAD = -10,     /* close frame with a 1-byte payload */
     WS_E_CLOSE_CODE = -11,        /* close code not allowed on the wire */
     WS_E_AFTER_CLOSE = -12,       /* bytes after a close frame */
-    WS_E_NOMEM = -13,             /* out of memory growing the reassembly buffer */
+    WS_E_NOMEM = -13,             /* out of memory for a reassembly buffer */
     /* encoding, formatting, arguments */
     WS_E_INVAL = -14,   /* invalid argument (bad opcode, CR/LF in a header value...) */
     WS_E_NOSPACE = -15, /* output buffer too small */
@@ -100,8 +100,16 @@ struct ws_event {
 /* The receiving parser. Caller-allocated so it can live inside a connection
  * struct; the fields are private (read them only in tests). */
 struct ws_parser {
-    enum ws_role role;
     size_t max_message;
+    uint64_t frame_len;  /* the frame being received: declared payload length */
+    uint64_t frame_done; /* ... payload bytes consumed */
+    /* the message being reassembled (fragmented, or split across calls) */
+    uint8_t *msg; /* malloc'd, grows as data arrives, at most max_message */
+    size_t msg_len, msg_cap;
+    /* a control frame split across calls: WS_MAX_CONTROL_PAYLOAD bytes,
+     * malloc'd when first needed (a parser per idle connection stays small) */
+    uint8_t *ctl;
+    enum ws_role role;
     int state;     /* internal enum: header, payload, closed, error */
     int err;       /* the sticky error in the error state */
     int delivered; /* the last event pointed into msg: reset it on the next call */
@@ -109,15 +117,8 @@ struct ws_parser {
     uint8_t hdr[WS_MAX_HEADER]; /* header bytes received so far (split headers only) */
     uint8_t hdr_len;
     uint8_t fin, opcode, masked;
-    uint8_t mask[4];     /* key, when masked */
-    uint64_t frame_len;  /* declared payload length */
-    uint64_t frame_done; /* payload bytes consumed */
-    /* the message being reassembled (fragmented, or split across calls) */
+    uint8_t mask[4];    /* key, when masked */
     uint8_t msg_opcode; /* TEXT/BINARY while a fragmented message is open, else 0 */
-    uint8_t *msg;       /* malloc'd, grows as data arrives, at most max_message */
-    size_t msg_len, msg_cap;
-    /* a control frame split across calls */
-    uint8_t ctl[WS_MAX_CONTROL_PAYLOAD];
 };
 
 /* Sets up p for the given role. max_message bounds the payload of a whole
@@ -126,13 +127,12 @@ struct ws_parser {
  * arrives. */
 void ws_parser_init(struct ws_parser *p, enum ws_role role, size_t max_message);
 
-/* Frees the reassembly buffer. p may be initialised again afterwards. Any
+/* Frees the reassembly buffers. p may be initialised again afterwards. Any
  * ws_event data that pointed into the parser becomes invalid. */
 void ws_parser_free(struct ws_parser *p);
 
-/* Frees the reassembly buffer if no message is being reassembled (call it on
- * idle connections to give memory back). Invalidates event data pointing into
- * the parser. */
+/* Frees the reassembly buffers not in use (call it on idle connections to
+ * give memory back). Invalidates event data pointing into the parser. */
 void ws_parser_trim(struct ws_parser *p);
 
 /* Parses received bytes. buf is modified: masked payloads are unmasked in

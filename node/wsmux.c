@@ -35,10 +35,10 @@ struct wsmux {
     struct bufferevent *bev;
     struct ws_parser parser;
     struct mux_session *mux;
-    struct wsmux *next_deferred; /* on the node's list of deferred flushes and frees */
+    struct wsmux *next_deferred;  /* on the node's list of deferred flushes and frees */
     TAILQ_ENTRY(wsmux) ping_link; /* on the node's ping list once started, until closed */
-    struct event *timer_ev; /* mux and waiters' deadlines, the closing bound; made when first needed */
-    int64_t timer_at;       /* when timer_ev fires (monotonic ms), INT64_MAX: not pending */
+    struct event *timer_ev;       /* mux and waiters' deadlines, the closing bound; made when first needed */
+    int64_t timer_at;             /* when timer_ev fires (monotonic ms), INT64_MAX: not pending */
     int64_t last_pong_ms, last_ping_ms;
     int64_t drain_deadline_ms;
     uint32_t streams;      /* streams we opened, still open */
