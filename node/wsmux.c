@@ -8,7 +8,11 @@
  * (WHT_SESSION_BUFFER for a worker: a newest Go client may send 4 MiB per
  * stream before any ACK), which pushes back through TCP.
  * Output: mux frames are pulled while the socket's output buffer is below
- * WSMUX_OUT_HIGH, and again whenever it drains. */
+ * WSMUX_OUT_HIGH, and again whenever it drains.
+ * Timers: an idle session holds no event of its own (memory per idle worker):
+ * its deferred flush and free, and its pings, run from events the node's
+ * sessions share (struct wsmux_shared); its own timer exists once it has had
+ * a stream or waiter deadline. */
 #include <stdlib.h>
 #include <string.h>
 
