@@ -250,6 +250,7 @@ void node_stop(struct node *n)
         event_free(n->log_ev);
     /* let deferred frees run */
     event_base_loop(n->base, EVLOOP_NONBLOCK);
+    wsmux_stop(n);
     if (n->ssl)
         SSL_CTX_free(n->ssl);
 }

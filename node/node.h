@@ -27,6 +27,7 @@ struct evdns_base;
 struct evconnlistener;
 struct workers;
 struct viewers;
+struct wsmux_shared;
 struct links;
 struct relays;
 struct drain;
@@ -137,6 +138,7 @@ struct node {
     struct links *links;
     struct drain *drain;
     struct returning *returning; /* requests held for workers that left (returning.c) */
+    struct wsmux_shared *wsmux;  /* the events every session shares (wsmux.c) */
     /* cluster (REDIS_URL set) */
     struct cluster_registry *cluster;
     struct evdns_base *dns;

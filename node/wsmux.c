@@ -8,7 +8,11 @@
  * (WHT_SESSION_BUFFER for a worker: a newest Go client may send 4 MiB per
  * stream before any ACK), which pushes back through TCP.
  * Output: mux frames are pulled while the socket's output buffer is below
- * WSMUX_OUT_HIGH, and again whenever it drains. */
+ * WSMUX_OUT_HIGH, and again whenever it drains.
+ * Timers: an idle session holds no event of its own (memory per idle worker):
+ * its deferred flush and free, and its pings, run from events the node's
+ * sessions share (struct wsmux_shared); its own timer exists once it has had
+ * a stream or waiter deadline. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,10 +41,10 @@ struct wsmux {
     struct bufferevent *bev;
     struct ws_parser parser;
     struct mux_session *mux;
-    struct event *flush_ev; /* deferred flush of mux output */
-    struct event *timer_ev; /* pings, mux deadlines, waiters' deadlines */
-    int64_t timer_at;       /* when timer_ev fires (monotonic ms) */
-    struct event *free_ev;  /* deferred free, never from inside a callback */
+    struct wsmux *next_deferred;  /* on the node's list of deferred flushes and frees */
+    TAILQ_ENTRY(wsmux) ping_link; /* on the node's ping list once started, until closed */
+    struct event *timer_ev;       /* mux and waiters' deadlines, the closing bound; made when first needed */
+    int64_t timer_at;             /* when timer_ev fires (monotonic ms), INT64_MAX: not pending */
     int64_t last_pong_ms, last_ping_ms;
     int64_t drain_deadline_ms;
     uint32_t streams;      /* streams we opened, still open */
@@ -51,6 +55,19 @@ struct wsmux {
     const char *idle_why; /* close once the last stream is done */
     enum wsmux_end idle_end;
     unsigned closing : 1, read_paused : 1, started : 1, draining : 1;
+    unsigned deferred : 1, free_pending : 1, pinged : 1;
+};
+
+/* What the sessions of a node share, so that an idle one holds no event of
+ * its own: one event runs the deferred flushes and frees, another the pings.
+ * Every session pings at the same interval from its last ping, so the list
+ * in the order of their last pings is also the order they are due in. */
+struct wsmux_shared {
+    struct node *node;
+    struct event *defer_ev;
+    struct wsmux *defer_head, **defer_tail;
+    struct event *ping_ev;
+    TAILQ_HEAD(, wsmux) pings;
 };
 
 /* Frames sent as a client must be masked; between our own nodes the key is
@@ -61,6 +78,7 @@ static const uint8_t zero_key[4];
 static uint8_t batch_buf[WSMUX_BATCH + WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
 
 static void arm_timer(struct wsmux *w);
+static void defer(struct wsmux *w);
 
 /* Brings the node's total of unconsumed bytes (WHT_MAX_BUFFERED) up to date
  * with this session's; returns the session's. */
@@ -174,12 +192,7 @@ static void flush(struct wsmux *w)
 void wsmux_kick(struct wsmux *w)
 {
     if (w && !w->closing)
-        event_active(w->flush_ev, EV_WRITE, 0);
-}
-
-static void flush_cb(evutil_socket_t fd, short what, void *ud)
-{
-    flush(ud);
+        defer(w);
 }
 
 /* ---- the mux session's callbacks ---------------------------------------- */
@@ -253,32 +266,86 @@ static const struct mux_callbacks wsmux_mux_callbacks = {
 
 /* ---- closing and freeing -------------------------------------------------- */
 
-static void free_cb(evutil_socket_t fd, short what, void *ud)
+static void free_session(struct wsmux *w)
 {
-    struct wsmux *w = ud;
     if (w->ev->freed_cb)
         w->ev->freed_cb(w, w->ud);
     mux_session_free(w->mux);
     ws_parser_free(&w->parser);
     if (w->bev)
         bufferevent_free(w->bev);
-    event_free(w->flush_ev);
-    event_free(w->timer_ev);
-    event_free(w->free_ev);
+    if (w->timer_ev)
+        event_free(w->timer_ev);
     free(w);
+}
+
+/* w's flush, or its free, runs from the node's deferred event: never from
+ * inside a callback, and once however often it was asked for. */
+static void defer(struct wsmux *w)
+{
+    struct wsmux_shared *sh = w->node->wsmux;
+    if (w->deferred)
+        return;
+    w->deferred = 1;
+    w->next_deferred = NULL;
+    *sh->defer_tail = w;
+    sh->defer_tail = &w->next_deferred;
+    event_active(sh->defer_ev, EV_TIMEOUT, 0);
+}
+
+/* Runs the deferred flushes and frees, those asked for meanwhile too. */
+static void defer_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct wsmux_shared *sh = ud;
+    struct wsmux *w;
+    while ((w = sh->defer_head)) {
+        sh->defer_head = w->next_deferred;
+        if (!sh->defer_head)
+            sh->defer_tail = &sh->defer_head;
+        w->deferred = 0;
+        if (w->free_pending)
+            free_session(w);
+        else
+            flush(w);
+    }
+}
+
+static void free_later(struct wsmux *w)
+{
+    w->free_pending = 1;
+    if (w->timer_ev)
+        event_del(w->timer_ev);
+    defer(w);
 }
 
 static void closing_write_cb(struct bufferevent *bev, void *ud)
 {
     struct wsmux *w = ud;
     if (evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        event_active(w->free_ev, EV_TIMEOUT, 0);
+        free_later(w);
 }
 
 static void closing_event_cb(struct bufferevent *bev, short what, void *ud)
 {
-    struct wsmux *w = ud;
-    event_active(w->free_ev, EV_TIMEOUT, 0);
+    free_later(ud);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *ud);
+
+/* The session's own timer, made when first needed; NULL when out of memory. */
+static struct event *timer_event(struct wsmux *w)
+{
+    if (!w->timer_ev)
+        w->timer_ev = evtimer_new(w->node->base, timer_cb, w);
+    return w->timer_ev;
+}
+
+static void unping(struct wsmux *w)
+{
+    if (w->pinged) {
+        TAILQ_REMOVE(&w->node->wsmux->pings, w, ping_link);
+        w->pinged = 0;
+    }
 }
 
 void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
@@ -296,17 +363,20 @@ void wsmux_close(struct wsmux *w, enum wsmux_end end, const char *why)
     wsmux_release_waiters(w, w->o.role == WSMUX_PEER ? WSMUX_WAIT_UNREACHABLE : WSMUX_WAIT_GONE);
     mux_session_abort(w->mux, MUX_E_ABORTED); /* every stream's owner hears of its end */
     account(w);                               /* its bytes leave the node's total */
-    event_del(w->timer_ev);
-    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started) {
-        /* let a queued close frame reach the other side, for at most a second */
+    unping(w);
+    if (w->timer_ev)
+        event_del(w->timer_ev);
+    if (evbuffer_get_length(bufferevent_get_output(w->bev)) > 0 && !w->node->stopping && w->started &&
+        timer_event(w)) {
+        /* let a queued close frame reach the other side, for at most a second (timer_cb) */
         struct timeval tv = {1, 0};
         bufferevent_setcb(w->bev, NULL, closing_write_cb, closing_event_cb, w);
         bufferevent_setwatermark(w->bev, EV_WRITE, 0, 0);
         bufferevent_enable(w->bev, EV_WRITE);
-        event_add(w->free_ev, &tv);
+        event_add(w->timer_ev, &tv);
         return;
     }
-    event_active(w->free_ev, EV_TIMEOUT, 0);
+    free_later(w);
 }
 
 /* ---- reading ---------------------------------------------------------------- */
@@ -397,39 +467,86 @@ static void expire_waiting(struct wsmux *w, int64_t now)
     }
 }
 
-static void timer_cb(evutil_socket_t fd, short what, void *ud)
+static struct timeval timeval_until(int64_t at, int64_t now)
 {
-    struct wsmux *w = ud;
-    int64_t now = util_now_ms();
+    int64_t wait = at > now ? at - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    return tv;
+}
+
+/* The session's deadlines, and its ping when due (then it goes to the end
+ * of the ping list; no pong since the last ping: the session closes). */
+static void tick(struct wsmux *w, int64_t now)
+{
     mux_session_tick(w->mux, now);
     expire_waiting(w, now);
     if (w->closing)
         return;
-    int64_t interval = w->node->cfg->ping_interval_ms;
-    if (now - w->last_ping_ms >= interval) {
+    if (w->pinged && now - w->last_ping_ms >= w->node->cfg->ping_interval_ms) {
         if (w->last_pong_ms < w->last_ping_ms) {
             wsmux_close(w, WSMUX_END_PING_TIMEOUT, "no pong within the ping interval");
             return;
         }
         send_control(w, WS_OP_PING, NULL, 0);
         w->last_ping_ms = now;
+        TAILQ_REMOVE(&w->node->wsmux->pings, w, ping_link);
+        TAILQ_INSERT_TAIL(&w->node->wsmux->pings, w, ping_link);
     }
     flush(w);
     arm_timer(w);
 }
 
+static void timer_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct wsmux *w = ud;
+    if (w->closing) { /* the close frame did not leave within a second */
+        free_later(w);
+        return;
+    }
+    tick(w, util_now_ms());
+}
+
+static void arm_pings(struct wsmux_shared *sh, int64_t now)
+{
+    struct wsmux *w = TAILQ_FIRST(&sh->pings);
+    if (!w) {
+        event_del(sh->ping_ev);
+        return;
+    }
+    struct timeval tv = timeval_until(w->last_ping_ms + sh->node->cfg->ping_interval_ms, now);
+    event_add(sh->ping_ev, &tv);
+}
+
+/* The sessions whose ping is due, at the head of the list, tick. */
+static void ping_cb(evutil_socket_t fd, short what, void *ud)
+{
+    struct wsmux_shared *sh = ud;
+    int64_t now = util_now_ms();
+    struct wsmux *w;
+    while ((w = TAILQ_FIRST(&sh->pings)) && now - w->last_ping_ms >= sh->node->cfg->ping_interval_ms) {
+        tick(w, now);
+        if (TAILQ_FIRST(&sh->pings) == w)
+            break; /* (cannot be: tick() moved it to the end, or it closed) */
+    }
+    arm_pings(sh, now);
+}
+
+/* The session's timer at its next deadline besides pings (the ping list
+ * ticks every session at least once an interval, so a session without the
+ * memory for its own timer meets its deadlines late, not never). */
 static void arm_timer(struct wsmux *w)
 {
-    int64_t now = util_now_ms();
-    int64_t at = w->last_ping_ms + w->node->cfg->ping_interval_ms;
-    int64_t d = mux_session_next_deadline(w->mux);
-    if (d >= 0 && d < at)
-        at = d;
+    int64_t at = mux_session_next_deadline(w->mux);
     struct wsmux_waiter *wt = TAILQ_FIRST(&w->waiting);
-    if (wt && wt->deadline_ms < at)
+    if (wt && (at < 0 || wt->deadline_ms < at))
         at = wt->deadline_ms;
-    int64_t wait = at > now ? at - now : 0;
-    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+    if (at < 0 || !timer_event(w)) {
+        if (w->timer_ev)
+            event_del(w->timer_ev);
+        w->timer_at = INT64_MAX;
+        return;
+    }
+    struct timeval tv = timeval_until(at, util_now_ms());
     w->timer_at = at;
     event_add(w->timer_ev, &tv);
 }
@@ -459,11 +576,49 @@ static void limits(struct wsmux *w, struct mux_config *mc)
     }
 }
 
+/* The node's shared part, made with its first session; NULL when out of memory. */
+static struct wsmux_shared *shared(struct node *n)
+{
+    if (n->wsmux)
+        return n->wsmux;
+    struct wsmux_shared *sh = calloc(1, sizeof *sh);
+    if (!sh)
+        return NULL;
+    sh->node = n;
+    sh->defer_tail = &sh->defer_head;
+    TAILQ_INIT(&sh->pings);
+    sh->defer_ev = event_new(n->base, -1, 0, defer_cb, sh);
+    sh->ping_ev = evtimer_new(n->base, ping_cb, sh);
+    if (!sh->defer_ev || !sh->ping_ev) {
+        if (sh->defer_ev)
+            event_free(sh->defer_ev);
+        if (sh->ping_ev)
+            event_free(sh->ping_ev);
+        free(sh);
+        return NULL;
+    }
+    n->wsmux = sh;
+    return sh;
+}
+
+void wsmux_stop(struct node *n)
+{
+    struct wsmux_shared *sh = n->wsmux;
+    if (!sh)
+        return;
+    defer_cb(-1, 0, sh); /* frees still due */
+    event_free(sh->defer_ev);
+    event_free(sh->ping_ev);
+    free(sh);
+    n->wsmux = NULL;
+}
+
 struct wsmux *wsmux_new(struct node *n, struct bufferevent *bev, const struct wsmux_options *o,
                         const struct wsmux_events *ev, void *ud)
 {
-    struct wsmux *w = calloc(1, sizeof *w);
+    struct wsmux *w = shared(n) ? calloc(1, sizeof *w) : NULL;
     if (!w) {
+        LOG_E("%s=%s out of memory", o->role == WSMUX_PEER ? "peer" : "worker", o->name);
         bufferevent_free(bev);
         return NULL;
     }
@@ -477,14 +632,12 @@ struct wsmux *wsmux_new(struct node *n, struct bufferevent *bev, const struct ws
     struct mux_config mc;
     limits(w, &mc);
     w->mux = mux_session_new(&mc, &wsmux_mux_callbacks, w);
-    w->flush_ev = event_new(n->base, -1, 0, flush_cb, w);
-    w->timer_ev = evtimer_new(n->base, timer_cb, w);
-    w->free_ev = event_new(n->base, -1, 0, free_cb, w);
-    if (!w->mux || !w->flush_ev || !w->timer_ev || !w->free_ev) {
+    w->timer_at = INT64_MAX;
+    if (!w->mux) {
         LOG_E("%s=%s out of memory", kind_name(w), o->name);
         static const struct wsmux_events none;
         w->ev = &none; /* the owner never heard of w */
-        free_cb(-1, 0, w);
+        free_session(w);
         return NULL;
     }
     return w;
@@ -507,6 +660,11 @@ void wsmux_begin(struct wsmux *w)
     w->last_ping_ms = util_now_ms();
     w->last_pong_ms = w->last_ping_ms - 1;
     send_control(w, WS_OP_PING, NULL, 0);
+    struct wsmux_shared *sh = w->node->wsmux;
+    TAILQ_INSERT_TAIL(&sh->pings, w, ping_link); /* its last ping is the latest */
+    w->pinged = 1;
+    if (TAILQ_FIRST(&sh->pings) == w)
+        arm_pings(sh, w->last_ping_ms);
     arm_timer(w);
     flush(w);
     if (evbuffer_get_length(bufferevent_get_input(bev)) > 0)

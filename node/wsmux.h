@@ -140,6 +140,9 @@ void wsmux_release_waiters(struct wsmux *w, enum wsmux_wait result);
 void wsmux_stream_done(struct wsmux *w);
 /* Schedules a flush of the session's output (coalesced): output queued or credit returned. */
 void wsmux_kick(struct wsmux *w);
+/* Frees what the node's sessions share (node stop, once the sessions are
+ * freed: runs the frees still due). */
+void wsmux_stop(struct node *n);
 
 /* The worker is draining: no new streams; new waiters wait until
  * deadline_ms (for the worker's next home). An ext worker gets GOAWAY.

@@ -26,7 +26,9 @@
 # Options:
 #   --repeat N        runs of each measurement; the median is reported (default 3)
 #   --duration S      seconds per wrk run (default 10)
-#   --workers N       idle workers for the memory part (default 1000, at most 10000)
+#   --workers N       idle workers for the memory part (default 1000, at most 19000; over
+#                     9000 the node gets WHT_MAX_WORKERS and WHT_MAX_CONNECTIONS that fit
+#                     the hard open-files limit, which must be about N + 1000)
 #   --slow-seconds S  bound of the slow-viewer download (default 60)
 #   --file-mib N      size of the download file in MiB (default 1024); uploads are a
 #                     quarter of it (256 MiB); the suite runs every part tiny with this
@@ -87,7 +89,7 @@ done
 num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
 num_in "$DURATION" 1 120 || { echo "bench.sh: --duration must be 1..120" >&2; exit 2; }
-num_in "$WORKERS" 1 10000 || { echo "bench.sh: --workers must be 1..10000" >&2; exit 2; }
+num_in "$WORKERS" 1 19000 || { echo "bench.sh: --workers must be 1..19000" >&2; exit 2; }
 num_in "$SLOW_SECONDS" 1 300 || { echo "bench.sh: --slow-seconds must be 1..300" >&2; exit 2; }
 num_in "$FILE_MIB" 4 4096 || { echo "bench.sh: --file-mib must be 4..4096" >&2; exit 2; }
 FILE_BYTES=$((FILE_MIB << 20))
@@ -517,11 +519,12 @@ idle_rss() {
         >/dev/null 2>"$DIR/$1-warm.err" || { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/$1-warm.err")" >&2; exit 1; }
     sleep 1
     before=$(rss_kib "$3")
-    coproc WK { "$PY" "$WSB" workers "$2" "$WORKERS" "$SECRET" --prefix idle --hold 60 --timeout 60 2>"$DIR/$1-workers.err"; }
+    local t=$((60 + WORKERS / 250)) # seconds to register them all (Python makes about 1000 a second)
+    coproc WK { "$PY" "$WSB" workers "$2" "$WORKERS" "$SECRET" --prefix idle --hold "$t" --timeout "$t" 2>"$DIR/$1-workers.err"; }
     # shellcheck disable=SC2153 # WK_PID is set by coproc
     local wk_pid=$WK_PID
     PIDS+=("$wk_pid")
-    read -r -t 70 line <&"${WK[0]}" || true
+    read -r -t $((t + 10)) line <&"${WK[0]}" || true
     if [ "$line" != "ready $WORKERS" ]; then
         echo "bench.sh: the idle workers did not register: $(cat "$DIR/$1-workers.err")" >&2
         exit 1
@@ -539,9 +542,23 @@ idle_rss() {
 
 part_memory() {
     echo "== 3. node memory per idle connected worker: $WORKERS registrations (wsbench.py workers), VmRSS before/after"
-    local r
+    local r max_w=10000 max_c=10000
+    if [ "$WORKERS" -gt 9000 ]; then # room for them all within the open-files limit (node/main.c)
+        local hard
+        hard=$(ulimit -Hn)
+        [ "$hard" = unlimited ] && hard=1048576
+        ulimit -n "$hard"
+        max_w=$((WORKERS + 100))
+        max_c=$((hard - 256 - max_w))
+        [ "$max_c" -gt 10000 ] && max_c=10000
+        if [ "$max_c" -lt 100 ]; then
+            echo "bench.sh: the hard open-files limit ($hard) cannot hold $WORKERS workers" >&2
+            exit 1
+        fi
+        echo "   (node: WHT_MAX_WORKERS=$max_w WHT_MAX_CONNECTIONS=$max_c, open-files limit $hard)"
+    fi
     for r in $(seq "$REPEAT"); do
-        start_node mem-node
+        WHT_MAX_WORKERS=$max_w WHT_MAX_CONNECTIONS=$max_c start_node mem-node
         local res
         idle_rss mem-node "$NODE_PORT" "$NODE_PID"
         res=$(cat "$DIR/mem-node.res")

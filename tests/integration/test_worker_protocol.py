@@ -535,6 +535,27 @@ def test_ping_timeout_drops_silent_worker(procs, fakes):
     assert body == b"alive"
 
 
+def test_pings_keep_each_workers_own_schedule(procs, fakes):
+    # one node timer pings every worker (node/wsmux.c); each still gets its pings one interval
+    # after its own previous one, not in step with the others
+    n = Node(env={"WHT_PING_INTERVAL": "1s"})
+    procs.append(n)
+    a = FakeWorker(n.port, "a")
+    fakes.append(a)
+    time.sleep(0.5)
+    b = FakeWorker(n.port, "b")
+    fakes.append(b)
+    wait_for(lambda: len(a.pings) >= 4 and len(b.pings) >= 4, 8, "four pings each")
+    for w in (a, b):
+        times = [w.registered_at] + [t for t, _ in w.pings[:4]]
+        assert times[1] - times[0] < 0.5, (w.wid, times)  # the ping at the start
+        gaps = [y - x for x, y in zip(times[1:], times[2:])]
+        assert all(0.9 <= g <= 1.6 for g in gaps), (w.wid, gaps)
+    offset = (b.pings[1][0] - a.pings[1][0]) % 1.0
+    assert 0.2 <= offset <= 0.8, offset  # b's schedule is its own, half an interval after a's
+    assert not a.eof.is_set() and not b.eof.is_set()
+
+
 def test_viewer_gone_mid_response_frees_stream(procs, fakes):
     # one stream per worker: a new request gets its SYN only once the old stream is freed
     n, fw = start(procs, fakes, env={"WHT_MAX_STREAMS_PER_WORKER": "1", "WHT_QUEUE_TIMEOUT": "10s"})
