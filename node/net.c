@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/uio.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -85,4 +86,41 @@ int net_write_now(struct bufferevent *bev, int max_bytes)
     if (evbuffer_get_length(out) == 0)
         event_del(&bev->ev_write);
     return 1;
+}
+
+void net_read_more(struct bufferevent *bev, size_t max_bytes)
+{
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    size_t have = evbuffer_get_length(in), high = 0, want = max_bytes;
+    if (fd < 0 || have < NET_READ_QUANTUM || !(bufferevent_get_enabled(bev) & EV_READ) ||
+        bufferevent_openssl_get_ssl(bev))
+        return;
+    bufferevent_getwatermark(bev, EV_READ, NULL, &high);
+    if (high) {
+        if (have >= high)
+            return;
+        if (want > high - have)
+            want = high - have;
+    }
+    struct evbuffer_iovec v[2];
+    struct iovec iov[2];
+    /* a bufferevent's input is frozen at its end but while it reads itself */
+    evbuffer_unfreeze(in, 0);
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    for (int i = 0; i < nv; i++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len;
+    }
+    ssize_t n = nv > 0 ? readv(fd, iov, nv) : -1;
+    if (n > 0) {
+        size_t left = (size_t)n;
+        for (int i = 0; i < nv; i++) {
+            if (v[i].iov_len > left)
+                v[i].iov_len = left;
+            left -= v[i].iov_len;
+        }
+        evbuffer_commit_space(in, v, nv > 1 && v[1].iov_len > 0 ? 2 : 1);
+    }
+    evbuffer_freeze(in, 0);
 }

@@ -34,4 +34,17 @@ struct bufferevent;
  * something was written, else 0. */
 int net_write_now(struct bufferevent *bev, int max_bytes);
 
+/* libevent 2.1 reads at most 4096 bytes per read() into a socket
+ * bufferevent (EVBUFFER_MAX_READ in evbuffer_read()), whatever
+ * bufferevent_set_max_single_read() says: bulk data would take a loop turn
+ * and two system calls per 4 KiB. Called at the start of a read callback,
+ * this reads what else the socket holds into bev's input, in one readv() of
+ * at most max_bytes and never past the read high watermark, when the input
+ * holds NET_READ_QUANTUM bytes or more (libevent's read may have stopped
+ * short; a smaller input was all there was, and costs no extra call). Same
+ * bufferevents as net_write_now(); EOF and errors are left to libevent's
+ * next read, which reports them. */
+#define NET_READ_QUANTUM 4096
+void net_read_more(struct bufferevent *bev, size_t max_bytes);
+
 #endif

@@ -1320,6 +1320,7 @@ static const struct wsmux_stream_ops viewer_stream_ops = {
 static void read_cb(struct bufferevent *bev, void *ud)
 {
     struct viewer *v = ud;
+    net_read_more(bev, NODE_MAX_SINGLE_IO);
     if (v->state == V_HEAD)
         next_head(v);
     else if (v->state == V_PROXY || v->state == V_TUNNEL)

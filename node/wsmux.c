@@ -427,6 +427,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
 {
     struct wsmux *w = ud;
     struct evbuffer *in = bufferevent_get_input(bev);
+    net_read_more(bev, NODE_MAX_SINGLE_IO);
     while (!w->closing && !w->read_paused) {
         size_t n = evbuffer_get_length(in);
         if (n == 0)
