@@ -183,6 +183,8 @@ static void wl_counters(const char *what)
 /* ---- the handshake queue ------------------------------------------------------- */
 
 static void wl_start(struct wl_worker *w);
+static void wl_start_hold(void);
+static void wl_deadline_cb(evutil_socket_t fd, short what, void *arg);
 
 static void wl_enqueue(struct wl_worker *w)
 {
@@ -242,6 +244,11 @@ static void wl_fail(struct wl_worker *w, int status, const char *why)
     } else {
         w->state = WL_GONE;
         wl.given_up++;
+        if (!wl.ready && wl.first_done + wl.given_up == wl.count &&
+            event_pending(wl.deadline_ev, EV_TIMEOUT, NULL)) {
+            event_del(wl.deadline_ev); /* nothing left to wait for */
+            wl_deadline_cb(-1, EV_TIMEOUT, NULL);
+        }
     }
     wl_pump();
 }
@@ -394,8 +401,6 @@ static void wl_registered(struct wl_worker *w)
         wl.last_101_ms = now;
     }
 }
-
-static void wl_start_hold(void);
 
 /* The answer to the registration request; returns 1 once registered. */
 static int wl_on_head(struct wl_worker *w, struct evbuffer *in)
@@ -588,8 +593,9 @@ static void wl_start_hold(void)
 
 static void wl_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
-    fprintf(stderr, "whload: only %" PRIu64 " of %" PRIu32 " ids registered within %.0f s\n", wl.first_done,
-            wl.count, wl.timeout_s);
+    fprintf(stderr,
+            "whload: only %" PRIu64 " of %" PRIu32 " ids registered (%" PRIu64 " given up) after %.1f s\n",
+            wl.first_done, wl.count, wl.given_up, wl_seconds(util_now_ms() - wl.start_ms));
     wl_start_hold();
 }
 
@@ -792,6 +798,25 @@ static void wl_setup_events(void)
     }
 }
 
+/* Frees everything (so that leak checkers see a clean exit). */
+static void wl_cleanup(void)
+{
+    for (uint32_t i = 0; i < wl.count; i++) {
+        wl_drop(&wl.w[i]);
+        free(wl.w[i].token);
+    }
+    event_base_loop(wl.base, EVLOOP_NONBLOCK); /* runs the bufferevents' deferred finalizers */
+    struct event *evs[] = {wl.hold_ev, wl.stats_ev, wl.deadline_ev, wl.stdin_ev, wl.sigterm_ev, wl.sigint_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    event_base_free(wl.base);
+    if (wl.ssl_ctx)
+        SSL_CTX_free(wl.ssl_ctx);
+    free(wl.w);
+    free(wl.queue);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed;
@@ -820,9 +845,7 @@ int main(int argc, char **argv)
         wl_enqueue(&wl.w[i]);
     wl_pump();
     event_base_dispatch(wl.base);
-    for (uint32_t i = 0; i < wl.count; i++) {
-        wl_drop(&wl.w[i]);
-        free(wl.w[i].token);
-    }
-    return wl.first_done == wl.count ? 0 : 1;
+    int rc = wl.first_done == wl.count ? 0 : 1;
+    wl_cleanup();
+    return rc;
 }
