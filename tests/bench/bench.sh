@@ -907,6 +907,8 @@ part_streams() {
                 { echo "bench.sh: $url does not answer 200" >&2; exit 1; }
             line=$(run_wrk "$url" "$VIEWERS")
             echo "$line" >>"$DIR/streams.$n"
+            local werr
+            werr=$(grep -E "Socket errors|Non-2xx" "$DIR/wrk.out" | tr -s ' ' | tr '\n' ';' || true)
             if [ "$n" = whtunnel ]; then
                 hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$NODE_PID/status") $(awk '/^VmHWM:/ {print $2}' "/proc/$CLIENT_PID/status")"
                 echo "$hwm" >>"$DIR/streams.hwm"
@@ -916,6 +918,7 @@ part_streams() {
             printf '   run %d %-12s %s%s\n' "$r" "$n" \
                 "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  %d requests, %d failed", $1, $2, $3, $5, $4}')" \
                 "$([ -n "$hwm" ] && echo "$hwm" | awk '{printf "; peak RSS node %d KiB, whclient %d KiB", $1, $2}')"
+            [ -z "$werr" ] || echo "          wrk:$werr"
         done
     done
     local p0
