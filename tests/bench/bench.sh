@@ -761,7 +761,8 @@ part_cluster() {
 # ---- 7. registrations per second --------------------------------------------------------------
 
 # reg_run NAME PORT PID COUNT [whload option]...: COUNT registrations by whload on the server at
-# PORT (process PID); appends "rate seconds whload_cpu_s server_cpu_s count" to $DIR/reg.NAME
+# PORT (process PID); appends "rate seconds whload_cpu_s server_cpu_s count failed_attempts" to
+# $DIR/reg.NAME
 reg_run() {
     local name=$1 port=$2 pid=$3 count=$4 c0 c1 line hz
     shift 4
@@ -773,7 +774,7 @@ reg_run() {
     line=$(wait_ready "reg-$name" "$wl")
     c1=$(cpu_ticks "$pid")
     stop "$wl"
-    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}') $count" \
+    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}') $count $(kv failed "$line")" \
         >>"$DIR/reg.$name"
 }
 
@@ -803,7 +804,7 @@ part_register() {
                 reg_run "$n" "$NODE_PORT" "$NODE_PID" "$([ "$n" = tls ] && echo "$tls_regs" || echo "$REGS")" "${opts[@]}"
                 stop "$NODE_PID"
             fi
-            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s\n", r, n, $1, $5, $2, $4 * 1000 / $5, $3 * 1000 / $5}'
+            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s; failed attempts %d\n", r, n, $1, $5, $2, $4 * 1000 / $5, $3 * 1000 / $5, $6}'
         done
     done
     local p0
@@ -860,9 +861,9 @@ part_idle() {
         stop "$CLIENT_PID"
         stop "$npid"
         echo "$before $after $(kv seconds "$line") $(kv rate "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" >>"$DIR/idle.mem"
-        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s, node CPU %s s)\n' "$r" "$before" \
-            "$after" "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" "$(kv seconds "$line")" \
-            "$(kv rate "$line")" "$(tail -1 "$DIR/idle.mem" | awk '{print $5}')"
+        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s, node CPU %s s, failed attempts %s)\n' \
+            "$r" "$before" "$after" "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" \
+            "$(kv seconds "$line")" "$(kv rate "$line")" "$(tail -1 "$DIR/idle.mem" | awk '{print $5}')" "$(kv failed "$line")"
         printf '          requests without: %s\n          requests with:    %s\n' \
             "$(tail -1 "$DIR/idle.without" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
             "$(tail -1 "$DIR/idle.with" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')"
