@@ -883,7 +883,7 @@ part_idle() {
     printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "with $IDLE" "$rpsb" "$p50b" "$p99b" "$(col 4 "$DIR/idle.with" | awk '{s += $1} END {print s + 0}')"
     echo "   with / without: req/s $(ratio "$rpsb" "$rpsa"), p50 $(ratio "$p50b" "$p50a"), p99 $(ratio "$p99b" "$p99a"); run by run p99: $(paired "$DIR/idle.with" "$DIR/idle.without" 3)"
     echo "   node RSS per idle worker $(printf %.2f "$per") KiB; $IDLE registered in $secs s ($rate/s); node CPU while they registered: $(col 5 "$DIR/idle.mem" | median) s"
-    echo "8. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa"), p99 $(ratio "$p99b" "$p99a") of without" >>"$DIR/summary"
+    echo "8. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa") of without, p99 with / without run by run $(paired "$DIR/idle.with" "$DIR/idle.without" 3)" >>"$DIR/summary"
 }
 
 # ---- 9. many viewers of one worker ------------------------------------------------------------
