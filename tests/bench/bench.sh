@@ -546,7 +546,9 @@ idle_rss() {
     warm_whload "$2"
     sleep 1
     before=$(rss_kib "$3")
-    start_whload "$1-workers" "$2" "$WORKERS" idle
+    # 64 handshakes in flight, as wsbench.py had: the buffers of the handshakes in flight stay in
+    # the heap's high-water mark, 0.8 KiB per worker of 1,000 more with whload's default 256
+    start_whload "$1-workers" "$2" "$WORKERS" idle --concurrency 64
     local wk_pid=$WL_PID
     wait_ready "$1-workers" "$wk_pid" >/dev/null
     for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
