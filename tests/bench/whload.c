@@ -9,7 +9,7 @@
  *
  * Worker ids P<K>..P<K+N-1>, each with its own HS256 token (node/token.c's
  * token_mint, as `whtunnel token --id ID` makes), registered with the request
- * whclient sends (client/wsconn.c), at most C handshakes in flight, worker i
+ * whclient sends (client/wsconn.c), at most C handshakes in flight, worker P<i>
  * on node i mod len(nodes). The 101 is read with node/http1.c's response
  * parser and mux/ws.c's ws_check_response, the frames with mux/ws.c's
  * ws_parse: no parser of its own. Held sessions answer pings, refuse every
@@ -768,7 +768,8 @@ static void wl_mint(void)
     for (uint32_t i = 0; i < wl.count; i++) {
         struct wl_worker *w = &wl.w[i];
         w->index = i;
-        w->node = (uint16_t)(i % wl.nnodes);
+        w->node =
+            (uint16_t)((wl.first + i) % wl.nnodes); /* by id number: the same node whatever --first splits */
         wl_id(w, id, sizeof id);
         if (!util_valid_worker_id(id, strlen(id)))
             wl_die("'%s' is not a valid worker id ([a-zA-Z0-9_~.%%-]+)", id);
