@@ -38,7 +38,7 @@
 #                     (default: level warn, no access lines; metrics are always on)
 #
 # Environment:
-#   WHT_BUILD_DIR     build with node/whtunnel and client/whclient (default
+#   WHT_BUILD_DIR     build with node/whtunnel, client/whclient and tests/bench/whload (default
 #                     build-bench; configured Release and built when missing)
 #   WHT_GO_SERVER     optional: the original Go server (websocktunnel), built by hand
 #   WHT_GO_CLIENT     optional: the original Go client (wst-client), built by hand
@@ -66,7 +66,7 @@ NETNS=1
 NODE_LOG_LEVEL=warn
 ARGS=("$@")
 
-usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
