@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Benchmarks of the node (whtunnel) and client (whclient) against baselines
 # measured in the same run. Prints figures and ratios; asserts nothing. About
-# 9 minutes (12 with the Go pair); results and method: docs/benchmarks.md. The
+# 12 minutes (15 with the Go pair); results and method: docs/benchmarks.md. The
 # suite runs every part once, tiny (tests/integration/test_bench.py).
 #
 #   tests/bench/bench.sh [--part NAME]... [--repeat N] [--duration S] [--workers N]
+#                        [--registrations N] [--idle-workers N] [--viewers N]
 #                        [--slow-seconds S] [--file-mib N] [--no-install] [--no-netns]
 #                        [--access-log]
 #
@@ -12,7 +13,7 @@
 #   http        small keep-alive requests: wrk against nginx directly, nginx as a
 #               keep-alive reverse proxy, our node + whclient (and the Go pair)
 #   throughput  one-stream 1 GiB download and 256 MiB upload, direct vs tunnel
-#   memory      node RSS per idle connected worker (wsbench.py workers)
+#   memory      node RSS per idle connected worker (whload workers)
 #   ws          WebSocket echo round trip, direct vs tunnel
 #   slow        node RSS while a rate-limited viewer downloads 1 GiB
 #   cluster     two nodes sharing a redis-server: small requests and a 1 GiB download
@@ -22,6 +23,12 @@
 #               wss://), same self-signed certificate, TLS 1.3 TLS_AES_128_GCM_SHA256 only
 #   cost        CPU-seconds (utime + stime) of the node + whclient per 100,000 small
 #               requests and per GiB downloaded and uploaded, vs nginx proxy for the same work
+#   register    registrations per second on a fresh node (whload: C, 256 handshakes in
+#               flight, tokens checked), plain and TLS; node and whload CPU per 1,000
+#   idle        --idle-workers idle workers on one node: RSS per worker, time to register
+#               them, and part http's small requests to one real worker before and with them
+#   streams     --viewers concurrent viewers of one worker (whclient + nginx) each fetching a
+#               64 KiB file over and over (wrk): failures, req/s, peak RSS; vs nginx proxy
 #
 # Options:
 #   --repeat N        runs of each measurement; the median is reported (default 3)
@@ -29,6 +36,9 @@
 #   --workers N       idle workers for the memory part (default 1000, at most 19000; over
 #                     9000 the node gets WHT_MAX_WORKERS and WHT_MAX_CONNECTIONS that fit
 #                     the hard open-files limit, which must be about N + 1000)
+#   --registrations N registrations per run of part register (default 10000, at most 19000)
+#   --idle-workers N  idle workers of part idle (default 15000, at most 19000)
+#   --viewers N       concurrent viewers of part streams (default 1000, at most 5000)
 #   --slow-seconds S  bound of the slow-viewer download (default 60)
 #   --file-mib N      size of the download file in MiB (default 1024); uploads are a
 #                     quarter of it (256 MiB); the suite runs every part tiny with this
@@ -39,7 +49,7 @@
 #                     (default: level warn, no access lines; metrics are always on)
 #
 # Environment:
-#   WHT_BUILD_DIR     build with node/whtunnel and client/whclient (default
+#   WHT_BUILD_DIR     build with node/whtunnel, client/whclient and tests/bench/whload (default
 #                     build-bench; configured Release and built when missing)
 #   WHT_GO_SERVER     optional: the original Go server (websocktunnel), built by hand
 #   WHT_GO_CLIENT     optional: the original Go client (wst-client), built by hand
@@ -58,6 +68,9 @@ PARTS=()
 REPEAT=3
 DURATION=10
 WORKERS=1000
+REGS=10000
+IDLE=15000
+VIEWERS=1000
 SLOW_SECONDS=60
 FILE_MIB=1024
 INSTALL=1
@@ -73,6 +86,9 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=${2:?}; shift 2 ;;
     --duration) DURATION=${2:?}; shift 2 ;;
     --workers) WORKERS=${2:?}; shift 2 ;;
+    --registrations) REGS=${2:?}; shift 2 ;;
+    --idle-workers) IDLE=${2:?}; shift 2 ;;
+    --viewers) VIEWERS=${2:?}; shift 2 ;;
     --slow-seconds) SLOW_SECONDS=${2:?}; shift 2 ;;
     --file-mib) FILE_MIB=${2:?}; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
@@ -82,14 +98,17 @@ while [ $# -gt 0 ]; do
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster tls cost)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster tls cost register idle streams)
 for p in "${PARTS[@]}"; do
-    case "$p" in http|throughput|memory|ws|slow|cluster|tls|cost) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
+    case "$p" in http|throughput|memory|ws|slow|cluster|tls|cost|register|idle|streams) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
 done
 num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
 num_in "$DURATION" 1 120 || { echo "bench.sh: --duration must be 1..120" >&2; exit 2; }
 num_in "$WORKERS" 1 19000 || { echo "bench.sh: --workers must be 1..19000" >&2; exit 2; }
+num_in "$REGS" 1 19000 || { echo "bench.sh: --registrations must be 1..19000" >&2; exit 2; }
+num_in "$IDLE" 1 19000 || { echo "bench.sh: --idle-workers must be 1..19000" >&2; exit 2; }
+num_in "$VIEWERS" 1 5000 || { echo "bench.sh: --viewers must be 1..5000" >&2; exit 2; }
 num_in "$SLOW_SECONDS" 1 300 || { echo "bench.sh: --slow-seconds must be 1..300" >&2; exit 2; }
 num_in "$FILE_MIB" 4 4096 || { echo "bench.sh: --file-mib must be 4..4096" >&2; exit 2; }
 FILE_BYTES=$((FILE_MIB << 20))
@@ -105,10 +124,11 @@ if [ -z "${WHT_BENCH_INNER:-}" ]; then
     if [ "$INSTALL" = 1 ]; then
         "$ROOT/deploy/install-deps.sh" --bench
     fi
-    if [ ! -x "$BUILD/node/whtunnel" ] || [ ! -x "$BUILD/client/whclient" ]; then
-        echo "bench.sh: building $BUILD (Release)" >&2
-        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-        cmake --build "$BUILD" -j2 --target whtunnel whclient >/dev/null
+    if [ ! -x "$BUILD/node/whtunnel" ] || [ ! -x "$BUILD/client/whclient" ] || [ ! -x "$BUILD/tests/bench/whload" ]; then
+        echo "bench.sh: building $BUILD" >&2
+        [ -f "$BUILD/CMakeCache.txt" ] ||
+            cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+        cmake --build "$BUILD" -j2 --target whtunnel whclient whload >/dev/null
     fi
     if [ "$NETNS" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
         && unshare -n true 2>/dev/null; then
@@ -120,11 +140,15 @@ fi
 if [ "$WHT_BENCH_INNER" = netns ]; then
     ip link set lo up
 fi
-for t in nginx wrk curl "$PY" $(want tls && echo openssl) $(want cluster && echo redis-server); do
+# thousands of sockets (parts memory, register, idle, streams): every process started here gets
+# the hard open-files limit (whtunnel and whload raise their own anyway)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for t in nginx wrk curl openssl "$PY" $(want cluster && echo redis-server); do
     command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
 done
 WHTUNNEL="$BUILD/node/whtunnel"
 WHCLIENT="$BUILD/client/whclient"
+WHLOAD="$BUILD/tests/bench/whload"
 GO_SERVER=${WHT_GO_SERVER:-}
 GO_CLIENT=${WHT_GO_CLIENT:-}
 GO=0
@@ -271,18 +295,58 @@ start_proxy() {
     wait_port "$PROXY_PORT" "$LAST_PID" nginx-proxy
 }
 
-# start_node NAME: a node on a free port; sets NODE_PORT and NODE_PID (variables set on the
-# call, such as TLS_KEY=... start_node NAME, reach the node's environment)
+# start_node NAME [VAR=VALUE]...: a node on a free port (with those settings); sets NODE_PORT
+# and NODE_PID (variables set on the call, such as TLS_KEY=... start_node NAME, reach the
+# node's environment too). WHT_MAX_CONNECTIONS + WHT_MAX_WORKERS + 256 must fit in the
+# open-files limit (20,000 here), or the node lowers both (node/main.c)
 start_node() {
+    local name=$1
+    shift
     NODE_PORT=$(free_port)
-    start "$1" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
-        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL="$NODE_LOG_LEVEL" ENV=development "$WHTUNNEL"
+    start "$name" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
+        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL="$NODE_LOG_LEVEL" ENV=development "$@" "$WHTUNNEL"
     NODE_PID=$LAST_PID
-    wait_port "$NODE_PORT" "$NODE_PID" "$1"
+    wait_port "$NODE_PORT" "$NODE_PID" "$name"
+}
+# start_whload NAME PORT COUNT PREFIX [whload option]...: whload registers COUNT workers on the
+# node at 127.0.0.1:PORT and holds them (until stopped, at most 10 minutes); its stdout in
+# $DIR/NAME.out; sets WL_PID
+start_whload() {
+    local name=$1 port=$2 count=$3 prefix=$4
+    shift 4
+    : >"$DIR/$name.out" # here, not in the background job: wait_ready must not see an earlier run's line
+    "$WHLOAD" workers --nodes "127.0.0.1:$port" --count "$count" --secret "$SECRET" --prefix "$prefix" \
+        --hold 600 --timeout 120 "$@" >"$DIR/$name.out" 2>"$DIR/$name.err" </dev/null &
+    WL_PID=$!
+    PIDS+=("$WL_PID")
+}
+# wait_ready NAME PID: waits (at most 130 s) until whload NAME printed its ready line; prints it
+wait_ready() {
+    local i line
+    for i in $(seq 1300); do
+        line=$(grep -m1 '^ready ' "$DIR/$1.out" 2>/dev/null || true)
+        [ -n "$line" ] && { echo "$line"; return 0; }
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "bench.sh: $1: not every worker registered: $(tail -5 "$DIR/$1.err") $(tail -1 "$DIR/$1.out")" >&2
+    exit 1
+}
+# kv KEY LINE: the value of KEY=VALUE in LINE
+kv() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# warm_whload PORT [whload option]...: 20 registrations that come and go, so that the code
+# paths they use are paged in before a "before" figure
+warm_whload() {
+    local port=$1
+    shift
+    timeout 60 "$WHLOAD" workers --nodes "127.0.0.1:$port" --count 20 --secret "$SECRET" --prefix warm \
+        --hold 0 --timeout 30 "$@" </dev/null >/dev/null 2>"$DIR/warm.err" ||
+        { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/warm.err")" >&2; exit 1; }
 }
 # start_client NAME NODE_PORT ID TARGET_PORT [ARG...]: whclient (ws://, or $CLIENT_SCHEME set on
 # the call), with these extra arguments; waits until it printed its URL
 start_client() {
+    rm -f "$DIR/$1.url" # left by an earlier run of the same name
     start "$1" "$WHCLIENT" "${CLIENT_SCHEME:-ws}://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --log-level warn \
         --out-file "$DIR/$1.url" "${@:5}"
     CLIENT_PID=$LAST_PID
@@ -334,13 +398,14 @@ echo
 
 # ---- 1. small keep-alive requests -------------------------------------------------------------
 
-# run_wrk URL: prints "rps p50_us p99_us errors requests". A run that completed no request at
-# all (seen over TLS on a starved machine: wrk's 50 handshakes took the whole second) is said
-# on stderr and run once more
+# run_wrk URL [CONNECTIONS]: prints "rps p50_us p99_us errors requests" (errors: non-2xx answers
+# and socket errors: connect, read, write, timeout). A run that completed no request at all
+# (seen over TLS on a starved machine: wrk's 50 handshakes took the whole second) is said on
+# stderr and run once more
 run_wrk() {
     local try
     for try in 1 2; do
-        run_bg "$DIR/wrk.out" wrk -t1 -c50 -d"${DURATION}s" --timeout 5s --latency "$1" || true
+        run_bg "$DIR/wrk.out" wrk -t1 -c"${2:-50}" -d"${DURATION}s" --timeout 5s --latency "$1" || true
         grep -Eq '^ *[1-9][0-9]* requests in ' "$DIR/wrk.out" && break
         { echo "bench.sh: wrk completed no request on $1 (try $try of 2):"; sed 's/^/  /' "$DIR/wrk.out"; } >&2
     done
@@ -512,23 +577,17 @@ part_throughput() {
 
 # idle_rss NAME PORT PID: registers $WORKERS idle workers; writes "before after" (KiB) to $DIR/NAME.res
 idle_rss() {
-    local before after i a line=""
-    # warm-up: 20 registrations that come and go, so that the code and libraries they use are
-    # paged in (several MiB of file-backed RSS) before the "before" figure
-    timeout 60 "$PY" "$WSB" workers "$2" 20 "$SECRET" --prefix warm --hold 0 --timeout 30 </dev/null \
-        >/dev/null 2>"$DIR/$1-warm.err" || { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/$1-warm.err")" >&2; exit 1; }
+    local before after i a
+    # warm-up: the code and libraries that registrations use are paged in (several MiB of
+    # file-backed RSS) before the "before" figure
+    warm_whload "$2"
     sleep 1
     before=$(rss_kib "$3")
-    local t=$((60 + WORKERS / 250)) # seconds to register them all (Python makes about 1000 a second)
-    coproc WK { "$PY" "$WSB" workers "$2" "$WORKERS" "$SECRET" --prefix idle --hold "$t" --timeout "$t" 2>"$DIR/$1-workers.err"; }
-    # shellcheck disable=SC2153 # WK_PID is set by coproc
-    local wk_pid=$WK_PID
-    PIDS+=("$wk_pid")
-    read -r -t $((t + 10)) line <&"${WK[0]}" || true
-    if [ "$line" != "ready $WORKERS" ]; then
-        echo "bench.sh: the idle workers did not register: $(cat "$DIR/$1-workers.err")" >&2
-        exit 1
-    fi
+    # 64 handshakes in flight, as wsbench.py had: the buffers of the handshakes in flight stay in
+    # the heap's high-water mark, 0.8 KiB per worker of 1,000 more with whload's default 256
+    start_whload "$1-workers" "$2" "$WORKERS" idle --concurrency 64
+    local wk_pid=$WL_PID
+    wait_ready "$1-workers" "$wk_pid" >/dev/null
     for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
         a=$(rss_kib "$3")
         sleep 0.25
@@ -541,24 +600,10 @@ idle_rss() {
 }
 
 part_memory() {
-    echo "== 3. node memory per idle connected worker: $WORKERS registrations (wsbench.py workers), VmRSS before/after"
-    local r max_w=10000 max_c=10000
-    if [ "$WORKERS" -gt 9000 ]; then # room for them all within the open-files limit (node/main.c)
-        local hard
-        hard=$(ulimit -Hn)
-        [ "$hard" = unlimited ] && hard=1048576
-        ulimit -n "$hard"
-        max_w=$((WORKERS + 100))
-        max_c=$((hard - 256 - max_w))
-        [ "$max_c" -gt 10000 ] && max_c=10000
-        if [ "$max_c" -lt 100 ]; then
-            echo "bench.sh: the hard open-files limit ($hard) cannot hold $WORKERS workers" >&2
-            exit 1
-        fi
-        echo "   (node: WHT_MAX_WORKERS=$max_w WHT_MAX_CONNECTIONS=$max_c, open-files limit $hard)"
-    fi
+    echo "== 3. node memory per idle connected worker: $WORKERS registrations (whload workers), VmRSS before/after"
+    local r
     for r in $(seq "$REPEAT"); do
-        WHT_MAX_WORKERS=$max_w WHT_MAX_CONNECTIONS=$max_c start_node mem-node
+        start_node mem-node WHT_MAX_WORKERS=$((WORKERS + 100)) WHT_MAX_CONNECTIONS=600
         local res
         idle_rss mem-node "$NODE_PORT" "$NODE_PID"
         res=$(cat "$DIR/mem-node.res")
@@ -958,6 +1003,187 @@ cost_table() {
     echo "8. cost: whtunnel (node + whclient) / nginx-proxy CPU-seconds: per request ${rs[0]}, per GiB down ${rs[1]}, per GiB up ${rs[2]}" >>"$DIR/summary"
 }
 
+# ---- 9. registrations per second --------------------------------------------------------------
+
+# reg_run NAME PORT PID COUNT [whload option]...: COUNT registrations by whload on the server at
+# PORT (process PID); appends "rate seconds whload_cpu_s server_cpu_s count failed_attempts" to
+# $DIR/reg.NAME
+reg_run() {
+    local name=$1 port=$2 pid=$3 count=$4 c0 c1 line hz
+    shift 4
+    hz=$(getconf CLK_TCK)
+    warm_whload "$port" "$@"
+    c0=$(cpu_ticks "$pid")
+    start_whload "reg-$name" "$port" "$count" reg "$@"
+    local wl=$WL_PID
+    line=$(wait_ready "reg-$name" "$wl")
+    c1=$(cpu_ticks "$pid")
+    stop "$wl"
+    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}') $count $(kv failed "$line")" \
+        >>"$DIR/reg.$name"
+}
+
+part_register() {
+    # a full TLS handshake costs whload more CPU than the node (about 1 ms here): at most 2,000
+    local tls_regs=$((REGS < 2000 ? REGS : 2000))
+    echo "== 9. registrations: $REGS workers registered by whload (C, libevent, 256 handshakes in flight, a token each) on a"
+    echo "   fresh node; and $tls_regs over TLS (ECDSA P-256 self-signed certificate, a full handshake each)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -keyout "$DIR/tls.key" -out "$DIR/tls.crt" 2>"$DIR/openssl.err" ||
+        { echo "bench.sh: openssl req failed: $(cat "$DIR/openssl.err")" >&2; exit 1; }
+    local names=(plain tls) r n
+    [ "$GO" = 1 ] && names+=(go)
+    for r in $(seq "$REPEAT"); do # interleaved: plain, TLS (, Go), then again
+        for n in "${names[@]}"; do
+            case $n in
+            plain) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) WHT_MAX_CONNECTIONS=600 ;;
+            tls) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) WHT_MAX_CONNECTIONS=600 TLS_KEY="$DIR/tls.key" TLS_CERTIFICATE="$DIR/tls.crt" ;;
+            go) start_go_server reg-go ;;
+            esac
+            if [ "$n" = go ]; then
+                reg_run go "$GO_PORT" "$GO_PID" "$REGS"
+                stop "$GO_PID"
+            else
+                local opts=()
+                [ "$n" = tls ] && opts=(--tls)
+                reg_run "$n" "$NODE_PORT" "$NODE_PID" "$([ "$n" = tls ] && echo "$tls_regs" || echo "$REGS")" "${opts[@]}"
+                stop "$NODE_PID"
+            fi
+            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s; failed attempts %d\n", r, n, $1, $5, $2, $4 * 1000 / $5, $3 * 1000 / $5, $6}'
+        done
+    done
+    local p0
+    p0=$(col 1 "$DIR/reg.plain" | median)
+    printf '   %-6s %16s %9s %26s %26s\n' server "registrations/s" "vs plain" "server CPU s per 1,000" "whload CPU s per 1,000"
+    for n in "${names[@]}"; do
+        local rate sc wc
+        rate=$(col 1 "$DIR/reg.$n" | median)
+        sc=$(awk '{print $4 * 1000 / $5}' "$DIR/reg.$n" | median)
+        wc=$(awk '{print $3 * 1000 / $5}' "$DIR/reg.$n" | median)
+        printf '   %-6s %16.0f %9s %26.3f %26.3f\n' "$n" "$rate" "$(ratio "$rate" "$p0")" "$sc" "$wc"
+        [ "$n" = tls ] && echo "(TLS: $(printf %.0f "$rate")/s = $(ratio "$rate" "$p0") plain, node $(printf %.0f "$(awk '{print $4 * 1e6 / $5}' "$DIR/reg.tls" | median)") us CPU each)" >>"$DIR/summary.reg"
+    done
+    echo "9. registrations: plain $(printf %.0f "$p0")/s, node $(printf %.0f "$(awk '{print $4 * 1e6 / $5}' "$DIR/reg.plain" | median)") us CPU each (target >= 5,000/s: $(awk -v a="$p0" 'BEGIN {print (a >= 5000 ? "met" : "not met")}')) $(cat "$DIR/summary.reg" 2>/dev/null)" >>"$DIR/summary"
+    echo "   target: >= 5,000 registrations/s (plain)"
+}
+
+# ---- 10. many idle workers--------------------------------------------------------------------
+
+part_idle() {
+    start_backend
+    echo "== 10. idle workers: $IDLE workers held by whload on one node; node RSS per worker, the time to register them,"
+    echo "   and small requests to one real worker (whclient + nginx; wrk -t1 -c50 -d${DURATION}s --latency) before and with them"
+    local r hz
+    hz=$(getconf CLK_TCK)
+    for r in $(seq "$REPEAT"); do
+        start_node idle-node WHT_MAX_WORKERS=$((IDLE + 100)) WHT_MAX_CONNECTIONS=2000
+        local np=$NODE_PORT npid=$NODE_PID url code
+        start_client idle-client "$np" ireal "$BACKEND_PORT"
+        url="http://127.0.0.1:$np/ireal/small"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)
+        [ "$code" = 200 ] || { echo "bench.sh: $url answered $code" >&2; exit 1; }
+        wrk -t1 -c50 -d1s "$url" >/dev/null 2>&1 || true
+        warm_whload "$np"
+        sleep 1
+        local before after line a i c0 c1
+        before=$(rss_kib "$npid")
+        run_wrk "$url" >>"$DIR/idle.without"
+        c0=$(cpu_ticks "$npid")
+        start_whload idle-wl "$np" "$IDLE" idle
+        local wl=$WL_PID
+        line=$(wait_ready idle-wl "$wl")
+        c1=$(cpu_ticks "$npid")
+        for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
+            a=$(rss_kib "$npid")
+            sleep 0.25
+            [ "$a" = "$(rss_kib "$npid")" ] && break
+        done
+        after=$(rss_kib "$npid")
+        run_wrk "$url" >>"$DIR/idle.with"
+        stop "$wl" # whload prints its done line on SIGTERM
+        grep -q "^done .* open=$IDLE " "$DIR/idle-wl.out" ||
+            echo "   (warning: whload did not hold all $IDLE workers to the end: $(tail -1 "$DIR/idle-wl.out"))"
+        stop "$CLIENT_PID"
+        stop "$npid"
+        echo "$before $after $(kv seconds "$line") $(kv rate "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" >>"$DIR/idle.mem"
+        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s, node CPU %s s, failed attempts %s)\n' \
+            "$r" "$before" "$after" "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" \
+            "$(kv seconds "$line")" "$(kv rate "$line")" "$(tail -1 "$DIR/idle.mem" | awk '{print $5}')" "$(kv failed "$line")"
+        printf '          requests without: %s\n          requests with:    %s\n' \
+            "$(tail -1 "$DIR/idle.without" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
+            "$(tail -1 "$DIR/idle.with" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')"
+    done
+    local per secs rate p50a p50b p99a p99b rpsa rpsb
+    per=$(awk -v n="$IDLE" '{print ($2 - $1) / n}' "$DIR/idle.mem" | median)
+    secs=$(col 3 "$DIR/idle.mem" | median)
+    rate=$(col 4 "$DIR/idle.mem" | median)
+    rpsa=$(col 1 "$DIR/idle.without" | median)
+    rpsb=$(col 1 "$DIR/idle.with" | median)
+    p50a=$(col 2 "$DIR/idle.without" | median)
+    p50b=$(col 2 "$DIR/idle.with" | median)
+    p99a=$(col 3 "$DIR/idle.without" | median)
+    p99b=$(col 3 "$DIR/idle.with" | median)
+    printf '   %-22s %10s %9s %9s %8s\n' "small requests" "req/s" "p50 us" "p99 us" errors
+    printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "without idle workers" "$rpsa" "$p50a" "$p99a" "$(col 4 "$DIR/idle.without" | awk '{s += $1} END {print s + 0}')"
+    printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "with $IDLE" "$rpsb" "$p50b" "$p99b" "$(col 4 "$DIR/idle.with" | awk '{s += $1} END {print s + 0}')"
+    echo "   with / without: req/s $(ratio "$rpsb" "$rpsa"), p50 $(ratio "$p50b" "$p50a"), p99 $(ratio "$p99b" "$p99a"); run by run p99: $(paired "$DIR/idle.with" "$DIR/idle.without" 3)"
+    echo "   node RSS per idle worker $(printf %.2f "$per") KiB; $IDLE registered in $secs s ($rate/s); node CPU while they registered: $(col 5 "$DIR/idle.mem" | median) s"
+    echo "10. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa") of without, p99 with / without run by run $(paired "$DIR/idle.with" "$DIR/idle.without" 3)" >>"$DIR/summary"
+}
+
+# ---- 11. many viewers of one worker-----------------------------------------------------------
+
+part_streams() {
+    start_proxy
+    [ -s "$SHM/www/files/64k" ] || head -c 65536 /dev/urandom >"$SHM/www/files/64k"
+    echo "== 11. concurrent viewers: wrk -t1 -c$VIEWERS -d${DURATION}s --timeout 5s, GET of a 64 KiB file, through one worker"
+    echo "   (a fresh node + whclient each run) vs nginx as a reverse proxy; every answer must be a 2xx"
+    local names=(nginx-proxy whtunnel) r n
+    for r in $(seq "$REPEAT"); do
+        for n in "${names[@]}"; do
+            local url line hwm=""
+            if [ "$n" = whtunnel ]; then
+                start_node streams-node WHT_MAX_CONNECTIONS=$((VIEWERS + 1000))
+                start_client streams-client "$NODE_PORT" streams "$BACKEND_PORT"
+                url="http://127.0.0.1:$NODE_PORT/streams/files/64k"
+            else
+                url="http://127.0.0.1:$PROXY_PORT/files/64k"
+            fi
+            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" = 200 ] ||
+                { echo "bench.sh: $url does not answer 200" >&2; exit 1; }
+            line=$(run_wrk "$url" "$VIEWERS")
+            echo "$line" >>"$DIR/streams.$n"
+            local werr
+            werr=$(grep -E "Socket errors|Non-2xx" "$DIR/wrk.out" | tr -s ' ' | tr '\n' ';' || true)
+            if [ "$n" = whtunnel ]; then
+                hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$NODE_PID/status") $(awk '/^VmHWM:/ {print $2}' "/proc/$CLIENT_PID/status")"
+                echo "$hwm" >>"$DIR/streams.hwm"
+                stop "$CLIENT_PID"
+                stop "$NODE_PID"
+            fi
+            printf '   run %d %-12s %s%s\n' "$r" "$n" \
+                "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  %d requests, %d failed", $1, $2, $3, $5, $4}')" \
+                "$([ -n "$hwm" ] && echo "$hwm" | awk '{printf "; peak RSS node %d KiB, whclient %d KiB", $1, $2}')"
+            [ -z "$werr" ] || echo "          wrk:$werr"
+        done
+    done
+    local p0
+    p0=$(col 1 "$DIR/streams.nginx-proxy" | median)
+    printf '   %-12s %10s %14s %9s %9s %10s %9s\n' path "req/s" "vs nginx-proxy" "p50 us" "p99 us" requests failed
+    for n in "${names[@]}"; do
+        local rps fails reqs
+        rps=$(col 1 "$DIR/streams.$n" | median)
+        fails=$(col 4 "$DIR/streams.$n" | awk '{s += $1} END {print s + 0}')
+        reqs=$(col 5 "$DIR/streams.$n" | awk '{s += $1} END {print s + 0}')
+        printf '   %-12s %10.0f %14s %9.0f %9.0f %10d %9d\n' "$n" "$rps" "$(ratio "$rps" "$p0")" \
+            "$(col 2 "$DIR/streams.$n" | median)" "$(col 3 "$DIR/streams.$n" | median)" "$reqs" "$fails"
+        [ "$n" = whtunnel ] && echo "11. $VIEWERS viewers of one worker: whtunnel $(printf %.0f "$rps") req/s = $(ratio "$rps" "$p0") nginx-proxy, $fails of $reqs failed; peak RSS node $(col 1 "$DIR/streams.hwm" | median) KiB, whclient $(col 2 "$DIR/streams.hwm" | median) KiB" >>"$DIR/summary"
+    done
+    echo "   whtunnel / nginx-proxy req/s, run by run: $(paired "$DIR/streams.whtunnel" "$DIR/streams.nginx-proxy" 1)"
+    echo "   peak RSS (VmHWM, median of runs): node $(col 1 "$DIR/streams.hwm" | median) KiB, whclient $(col 2 "$DIR/streams.hwm" | median) KiB"
+    echo "   target: no failure"
+}
+
 # run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
 # users' processes; CPU time of processes that started and ended within the part is missed
 # unless a parent that is still there reaped them)
@@ -980,6 +1206,9 @@ want slow && run_part slow
 want cluster && run_part cluster
 want tls && run_part tls
 want cost && run_part cost
+want register && run_part register
+want idle && run_part idle
+want streams && run_part streams
 echo "== summary (medians of $REPEAT runs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 sed 's/^/   /' "$DIR/summary" 2>/dev/null || true
 echo "done in $((SECONDS - T0)) s"
