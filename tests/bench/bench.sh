@@ -1,25 +1,35 @@
 #!/usr/bin/env bash
 # Benchmarks of the node (whtunnel) and client (whclient) against baselines
 # measured in the same run. Prints figures and ratios; asserts nothing. About
-# 3.5 minutes (7 with the Go pair); results and method: docs/benchmarks.md.
+# 7 minutes (10 with the Go pair); results and method: docs/benchmarks.md.
 #
 #   tests/bench/bench.sh [--part NAME]... [--repeat N] [--duration S] [--workers N]
+#                        [--registrations N] [--idle-workers N] [--viewers N]
 #                        [--slow-seconds S] [--no-install] [--no-netns]
 #
 # Parts (default: all, in this order):
 #   http        small keep-alive requests: wrk against nginx directly, nginx as a
 #               keep-alive reverse proxy, our node + whclient (and the Go pair)
 #   throughput  one-stream 1 GiB download and 256 MiB upload, direct vs tunnel
-#   memory      node RSS per idle connected worker (wsbench.py workers)
+#   memory      node RSS per idle connected worker (whload workers)
 #   ws          WebSocket echo round trip, direct vs tunnel
 #   slow        node RSS while a rate-limited viewer downloads 1 GiB
 #   cluster     two nodes sharing a redis-server: small requests and a 1 GiB download
 #               through the node that holds the worker vs through the other one (relayed)
+#   register    registrations per second on a fresh node (whload: C, 256 handshakes in
+#               flight, tokens checked), plain and TLS; node and whload CPU per 1,000
+#   idle        --idle-workers idle workers on one node: RSS per worker, time to register
+#               them, and part http's small requests to one real worker before and with them
+#   streams     --viewers concurrent viewers of one worker (whclient + nginx) each fetching a
+#               64 KiB file over and over (wrk): failures, req/s, peak RSS; vs nginx proxy
 #
 # Options:
 #   --repeat N        runs of each measurement; the median is reported (default 3)
 #   --duration S      seconds per wrk run (default 10)
-#   --workers N       idle workers for the memory part (default 1000, at most 10000)
+#   --workers N       idle workers for the memory part (default 1000, at most 19000)
+#   --registrations N registrations per run of part register (default 10000, at most 19000)
+#   --idle-workers N  idle workers of part idle (default 15000, at most 19000)
+#   --viewers N       concurrent viewers of part streams (default 1000, at most 5000)
 #   --slow-seconds S  bound of the slow-viewer download (default 60)
 #   --no-install      do not run deploy/install-deps.sh --bench
 #   --no-netns        stay in this network namespace (default: a private one made
@@ -47,13 +57,16 @@ PARTS=()
 REPEAT=3
 DURATION=10
 WORKERS=1000
+REGS=10000
+IDLE=15000
+VIEWERS=1000
 SLOW_SECONDS=60
 INSTALL=1
 NETNS=1
 NODE_LOG_LEVEL=warn
 ARGS=("$@")
 
-usage() { sed -n '2,36p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
@@ -61,6 +74,9 @@ while [ $# -gt 0 ]; do
     --repeat) REPEAT=${2:?}; shift 2 ;;
     --duration) DURATION=${2:?}; shift 2 ;;
     --workers) WORKERS=${2:?}; shift 2 ;;
+    --registrations) REGS=${2:?}; shift 2 ;;
+    --idle-workers) IDLE=${2:?}; shift 2 ;;
+    --viewers) VIEWERS=${2:?}; shift 2 ;;
     --slow-seconds) SLOW_SECONDS=${2:?}; shift 2 ;;
     --no-install) INSTALL=0; shift ;;
     --no-netns) NETNS=0; shift ;;
@@ -69,14 +85,17 @@ while [ $# -gt 0 ]; do
     *) echo "bench.sh: unknown option '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
-[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster)
+[ ${#PARTS[@]} -eq 0 ] && PARTS=(http throughput memory ws slow cluster register idle streams)
 for p in "${PARTS[@]}"; do
-    case "$p" in http|throughput|memory|ws|slow|cluster) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
+    case "$p" in http|throughput|memory|ws|slow|cluster|register|idle|streams) ;; *) echo "bench.sh: unknown part '$p'" >&2; exit 2 ;; esac
 done
 num_in() { [[ "$1" =~ ^[0-9]+$ ]] && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 num_in "$REPEAT" 1 20 || { echo "bench.sh: --repeat must be 1..20" >&2; exit 2; }
 num_in "$DURATION" 1 120 || { echo "bench.sh: --duration must be 1..120" >&2; exit 2; }
-num_in "$WORKERS" 1 10000 || { echo "bench.sh: --workers must be 1..10000" >&2; exit 2; }
+num_in "$WORKERS" 1 19000 || { echo "bench.sh: --workers must be 1..19000" >&2; exit 2; }
+num_in "$REGS" 1 19000 || { echo "bench.sh: --registrations must be 1..19000" >&2; exit 2; }
+num_in "$IDLE" 1 19000 || { echo "bench.sh: --idle-workers must be 1..19000" >&2; exit 2; }
+num_in "$VIEWERS" 1 5000 || { echo "bench.sh: --viewers must be 1..5000" >&2; exit 2; }
 num_in "$SLOW_SECONDS" 5 300 || { echo "bench.sh: --slow-seconds must be 5..300" >&2; exit 2; }
 want() { local p; for p in "${PARTS[@]}"; do [ "$p" = "$1" ] && return 0; done; return 1; }
 
@@ -87,10 +106,11 @@ if [ -z "${WHT_BENCH_INNER:-}" ]; then
     if [ "$INSTALL" = 1 ]; then
         "$ROOT/deploy/install-deps.sh" --bench
     fi
-    if [ ! -x "$BUILD/node/whtunnel" ] || [ ! -x "$BUILD/client/whclient" ]; then
-        echo "bench.sh: building $BUILD (Release)" >&2
-        cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
-        cmake --build "$BUILD" -j2 --target whtunnel whclient >/dev/null
+    if [ ! -x "$BUILD/node/whtunnel" ] || [ ! -x "$BUILD/client/whclient" ] || [ ! -x "$BUILD/tests/bench/whload" ]; then
+        echo "bench.sh: building $BUILD" >&2
+        [ -f "$BUILD/CMakeCache.txt" ] ||
+            cmake -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=OFF >/dev/null
+        cmake --build "$BUILD" -j2 --target whtunnel whclient whload >/dev/null
     fi
     if [ "$NETNS" = 1 ] && command -v unshare >/dev/null && command -v ip >/dev/null \
         && unshare -n true 2>/dev/null; then
@@ -102,11 +122,15 @@ fi
 if [ "$WHT_BENCH_INNER" = netns ]; then
     ip link set lo up
 fi
-for t in nginx wrk curl "$PY"; do
+# thousands of sockets (parts memory, register, idle, streams): every process started here gets
+# the hard open-files limit (whtunnel and whload raise their own anyway)
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+for t in nginx wrk curl openssl "$PY"; do
     command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
 done
 WHTUNNEL="$BUILD/node/whtunnel"
 WHCLIENT="$BUILD/client/whclient"
+WHLOAD="$BUILD/tests/bench/whload"
 GO_SERVER=${WHT_GO_SERVER:-}
 GO_CLIENT=${WHT_GO_CLIENT:-}
 GO=0
@@ -244,13 +268,50 @@ start_proxy() {
     wait_port "$PROXY_PORT" "$LAST_PID" nginx-proxy
 }
 
-# start_node NAME: a node on a free port; sets NODE_PORT and NODE_PID
+# start_node NAME [VAR=VALUE]...: a node on a free port (with those settings); sets NODE_PORT
+# and NODE_PID
 start_node() {
+    local name=$1
+    shift
     NODE_PORT=$(free_port)
-    start "$1" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
-        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL="$NODE_LOG_LEVEL" ENV=development "$WHTUNNEL"
+    start "$name" env PORT="$NODE_PORT" WHT_LISTEN_ADDR=127.0.0.1 TASKCLUSTER_PROXY_SECRET_A="$SECRET" \
+        TASKCLUSTER_PROXY_SECRET_B="$SECRET_B" WHT_LOG_LEVEL="$NODE_LOG_LEVEL" ENV=development "$@" "$WHTUNNEL"
     NODE_PID=$LAST_PID
-    wait_port "$NODE_PORT" "$NODE_PID" "$1"
+    wait_port "$NODE_PORT" "$NODE_PID" "$name"
+}
+# start_whload NAME PORT COUNT PREFIX [whload option]...: whload registers COUNT workers on the
+# node at 127.0.0.1:PORT and holds them (until stopped, at most 10 minutes); its stdout in
+# $DIR/NAME.out; sets WL_PID
+start_whload() {
+    local name=$1 port=$2 count=$3 prefix=$4
+    shift 4
+    "$WHLOAD" workers --nodes "127.0.0.1:$port" --count "$count" --secret "$SECRET" --prefix "$prefix" \
+        --hold 600 --timeout 120 "$@" >"$DIR/$name.out" 2>"$DIR/$name.err" </dev/null &
+    WL_PID=$!
+    PIDS+=("$WL_PID")
+}
+# wait_ready NAME PID: waits (at most 130 s) until whload NAME printed its ready line; prints it
+wait_ready() {
+    local i line
+    for i in $(seq 1300); do
+        line=$(grep -m1 '^ready ' "$DIR/$1.out" 2>/dev/null || true)
+        [ -n "$line" ] && { echo "$line"; return 0; }
+        kill -0 "$2" 2>/dev/null || break
+        sleep 0.1
+    done
+    echo "bench.sh: $1: not every worker registered: $(tail -5 "$DIR/$1.err") $(tail -1 "$DIR/$1.out")" >&2
+    exit 1
+}
+# kv KEY LINE: the value of KEY=VALUE in LINE
+kv() { echo "$2" | tr ' ' '\n' | sed -n "s/^$1=//p"; }
+# warm_whload PORT [whload option]...: 20 registrations that come and go, so that the code
+# paths they use are paged in before a "before" figure
+warm_whload() {
+    local port=$1
+    shift
+    timeout 60 "$WHLOAD" workers --nodes "127.0.0.1:$port" --count 20 --secret "$SECRET" --prefix warm \
+        --hold 0 --timeout 30 "$@" </dev/null >/dev/null 2>"$DIR/warm.err" ||
+        { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/warm.err")" >&2; exit 1; }
 }
 # start_client NAME NODE_PORT ID TARGET_PORT: whclient, waits until it printed its URL
 start_client() {
@@ -305,9 +366,10 @@ echo
 
 # ---- 1. small keep-alive requests -------------------------------------------------------------
 
-# run_wrk URL: prints "rps p50_us p99_us errors"
+# run_wrk URL [CONNECTIONS]: prints "rps p50_us p99_us errors requests" (errors: non-2xx answers
+# and socket errors: connect, read, write, timeout)
 run_wrk() {
-    run_bg "$DIR/wrk.out" wrk -t1 -c50 -d"${DURATION}s" --timeout 5s --latency "$1" || true
+    run_bg "$DIR/wrk.out" wrk -t1 -c"${2:-50}" -d"${DURATION}s" --timeout 5s --latency "$1" || true
     awk '
         function us(v) {
             if (v ~ /us$/) return v + 0
@@ -319,9 +381,10 @@ run_wrk() {
         $1 == "50%" {p50 = us($2)}
         $1 == "99%" {p99 = us($2)}
         /^Requests\/sec:/ {rps = $2}
+        / requests in / {n = $1}
         /Non-2xx/ {err += $NF}
         /Socket errors/ {gsub(",", ""); err += $4 + $6 + $8 + $10}
-        END {printf "%s %s %s %d\n", rps + 0, p50 + 0, p99 + 0, err + 0}' "$DIR/wrk.out"
+        END {printf "%s %s %s %d %d\n", rps + 0, p50 + 0, p99 + 0, err + 0, n + 0}' "$DIR/wrk.out"
 }
 
 part_http() {
@@ -474,22 +537,15 @@ part_throughput() {
 
 # idle_rss NAME PORT PID: registers $WORKERS idle workers; writes "before after" (KiB) to $DIR/NAME.res
 idle_rss() {
-    local before after i a line=""
-    # warm-up: 20 registrations that come and go, so that the code and libraries they use are
-    # paged in (several MiB of file-backed RSS) before the "before" figure
-    timeout 60 "$PY" "$WSB" workers "$2" 20 "$SECRET" --prefix warm --hold 0 --timeout 30 </dev/null \
-        >/dev/null 2>"$DIR/$1-warm.err" || { echo "bench.sh: warm-up registrations failed: $(cat "$DIR/$1-warm.err")" >&2; exit 1; }
+    local before after i a
+    # warm-up: the code and libraries that registrations use are paged in (several MiB of
+    # file-backed RSS) before the "before" figure
+    warm_whload "$2"
     sleep 1
     before=$(rss_kib "$3")
-    coproc WK { "$PY" "$WSB" workers "$2" "$WORKERS" "$SECRET" --prefix idle --hold 60 --timeout 60 2>"$DIR/$1-workers.err"; }
-    # shellcheck disable=SC2153 # WK_PID is set by coproc
-    local wk_pid=$WK_PID
-    PIDS+=("$wk_pid")
-    read -r -t 70 line <&"${WK[0]}" || true
-    if [ "$line" != "ready $WORKERS" ]; then
-        echo "bench.sh: the idle workers did not register: $(cat "$DIR/$1-workers.err")" >&2
-        exit 1
-    fi
+    start_whload "$1-workers" "$2" "$WORKERS" idle
+    local wk_pid=$WL_PID
+    wait_ready "$1-workers" "$wk_pid" >/dev/null
     for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
         a=$(rss_kib "$3")
         sleep 0.25
@@ -502,10 +558,10 @@ idle_rss() {
 }
 
 part_memory() {
-    echo "== 3. node memory per idle connected worker: $WORKERS registrations (wsbench.py workers), VmRSS before/after"
+    echo "== 3. node memory per idle connected worker: $WORKERS registrations (whload workers), VmRSS before/after"
     local r
     for r in $(seq "$REPEAT"); do
-        start_node mem-node
+        start_node mem-node WHT_MAX_WORKERS=$((WORKERS + 100))
         local res
         idle_rss mem-node "$NODE_PORT" "$NODE_PID"
         res=$(cat "$DIR/mem-node.res")
@@ -699,6 +755,180 @@ part_cluster() {
     for i in 0 1; do stop "${pids[$i]}"; done
 }
 
+# ---- 7. registrations per second --------------------------------------------------------------
+
+# reg_run NAME PORT PID [whload option]...: $REGS registrations by whload on the server at PORT
+# (process PID); appends "rate seconds whload_cpu_s server_cpu_s" to $DIR/reg.NAME
+reg_run() {
+    local name=$1 port=$2 pid=$3 c0 c1 line hz
+    shift 3
+    hz=$(getconf CLK_TCK)
+    warm_whload "$port" "$@"
+    c0=$(cpu_ticks "$pid")
+    start_whload "reg-$name" "$port" "$REGS" reg "$@"
+    local wl=$WL_PID
+    line=$(wait_ready "reg-$name" "$wl")
+    c1=$(cpu_ticks "$pid")
+    stop "$wl"
+    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" \
+        >>"$DIR/reg.$name"
+}
+
+part_register() {
+    echo "== 7. registrations: $REGS workers registered by whload (C, libevent, 256 handshakes in flight, a token each) on a"
+    echo "   fresh node: plain, and TLS (ECDSA P-256 self-signed certificate, full handshake each)"
+    openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
+        -keyout "$DIR/tls.key" -out "$DIR/tls.crt" 2>"$DIR/openssl.err" ||
+        { echo "bench.sh: openssl req failed: $(cat "$DIR/openssl.err")" >&2; exit 1; }
+    local names=(plain tls) r n
+    [ "$GO" = 1 ] && names+=(go)
+    for r in $(seq "$REPEAT"); do # interleaved: plain, TLS (, Go), then again
+        for n in "${names[@]}"; do
+            case $n in
+            plain) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) ;;
+            tls) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) TLS_KEY="$DIR/tls.key" TLS_CERTIFICATE="$DIR/tls.crt" ;;
+            go) start_go_server reg-go ;;
+            esac
+            if [ "$n" = go ]; then
+                reg_run go "$GO_PORT" "$GO_PID"
+                stop "$GO_PID"
+            else
+                local opts=()
+                [ "$n" = tls ] && opts=(--tls)
+                reg_run "$n" "$NODE_PORT" "$NODE_PID" "${opts[@]}"
+                stop "$NODE_PID"
+            fi
+            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" -v c="$REGS" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s\n", r, n, $1, c, $2, $4 * 1000 / c, $3 * 1000 / c}'
+        done
+    done
+    local p0
+    p0=$(col 1 "$DIR/reg.plain" | median)
+    printf '   %-6s %16s %9s %26s %26s\n' server "registrations/s" "vs plain" "server CPU s per 1,000" "whload CPU s per 1,000"
+    for n in "${names[@]}"; do
+        local rate sc wc
+        rate=$(col 1 "$DIR/reg.$n" | median)
+        sc=$(awk -v c="$REGS" '{print $4 * 1000 / c}' "$DIR/reg.$n" | median)
+        wc=$(awk -v c="$REGS" '{print $3 * 1000 / c}' "$DIR/reg.$n" | median)
+        printf '   %-6s %16.0f %9s %26.3f %26.3f\n' "$n" "$rate" "$(ratio "$rate" "$p0")" "$sc" "$wc"
+        [ "$n" = tls ] && echo "   (TLS: $(printf %.0f "$rate")/s = $(ratio "$rate" "$p0") plain)" >>"$DIR/summary.reg"
+    done
+    echo "7. registrations: plain $(printf %.0f "$p0")/s, node $(awk -v c="$REGS" '{print $4 * 1e6 / c}' "$DIR/reg.plain" | median | xargs printf %.0f) us CPU each (target >= 5,000/s: $(awk -v a="$p0" 'BEGIN {print (a >= 5000 ? "met" : "not met")}')) $(cat "$DIR/summary.reg" 2>/dev/null)" >>"$DIR/summary"
+    echo "   target: >= 5,000 registrations/s (plain)"
+}
+
+# ---- 8. many idle workers ---------------------------------------------------------------------
+
+part_idle() {
+    start_backend
+    echo "== 8. idle workers: $IDLE workers held by whload on one node; node RSS per worker, the time to register them,"
+    echo "   and small requests to one real worker (whclient + nginx; wrk -t1 -c50 -d${DURATION}s --latency) before and with them"
+    local r hz
+    hz=$(getconf CLK_TCK)
+    for r in $(seq "$REPEAT"); do
+        start_node idle-node WHT_MAX_WORKERS=$((IDLE + 100)) WHT_MAX_CONNECTIONS=2000
+        local np=$NODE_PORT npid=$NODE_PID url code
+        start_client idle-client "$np" ireal "$BACKEND_PORT"
+        url="http://127.0.0.1:$np/ireal/small"
+        code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)
+        [ "$code" = 200 ] || { echo "bench.sh: $url answered $code" >&2; exit 1; }
+        wrk -t1 -c50 -d1s "$url" >/dev/null 2>&1 || true
+        warm_whload "$np"
+        sleep 1
+        local before after line a i c0 c1
+        before=$(rss_kib "$npid")
+        run_wrk "$url" >>"$DIR/idle.without"
+        c0=$(cpu_ticks "$npid")
+        start_whload idle-wl "$np" "$IDLE" idle
+        local wl=$WL_PID
+        line=$(wait_ready idle-wl "$wl")
+        c1=$(cpu_ticks "$npid")
+        for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
+            a=$(rss_kib "$npid")
+            sleep 0.25
+            [ "$a" = "$(rss_kib "$npid")" ] && break
+        done
+        after=$(rss_kib "$npid")
+        run_wrk "$url" >>"$DIR/idle.with"
+        stop "$wl" # whload prints its done line on SIGTERM
+        grep -q "^done .* open=$IDLE " "$DIR/idle-wl.out" ||
+            echo "   (warning: whload did not hold all $IDLE workers to the end: $(tail -1 "$DIR/idle-wl.out"))"
+        stop "$CLIENT_PID"
+        stop "$npid"
+        echo "$before $after $(kv seconds "$line") $(kv rate "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" >>"$DIR/idle.mem"
+        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s)\n' "$r" "$before" "$after" \
+            "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" "$(kv seconds "$line")" "$(kv rate "$line")"
+        printf '          requests without: %s\n          requests with:    %s\n' \
+            "$(tail -1 "$DIR/idle.without" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
+            "$(tail -1 "$DIR/idle.with" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')"
+    done
+    local per secs rate p50a p50b p99a p99b rpsa rpsb
+    per=$(awk -v n="$IDLE" '{print ($2 - $1) / n}' "$DIR/idle.mem" | median)
+    secs=$(col 3 "$DIR/idle.mem" | median)
+    rate=$(col 4 "$DIR/idle.mem" | median)
+    rpsa=$(col 1 "$DIR/idle.without" | median)
+    rpsb=$(col 1 "$DIR/idle.with" | median)
+    p50a=$(col 2 "$DIR/idle.without" | median)
+    p50b=$(col 2 "$DIR/idle.with" | median)
+    p99a=$(col 3 "$DIR/idle.without" | median)
+    p99b=$(col 3 "$DIR/idle.with" | median)
+    printf '   %-22s %10s %9s %9s %8s\n' "small requests" "req/s" "p50 us" "p99 us" errors
+    printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "without idle workers" "$rpsa" "$p50a" "$p99a" "$(col 4 "$DIR/idle.without" | awk '{s += $1} END {print s + 0}')"
+    printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "with $IDLE" "$rpsb" "$p50b" "$p99b" "$(col 4 "$DIR/idle.with" | awk '{s += $1} END {print s + 0}')"
+    echo "   with / without: req/s $(ratio "$rpsb" "$rpsa"), p50 $(ratio "$p50b" "$p50a"), p99 $(ratio "$p99b" "$p99a"); run by run p99: $(paired "$DIR/idle.with" "$DIR/idle.without" 3)"
+    echo "   node RSS per idle worker $(printf %.2f "$per") KiB; $IDLE registered in $secs s ($rate/s); node CPU while they registered: $(col 5 "$DIR/idle.mem" | median) s"
+    echo "8. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa"), p99 $(ratio "$p99b" "$p99a") of without" >>"$DIR/summary"
+}
+
+# ---- 9. many viewers of one worker ------------------------------------------------------------
+
+part_streams() {
+    start_proxy
+    [ -s "$SHM/www/files/64k" ] || head -c 65536 /dev/urandom >"$SHM/www/files/64k"
+    echo "== 9. concurrent viewers: wrk -t1 -c$VIEWERS -d${DURATION}s --timeout 5s, GET of a 64 KiB file, through one worker"
+    echo "   (a fresh node + whclient each run) vs nginx as a reverse proxy; every answer must be a 2xx"
+    local names=(nginx-proxy whtunnel) r n
+    for r in $(seq "$REPEAT"); do
+        for n in "${names[@]}"; do
+            local url line hwm=""
+            if [ "$n" = whtunnel ]; then
+                start_node streams-node WHT_MAX_CONNECTIONS=$((VIEWERS + 1000))
+                start_client streams-client "$NODE_PORT" streams "$BACKEND_PORT"
+                url="http://127.0.0.1:$NODE_PORT/streams/files/64k"
+            else
+                url="http://127.0.0.1:$PROXY_PORT/files/64k"
+            fi
+            [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$url" || true)" = 200 ] ||
+                { echo "bench.sh: $url does not answer 200" >&2; exit 1; }
+            line=$(run_wrk "$url" "$VIEWERS")
+            echo "$line" >>"$DIR/streams.$n"
+            if [ "$n" = whtunnel ]; then
+                hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$NODE_PID/status") $(awk '/^VmHWM:/ {print $2}' "/proc/$CLIENT_PID/status")"
+                echo "$hwm" >>"$DIR/streams.hwm"
+                stop "$CLIENT_PID"
+                stop "$NODE_PID"
+            fi
+            printf '   run %d %-12s %s%s\n' "$r" "$n" \
+                "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  %d requests, %d failed", $1, $2, $3, $5, $4}')" \
+                "$([ -n "$hwm" ] && echo "$hwm" | awk '{printf "; peak RSS node %d KiB, whclient %d KiB", $1, $2}')"
+        done
+    done
+    local p0
+    p0=$(col 1 "$DIR/streams.nginx-proxy" | median)
+    printf '   %-12s %10s %14s %9s %9s %10s %9s\n' path "req/s" "vs nginx-proxy" "p50 us" "p99 us" requests failed
+    for n in "${names[@]}"; do
+        local rps fails reqs
+        rps=$(col 1 "$DIR/streams.$n" | median)
+        fails=$(col 4 "$DIR/streams.$n" | awk '{s += $1} END {print s + 0}')
+        reqs=$(col 5 "$DIR/streams.$n" | awk '{s += $1} END {print s + 0}')
+        printf '   %-12s %10.0f %14s %9.0f %9.0f %10d %9d\n' "$n" "$rps" "$(ratio "$rps" "$p0")" \
+            "$(col 2 "$DIR/streams.$n" | median)" "$(col 3 "$DIR/streams.$n" | median)" "$reqs" "$fails"
+        [ "$n" = whtunnel ] && echo "9. $VIEWERS viewers of one worker: whtunnel $(printf %.0f "$rps") req/s = $(ratio "$rps" "$p0") nginx-proxy, $fails of $reqs failed; peak RSS node $(col 1 "$DIR/streams.hwm" | median) KiB, whclient $(col 2 "$DIR/streams.hwm" | median) KiB" >>"$DIR/summary"
+    done
+    echo "   whtunnel / nginx-proxy req/s, run by run: $(paired "$DIR/streams.whtunnel" "$DIR/streams.nginx-proxy" 1)"
+    echo "   peak RSS (VmHWM, median of runs): node $(col 1 "$DIR/streams.hwm" | median) KiB, whclient $(col 2 "$DIR/streams.hwm" | median) KiB"
+    echo "   target: no failure"
+}
+
 # run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
 # users' processes; CPU time of processes that started and ended within the part is missed
 # unless a parent that is still there reaped them)
@@ -719,6 +949,9 @@ want memory && run_part memory
 want ws && run_part ws
 want slow && run_part slow
 want cluster && run_part cluster
+want register && run_part register
+want idle && run_part idle
+want streams && run_part streams
 echo "== summary (medians of $REPEAT runs; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg))"
 sed 's/^/   /' "$DIR/summary" 2>/dev/null || true
 echo "done in $((SECONDS - T0)) s"
