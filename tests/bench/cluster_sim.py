@@ -54,6 +54,7 @@ HZ = os.sysconf("SC_CLK_TCK")
 SECRET = "cluster-sim-worker-secret"
 CLUSTER_SECRET = "cluster-sim-cluster-secret-0123456789"
 PREFIX = "wht:"
+ID_PREFIX = "cluster-sim-worker-00000000-"  # 28 bytes: ids of 29 to 33 bytes (33 from 10,000 on)
 
 
 def log(msg):
@@ -439,7 +440,7 @@ class Sim:
             if count <= 0:
                 break
             args = cmd + ["workers", "--nodes", self.node_list(j), "--count", str(count), "--secret", SECRET,
-                          "--prefix", "w", "--first", str(first), "--concurrency", "256", "--reconnect",
+                          "--prefix", ID_PREFIX, "--first", str(first), "--concurrency", "256", "--reconnect",
                           "--stats-every", "1"]
             self.loads.append(LoadProc(self.procs, "load%d" % j, args))
             first += count
@@ -451,11 +452,19 @@ class Sim:
         self.probe_ids = ["probe%d" % i for i in range(0, nprobe, self.a.nodes)]
         self.res["load_processes"] = len(self.loads)
         bound = 60 + w / 200.0
+        r0 = self.redis_sample()
         for lp in self.loads + [self.probe]:
             wait_for(lambda: lp.ready or lp.p.poll() is not None, bound - (time.monotonic() - t0), "%s ready" % lp.p.name,
                      step=0.2)
             if not lp.ready:
                 raise RuntimeError("%s exited: %s" % (lp.p.name, tail(lp.p.logpath)))
+        r1 = self.redis_sample()
+        nreg = w + nprobe
+        self.res["registration"] = {
+            "redis_cpu_us_per_registration": round(1e6 * (r1["ticks"] - r0["ticks"]) / HZ / nreg, 1),
+            "redis_commands_per_registration": round((r1["cmds"] - r0["cmds"]) / nreg, 2),
+            "redis_out_bytes_per_registration": round((r1["out"] - r0["out"]) / nreg),
+            "redis_in_bytes_per_registration": round((r1["in"] - r0["in"]) / nreg)}
         self.res["register_seconds"] = round(time.monotonic() - t0, 1)
         self.res["register_rate"] = round(w / (time.monotonic() - t0))
         log("%d workers registered in %.1f s (%s, %d processes)" % (w, time.monotonic() - t0, name, len(self.loads)))
@@ -524,20 +533,43 @@ class Sim:
             self.res["evalsha_usec_per_call"] = round(ev[1] / max(ev[0], 1), 2)
 
     def probe_round(self, vias, moved_from_port):
-        """One request through every via node to every probe id: (answered from a new node, other)."""
+        """One request through every via node (one keep-alive connection each) to every probe id:
+        (answered by the worker from a node other than moved_from_port, other answers)."""
         good = bad = 0
         for v in vias:
+            c = None
             for wid in self.probe_ids:
                 try:
-                    st, body = http_get(self.ports[v], "/%s/p" % wid, timeout=10)
+                    if c is None:
+                        c = http.client.HTTPConnection("127.0.0.1", self.ports[v], timeout=10)
+                    c.request("GET", "/%s/p" % wid)
+                    r = c.getresponse()
+                    body = r.read()
+                    if r.getheader("Connection", "").lower() == "close":
+                        c.close()
+                        c = None
                     f = body.decode(errors="replace").split()
-                    if st == 200 and len(f) == 2 and f[0] == wid and int(f[1]) != moved_from_port:
+                    if r.status == 200 and len(f) == 2 and f[0] == wid and int(f[1]) != moved_from_port:
                         good += 1
                     else:
                         bad += 1
                 except (OSError, http.client.HTTPException, ValueError):
+                    if c is not None:
+                        c.close()
+                    c = None
                     bad += 1
+            if c is not None:
+                c.close()
         return good, bad
+
+    def relayed_in(self, i):
+        """Requests relayed into node i so far; None once it is gone (or, draining, closes on us)."""
+        if self.nodes[i].poll() is not None:
+            return None
+        try:
+            return cluster_status(self.ports[i])["relayed_in"]
+        except (OSError, ValueError, RuntimeError, http.client.HTTPException):
+            return None
 
     def storm(self):
         a = self.a
@@ -554,6 +586,7 @@ class Sim:
         reconnects0 = sum(lp.stat("reconnects") for lp in self.loads)
         loop.start()
         time.sleep(1.0)
+        cs0 = commandstats(self.r)
         t0 = time.monotonic()
         samples.append(self.redis_sample())
         self.nodes[d].send_signal(signal.SIGTERM)
@@ -576,19 +609,17 @@ class Sim:
                 if len(ids) >= moved:
                     all_set_at = max(e[0] for e in sub.events if e[1] == "set")
             if routed_at is None:
-                rin0 = cluster_status(self.ports[d])["relayed_in"] if self.nodes[d].poll() is None else None
+                rin0 = self.relayed_in(d)
                 r0 = time.monotonic()
                 good, bad = self.probe_round(vias, self.ports[d])
                 rounds += 1
                 probe_total[0] += good
                 probe_total[1] += bad
-                try:
-                    rin1 = cluster_status(self.ports[d])["relayed_in"] if rin0 is not None else None
-                except (OSError, ValueError, RuntimeError):
-                    rin1 = None
+                rin1 = self.relayed_in(d) if rin0 is not None else None
                 # every probe answered from its new node, and (while node 0 is still up) none relayed via it
                 if bad == 0 and (rin0 is None or rin1 is None or rin1 == rin0) and all_set_at is not None:
                     routed_at = r0
+                    st["routed_round_s"] = [round(r0 - t0, 2), round(time.monotonic() - t0, 2)]
             else:
                 time.sleep(0.1)
             if routed_at is not None and all_set_at is not None and drained_at is not None and \
@@ -596,6 +627,10 @@ class Sim:
                 break
         t_end = time.monotonic()
         samples.append(self.redis_sample())
+        cs1 = commandstats(self.r)
+        st["commands_during"] = {k: v[0] - cs0.get(k, (0, 0))[0] for k, v in cs1.items()
+                                 if v[0] - cs0.get(k, (0, 0))[0] > 0}
+        st["seconds_measured"] = round(t_end - t0, 1)
         loop.stop.set()
         loop.join(15)
         sub.stop.set()
@@ -670,7 +705,8 @@ def report(res):
     print("machine: %d cores, load average %s at start, %s at end; other processes used %s %% of the machine" %
           (os.cpu_count(), " ".join(res["load_average_start"]), " ".join(res.get("load_average_end", [])),
            res.get("other_load_pct")))
-    print("registration: %s s (%s workers/s)" % (res.get("register_seconds"), res.get("register_rate")))
+    print("registration: %s s (%s workers/s); per registration: %s" % (
+        res.get("register_seconds"), res.get("register_rate"), json.dumps(res.get("registration"))))
     print()
     print(table([
         ("Redis commands/s", sd.get("commands_per_s"), st.get("commands_per_s"), st.get("peak_commands_per_s")),
@@ -691,6 +727,7 @@ def report(res):
         ("re-registrations heard (`set` messages)", st.get("sets_heard")),
         ("every moved worker registered again after", "%s s" % st.get("all_registered_s")),
         ("every node routes every probed worker to its new node after", "%s s" % st.get("routed_everywhere_s")),
+        ("(that probe round ran from / to)", "%s s" % st.get("routed_round_s")),
         ("node 0 drained and exited after", "%s s" % st.get("drain_s")),
         ("probe requests to moved workers answered / failed", "%s / %s (%s rounds)" % (
             st.get("probe_ok"), st.get("probe_bad"), st.get("probe_rounds"))),
@@ -708,6 +745,8 @@ def report(res):
     print("nodes after the storm:")
     print(table(res.get("nodes_after", []), cols))
     print()
+    print("commands during the storm (%s s measured): %s" % (st.get("seconds_measured"),
+                                                             json.dumps(st.get("commands_during"))))
     if st.get("relayed_errors"):
         print("relayed failures during the storm: %s" % json.dumps(st["relayed_errors"]))
     print("RESULT " + json.dumps(res, sort_keys=True))
@@ -740,8 +779,8 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         sim.run()
-    except (RuntimeError, TimeoutError) as e:
-        log("failed: %s" % e)
+    except Exception as e:  # noqa: BLE001 - reported with the processes' logs, then cleaned up
+        log("failed: %r" % e)
         for p in sim.procs.all:
             log("--- %s (pid %d, exit %s):\n%s" % (p.name, p.pid, p.poll(), tail(p.logpath, 8)))
         rc = 1
