@@ -241,13 +241,26 @@ class Procs:
         return p.returncode
 
     def stop_all(self):
-        for p in reversed(self.all):
+        """SIGTERM to every process still running (newest first), then SIGKILL to what is left after
+        10 s (a draining node ends its drain at a second SIGTERM)."""
+        live = [p for p in reversed(self.all) if p.poll() is None]
+        for p in live:
             try:
                 if p.stdin:
                     p.stdin.close()
             except OSError:
                 pass
-            self.stop(p, timeout=5)
+            p.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        for p in live:
+            try:
+                p.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+        for p in live:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
 
 
 def tail(path, n=15):
