@@ -610,6 +610,7 @@ class Sim:
         samples.append(self.redis_sample())
         self.nodes[d].send_signal(signal.SIGTERM)
         probe_total = [0, 0]
+        timeline = []
         routed_at = None
         all_set_at = None
         drained_at = None
@@ -620,6 +621,7 @@ class Sim:
             now = time.monotonic()
             if now >= next_sample:
                 samples.append(self.redis_sample())
+                timeline.append((round(now - t0, 1), sum(lp.stat("open") for lp in self.loads)))
                 next_sample = now + 0.5
             if drained_at is None and self.nodes[d].poll() is not None:
                 drained_at = time.monotonic()
@@ -664,6 +666,8 @@ class Sim:
         st["open_after"] = sum(lp.stat("open") for lp in self.loads)
         st["reconnects"] = sum(lp.stat("reconnects") for lp in self.loads) - reconnects0
         st["load_failed"] = sum(lp.stat("failed") for lp in self.loads)
+        st["open_timeline"] = timeline[:400]
+        st["load_errors"] = [ln for lp in self.loads for ln in tail(lp.p.logpath, 3).splitlines() if ln][:12]
         st["all_registered_s"] = round(all_set_at - t0, 2) if all_set_at else None
         st["routed_everywhere_s"] = round(routed_at - t0, 2) if routed_at else None
         st["drain_s"] = round(drained_at - t0, 2) if drained_at else None
@@ -766,6 +770,9 @@ def report(res):
     print()
     print("commands during the storm (%s s measured): %s" % (st.get("seconds_measured"),
                                                              json.dumps(st.get("commands_during"))))
+    if st.get("load_errors"):
+        print("load tools' first errors: %s" % json.dumps(st["load_errors"]))
+    print("workers open during the storm (s, open): %s" % " ".join("%s:%s" % tuple(x) for x in st.get("open_timeline", [])[:60]))
     if st.get("relayed_errors"):
         print("relayed failures during the storm: %s" % json.dumps(st["relayed_errors"]))
     print("RESULT " + json.dumps(res, sort_keys=True))
@@ -782,6 +789,7 @@ def main():
     ap.add_argument("--storm-timeout", type=float, default=120.0)
     ap.add_argument("--probes", type=int, default=20, help="probed moved workers (default 20)")
     ap.add_argument("--json")
+    ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     a = ap.parse_args()
     if a.tiny:
         a.nodes, a.workers, a.steady, a.probes = 3, 300, 3.0, 5
@@ -805,7 +813,10 @@ def main():
         rc = 1
     finally:
         sim.procs.stop_all()
-        shutil.rmtree(scratch, ignore_errors=True)
+        if a.keep:
+            log("logs kept in %s" % scratch)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     if rc == 0:
         report(sim.res)
         if a.json:
