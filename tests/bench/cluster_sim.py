@@ -2,7 +2,7 @@
 "Cluster at scale"). Debian's /usr/bin/python3, standard library only.
 
   cluster_sim.py [--nodes N] [--workers W] [--build DIR] [--tiny] [--load auto|python|whload]
-                 [--steady S] [--storm-timeout S] [--json FILE]
+                 [--steady S] [--storm-timeout S] [--redis-restart] [--json FILE] [--keep]
 
 Starts a private redis-server and N whtunnel nodes (Release build: --build, WHT_BUILD_DIR or
 build-bench) on 127.0.0.1 ephemeral ports, then W idle workers spread over the nodes by
@@ -24,6 +24,11 @@ may hold 20,000 descriptors here). Then:
           round through every other node to a sample of the moved workers is answered by each
           of them from its new node (simload workers answer "<id> <node port>"), the drain's
           duration, relayed requests answered / failed, probe requests answered / failed.
+
+  restart with --redis-restart, after the storm: Redis killed and started again empty on the
+          same port; every node re-asserts every worker it holds at once (everything registering
+          again). Measured: the time until every record is back, Redis meanwhile, the fewest peers
+          any node saw up (a member whose heartbeat waited too long expires), relayed requests.
 
 Prints markdown tables and, last, one line "RESULT <json>" (also written to --json FILE).
 --tiny: 3 nodes, 300 workers, short windows (the suite runs it: test_cluster_sim.py).
@@ -693,6 +698,60 @@ class Sim:
         st["node_cpu_pct"] = [round(100.0 * (b - c) / HZ / dtn, 1) for b, c in zip(nt1, nt0)]
         self.res["nodes_after"] = self.node_stats()
 
+    def redis_restart(self):
+        """Redis killed and started again empty on the same port: every node re-asserts every worker
+        it holds at once (each a write and a `set` to every node): everything registering again."""
+        a = self.a
+        live = [i for i in range(a.nodes) if self.nodes[i].poll() is None]
+        vias = [i for i in live if i != 1]
+        want = a.workers + self.a.probes * a.nodes + len(self.relay_ids)
+        self.res["restart"] = rs = {"records_expected": want}
+        loop = RequestLoop(self.relay_targets(vias), 10 ** 6, 150)
+        loop.start()
+        time.sleep(1.0)
+        self.r.close()
+        self.redis.kill()
+        self.redis.wait(10)
+        t0 = time.monotonic()
+        self.redis = self.procs.start("redis2", ["redis-server", "--port", str(self.redis_port), "--bind",
+                                                 "127.0.0.1", "--save", "", "--appendonly", "no", "--maxclients",
+                                                 "1000"])
+        wait_for(lambda: port_open(self.redis_port), 10, "redis to listen again")
+        self.r = Resp(self.redis_port)
+        rs["redis_up_s"] = round(time.monotonic() - t0, 2)
+        samples = [self.redis_sample()]
+        min_peers = {i: len(live) - 1 for i in live}
+        done_at = None
+        deadline = time.monotonic() + 120
+        for _ in range(2400):
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+            samples.append(self.redis_sample())
+            for i in live:
+                try:
+                    min_peers[i] = min(min_peers[i], cluster_status(self.ports[i])["peers_up"])
+                except (OSError, ValueError, RuntimeError, http.client.HTTPException):
+                    pass
+            n = self.r.cmd("DBSIZE")
+            if done_at is None and n >= want:
+                done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at > 3:
+                break
+        loop.stop.set()
+        loop.join(15)
+        rs["records_back"] = self.r.cmd("DBSIZE")
+        rs["all_back_s"] = round(done_at - t0, 2) if done_at else None
+        end = [x for x in samples if done_at is None or x["t"] <= done_at + 0.51]
+        dt = end[-1]["t"] - end[0]["t"]
+        if dt > 0:
+            rs["commands_per_s"] = round((end[-1]["cmds"] - end[0]["cmds"]) / dt)
+            rs["redis_cpu_pct"] = round(100.0 * (end[-1]["ticks"] - end[0]["ticks"]) / HZ / dt, 1)
+            rs["redis_out_mib"] = round((end[-1]["out"] - end[0]["out"]) / 1048576, 1)
+        rs["min_peers_up"] = min(min_peers.values())
+        rs["peers_expected"] = len(live) - 1
+        rs["relayed_ok"], rs["relayed_failed"], rs["relayed_errors"] = loop.ok, loop.failed, loop.errors
+
     def run(self):
         a = self.a
         cpu0 = {"t": time.monotonic(), "busy": busy_ticks(), "tree": tree_ticks(os.getpid())}
@@ -706,6 +765,9 @@ class Sim:
         log("steady state measured")
         self.storm()
         log("storm measured")
+        if a.redis_restart:
+            self.redis_restart()
+            log("redis restart measured")
         wall = time.monotonic() - cpu0["t"]
         other = (busy_ticks() - cpu0["busy"]) - (tree_ticks(os.getpid()) - cpu0["tree"])
         self.res["other_load_pct"] = round(max(0.0, 100.0 * other / HZ / wall / os.cpu_count()), 0)
@@ -775,6 +837,18 @@ def report(res):
     print("workers open during the storm (s, open): %s" % " ".join("%s:%s" % tuple(x) for x in st.get("open_timeline", [])[:60]))
     if st.get("relayed_errors"):
         print("relayed failures during the storm: %s" % json.dumps(st["relayed_errors"]))
+    rs = res.get("restart")
+    if rs:
+        print()
+        print(table([
+            ("records back in Redis (expected)", "%s (%s)" % (rs.get("records_back"), rs.get("records_expected"))),
+            ("every record back after the restart", "%s s" % rs.get("all_back_s")),
+            ("Redis meanwhile: commands/s, CPU, output", "%s, %s %%, %s MiB" % (
+                rs.get("commands_per_s"), rs.get("redis_cpu_pct"), rs.get("redis_out_mib"))),
+            ("fewest peers any node saw up (of)", "%s (%s)" % (rs.get("min_peers_up"), rs.get("peers_expected"))),
+            ("relayed requests answered / failed", "%s / %s %s" % (rs.get("relayed_ok"), rs.get("relayed_failed"),
+                                                                   json.dumps(rs.get("relayed_errors")) if rs.get("relayed_errors") else "")),
+        ], [("Redis killed and started empty", lambda r: r[0]), ("", lambda r: r[1])]))
     print("RESULT " + json.dumps(res, sort_keys=True))
 
 
@@ -789,6 +863,8 @@ def main():
     ap.add_argument("--storm-timeout", type=float, default=120.0)
     ap.add_argument("--probes", type=int, default=20, help="probed moved workers (default 20)")
     ap.add_argument("--json")
+    ap.add_argument("--redis-restart", action="store_true",
+                    help="after the storm, kill Redis and start it empty: every node re-asserts everything")
     ap.add_argument("--keep", action="store_true", help="keep the scratch directory (logs)")
     a = ap.parse_args()
     if a.tiny:
