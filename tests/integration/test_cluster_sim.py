@@ -1,10 +1,12 @@
 """tests/bench/cluster_sim.py (the cluster at scale, docs/benchmarks.md "Cluster at scale") run
 once in its tiny mode, so that it cannot rot: 3 nodes, a private redis-server, 300 idle
-workers (simload.py), four whclient workers behind a real backend, then a drain storm.
+workers (simload.py), four whclient workers behind a real backend, then a drain storm and a
+Redis restarted empty.
 
 Asserts that every figure is there and that the storm lost nothing (no relayed request and no
-probe request failed, every moved worker registered again and every worker is open again);
-no timing is asserted.
+probe request failed, every moved worker registered again and every worker is open again),
+nor the Redis restart (every record back, no node seen down, no relayed request failed); no
+timing is asserted.
 """
 
 import json
@@ -25,7 +27,7 @@ def test_cluster_sim_tiny():
     out.close()
     try:
         p = subprocess.run(["/usr/bin/python3", os.path.join(ROOT, "tests", "bench", "cluster_sim.py"), "--tiny",
-                            "--load", "python", "--build", BUILD, "--json", out.name],
+                            "--load", "python", "--redis-restart", "--build", BUILD, "--json", out.name],
                            capture_output=True, timeout=300)
         text = p.stdout.decode(errors="replace")
         assert p.returncode == 0, text + p.stderr.decode(errors="replace")
@@ -49,6 +51,11 @@ def test_cluster_sim_tiny():
     assert st["relayed_ok"] > 0 and st["relayed_failed"] == 0, st
     assert st["probe_ok"] > 0 and st["probe_bad"] == 0, st
     assert st["all_open_again"] and st["open_after"] == 300 and st["load_failed"] == 0, st
+    # Redis killed and started empty: every record back, no node seen down, no relayed request failed
+    rs = res["restart"]
+    assert rs["all_back_s"] is not None and rs["keys_back"] >= rs["keys_expected"], rs
+    assert rs["min_peers_up"] == rs["peers_expected"] == 1, rs
+    assert rs["relayed_ok"] > 0 and rs["relayed_failed"] == 0, rs
     # every remaining node caches the routes of the others' workers, with its estimated memory
     assert len(res["nodes_after"]) == 2
     for n in res["nodes_steady"] + res["nodes_after"]:
