@@ -470,7 +470,8 @@ class Sim:
             first += count
         # probe workers: simload.py always (they answer requests); 1 in len(nodes) starts on node 0
         nprobe = self.a.probes * self.a.nodes
-        self.probe = LoadProc(self.procs, "probe", ["nice", "-n", "10", PY, os.path.join(HERE, "simload.py"), "workers", "--nodes",
+        self.probe = LoadProc(self.procs, "probe", ["nice", "-n", "10", PY, os.path.join(HERE, "simload.py"),
+                                                    "workers", "--nodes",
                                                     self.node_list(0), "--count", str(nprobe), "--secret", SECRET,
                                                     "--prefix", "probe", "--reconnect", "--stats-every", "1"])
         self.probe_ids = ["probe%d" % i for i in range(0, nprobe, self.a.nodes)]
@@ -478,7 +479,8 @@ class Sim:
         bound = 60 + w / 200.0
         r0 = self.redis_sample()
         for lp in self.loads + [self.probe]:
-            wait_for(lambda: lp.ready or lp.p.poll() is not None, bound - (time.monotonic() - t0), "%s ready" % lp.p.name,
+            wait_for(lambda: lp.ready or lp.p.poll() is not None, bound - (time.monotonic() - t0),
+                     "%s ready" % lp.p.name,
                      step=0.2)
             if not lp.ready:
                 raise RuntimeError("%s exited: %s" % (lp.p.name, tail(lp.p.logpath)))
@@ -689,7 +691,8 @@ class Sim:
             st["commands_per_s"] = round((win[-1]["cmds"] - win[0]["cmds"]) / dt)
             st["redis_cpu_pct"] = round(100.0 * (win[-1]["ticks"] - win[0]["ticks"]) / HZ / dt, 1)
             st["redis_out_mib_s"] = round((win[-1]["out"] - win[0]["out"]) / 1048576 / dt, 2)
-        peaks = [((b["cmds"] - c["cmds"]) / (b["t"] - c["t"]), 100.0 * (b["ticks"] - c["ticks"]) / HZ / (b["t"] - c["t"]))
+        peaks = [((b["cmds"] - c["cmds"]) / (b["t"] - c["t"]),
+                  100.0 * (b["ticks"] - c["ticks"]) / HZ / (b["t"] - c["t"]))
                  for c, b in zip(samples, samples[1:]) if b["t"] - c["t"] > 0.2]
         if peaks:
             st["peak_commands_per_s"] = round(max(p[0] for p in peaks))
@@ -821,7 +824,8 @@ def report(res):
             st.get("open_after"), st.get("reconnects"), st.get("load_failed"))),
     ], [("storm: node 0 drained (SIGTERM)", lambda r: r[0]), ("", lambda r: r[1])]))
     print()
-    cols = [("node", lambda r: r["node"]), ("workers", lambda r: r["workers"]), ("routes cached", lambda r: r["routes"]),
+    cols = [("node", lambda r: r["node"]), ("workers", lambda r: r["workers"]),
+            ("routes cached", lambda r: r["routes"]),
             ("cache bytes (estimate)", lambda r: r["cache_bytes"]),
             ("bytes/route", lambda r: round(r["cache_bytes"] / r["routes"]) if r["routes"] else "-"),
             ("RSS MiB", lambda r: round(r["rss_kib"] / 1024, 1))]
@@ -835,7 +839,8 @@ def report(res):
                                                              json.dumps(st.get("commands_during"))))
     if st.get("load_errors"):
         print("load tools' first errors: %s" % json.dumps(st["load_errors"]))
-    print("workers open during the storm (s, open): %s" % " ".join("%s:%s" % tuple(x) for x in st.get("open_timeline", [])[:60]))
+    print("workers open during the storm (s, open): %s" %
+          " ".join("%s:%s" % tuple(x) for x in st.get("open_timeline", [])[:60]))
     if st.get("relayed_errors"):
         print("relayed failures during the storm: %s" % json.dumps(st["relayed_errors"]))
     rs = res.get("restart")
@@ -847,8 +852,9 @@ def report(res):
             ("Redis meanwhile: commands/s, CPU, output", "%s, %s %%, %s MiB" % (
                 rs.get("commands_per_s"), rs.get("redis_cpu_pct"), rs.get("redis_out_mib"))),
             ("fewest peers any node saw up (of)", "%s (%s)" % (rs.get("min_peers_up"), rs.get("peers_expected"))),
-            ("relayed requests answered / failed", "%s / %s %s" % (rs.get("relayed_ok"), rs.get("relayed_failed"),
-                                                                   json.dumps(rs.get("relayed_errors")) if rs.get("relayed_errors") else "")),
+            ("relayed requests answered / failed", "%s / %s %s" % (
+                rs.get("relayed_ok"), rs.get("relayed_failed"),
+                json.dumps(rs.get("relayed_errors")) if rs.get("relayed_errors") else "")),
         ], [("Redis killed and started empty", lambda r: r[0]), ("", lambda r: r[1])]))
     print("RESULT " + json.dumps(res, sort_keys=True))
 
