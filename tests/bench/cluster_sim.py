@@ -459,6 +459,7 @@ class Sim:
         self.loads = []
         first = 0
         t0 = time.monotonic()
+        r0 = self.redis_sample()
         for j in range(nproc):
             count = min(per, w - first)
             if count <= 0:
@@ -477,7 +478,6 @@ class Sim:
         self.probe_ids = ["probe%d" % i for i in range(0, nprobe, self.a.nodes)]
         self.res["load_processes"] = len(self.loads)
         bound = 60 + w / 200.0
-        r0 = self.redis_sample()
         for lp in self.loads + [self.probe]:
             wait_for(lambda: lp.ready or lp.p.poll() is not None, bound - (time.monotonic() - t0),
                      "%s ready" % lp.p.name,
