@@ -5,8 +5,9 @@
 #   deploy/install-deps.sh --test     also the test suite's needs (cmocka, Redis and Redis Sentinel, HAProxy, pytest, clang,
 #                                     chromium and Node.js/npm for the dashboard's browser test,
 #                                     PyYAML and iproute2 for the Kubernetes manifests' test, podman,
-#                                     docker-compose and debootstrap for the container image's test)
-#   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, python3, iproute2, Redis)
+#                                     docker-compose and debootstrap for the container image's test,
+#                                     nginx and wrk for the benchmarks' tiny run)
+#   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, openssl, python3, iproute2, Redis)
 #   deploy/install-deps.sh --cluster  also what deploy/local-cluster.sh runs (Redis, HAProxy, curl)
 set -euo pipefail
 
@@ -17,11 +18,11 @@ for arg in "$@"; do
     --test) want+=(libcmocka-dev redis-server redis-sentinel haproxy curl openssl clang libclang-rt-14-dev
                    python3 python3-pytest python3-websockets python3-redis python3-requests
                    chromium nodejs prometheus python3-yaml iproute2
-                   podman runc netavark aardvark-dns iptables docker-compose debootstrap)
+                   podman runc netavark aardvark-dns iptables docker-compose debootstrap nginx wrk)
           # Debian's npm, unless an npm is there already (NodeSource's nodejs bundles one
           # and conflicts with Debian's npm package)
           command -v npm >/dev/null || want+=(npm) ;;
-    --bench) want+=(nginx wrk curl python3 iproute2 redis-server) ;;
+    --bench) want+=(nginx wrk curl openssl python3 iproute2 redis-server) ;;
     --cluster) want+=(redis-server haproxy curl openssl) ;;
     -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;

@@ -975,8 +975,10 @@ static void response_complete(struct viewer *v)
 {
     v->resp_done = 1;
     request_end(v);
-    v->stream_reusable =
-        v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream);
+    /* a stream slot held from one request to the next is kept from the
+     * requests queued for one: give it up when any wait (FIFO fairness) */
+    v->stream_reusable = v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream) &&
+                         !(v->worker && wsmux_has_waiters(v->worker));
     if (!v->stream_reusable)
         release_stream(v);
     if (!v->keep_alive || !v->req_done) {

@@ -569,6 +569,11 @@ int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt)
     return 0;
 }
 
+int wsmux_has_waiters(const struct wsmux *w)
+{
+    return !TAILQ_EMPTY(&w->waiting);
+}
+
 void wsmux_detach(struct wsmux_waiter *wt)
 {
     if (wt->on) {

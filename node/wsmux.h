@@ -129,6 +129,10 @@ uint32_t wsmux_streams(const struct wsmux *w);
  * unconsumed bytes: ready_cb is not called. */
 #define WSMUX_E_MEMORY (-2) /* wsmux_attach(): the node holds WHT_MAX_BUFFERED unconsumed bytes */
 int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt);
+/* 1 when requests wait in w's queue for a stream slot (a keep-alive viewer
+ * then gives its stream up after a response instead of keeping it for its
+ * next request), else 0. */
+int wsmux_has_waiters(const struct wsmux *w);
 /* wt stops waiting (no callback). */
 void wsmux_detach(struct wsmux_waiter *wt);
 /* Moves every queued waiter to list (their `on` cleared). */

@@ -38,7 +38,7 @@
 #                     (default: level warn, no access lines; metrics are always on)
 #
 # Environment:
-#   WHT_BUILD_DIR     build with node/whtunnel and client/whclient (default
+#   WHT_BUILD_DIR     build with node/whtunnel, client/whclient and tests/bench/whload (default
 #                     build-bench; configured Release and built when missing)
 #   WHT_GO_SERVER     optional: the original Go server (websocktunnel), built by hand
 #   WHT_GO_CLIENT     optional: the original Go client (wst-client), built by hand
@@ -66,7 +66,7 @@ NETNS=1
 NODE_LOG_LEVEL=warn
 ARGS=("$@")
 
-usage() { sed -n '2,46p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,48p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
     case "$1" in
     --part) PARTS+=("${2:?--part needs a name}"); shift 2 ;;
@@ -269,7 +269,8 @@ start_proxy() {
 }
 
 # start_node NAME [VAR=VALUE]...: a node on a free port (with those settings); sets NODE_PORT
-# and NODE_PID
+# and NODE_PID. WHT_MAX_CONNECTIONS + WHT_MAX_WORKERS + 256 must fit in the open-files limit
+# (20,000 here), or the node lowers both (node/main.c)
 start_node() {
     local name=$1
     shift
@@ -285,6 +286,7 @@ start_node() {
 start_whload() {
     local name=$1 port=$2 count=$3 prefix=$4
     shift 4
+    : >"$DIR/$name.out" # here, not in the background job: wait_ready must not see an earlier run's line
     "$WHLOAD" workers --nodes "127.0.0.1:$port" --count "$count" --secret "$SECRET" --prefix "$prefix" \
         --hold 600 --timeout 120 "$@" >"$DIR/$name.out" 2>"$DIR/$name.err" </dev/null &
     WL_PID=$!
@@ -315,6 +317,7 @@ warm_whload() {
 }
 # start_client NAME NODE_PORT ID TARGET_PORT: whclient, waits until it printed its URL
 start_client() {
+    rm -f "$DIR/$1.url" # left by an earlier run of the same name
     start "$1" "$WHCLIENT" "ws://127.0.0.1:$2" "$3" "$4" --token "$(token "$3")" --log-level warn \
         --out-file "$DIR/$1.url"
     CLIENT_PID=$LAST_PID
@@ -543,7 +546,9 @@ idle_rss() {
     warm_whload "$2"
     sleep 1
     before=$(rss_kib "$3")
-    start_whload "$1-workers" "$2" "$WORKERS" idle
+    # 64 handshakes in flight, as wsbench.py had: the buffers of the handshakes in flight stay in
+    # the heap's high-water mark, 0.8 KiB per worker of 1,000 more with whload's default 256
+    start_whload "$1-workers" "$2" "$WORKERS" idle --concurrency 64
     local wk_pid=$WL_PID
     wait_ready "$1-workers" "$wk_pid" >/dev/null
     for i in $(seq 20); do # settle: the same RSS twice, 0.25 s apart
@@ -561,7 +566,7 @@ part_memory() {
     echo "== 3. node memory per idle connected worker: $WORKERS registrations (whload workers), VmRSS before/after"
     local r
     for r in $(seq "$REPEAT"); do
-        start_node mem-node WHT_MAX_WORKERS=$((WORKERS + 100))
+        start_node mem-node WHT_MAX_WORKERS=$((WORKERS + 100)) WHT_MAX_CONNECTIONS=600
         local res
         idle_rss mem-node "$NODE_PORT" "$NODE_PID"
         res=$(cat "$DIR/mem-node.res")
@@ -757,26 +762,29 @@ part_cluster() {
 
 # ---- 7. registrations per second --------------------------------------------------------------
 
-# reg_run NAME PORT PID [whload option]...: $REGS registrations by whload on the server at PORT
-# (process PID); appends "rate seconds whload_cpu_s server_cpu_s" to $DIR/reg.NAME
+# reg_run NAME PORT PID COUNT [whload option]...: COUNT registrations by whload on the server at
+# PORT (process PID); appends "rate seconds whload_cpu_s server_cpu_s count failed_attempts" to
+# $DIR/reg.NAME
 reg_run() {
-    local name=$1 port=$2 pid=$3 c0 c1 line hz
-    shift 3
+    local name=$1 port=$2 pid=$3 count=$4 c0 c1 line hz
+    shift 4
     hz=$(getconf CLK_TCK)
     warm_whload "$port" "$@"
     c0=$(cpu_ticks "$pid")
-    start_whload "reg-$name" "$port" "$REGS" reg "$@"
+    start_whload "reg-$name" "$port" "$count" reg "$@"
     local wl=$WL_PID
     line=$(wait_ready "reg-$name" "$wl")
     c1=$(cpu_ticks "$pid")
     stop "$wl"
-    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" \
+    echo "$(kv rate "$line") $(kv seconds "$line") $(kv cpu "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}') $count $(kv failed "$line")" \
         >>"$DIR/reg.$name"
 }
 
 part_register() {
+    # a full TLS handshake costs whload more CPU than the node (about 1 ms here): at most 2,000
+    local tls_regs=$((REGS < 2000 ? REGS : 2000))
     echo "== 7. registrations: $REGS workers registered by whload (C, libevent, 256 handshakes in flight, a token each) on a"
-    echo "   fresh node: plain, and TLS (ECDSA P-256 self-signed certificate, full handshake each)"
+    echo "   fresh node; and $tls_regs over TLS (ECDSA P-256 self-signed certificate, a full handshake each)"
     openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=127.0.0.1 \
         -keyout "$DIR/tls.key" -out "$DIR/tls.crt" 2>"$DIR/openssl.err" ||
         { echo "bench.sh: openssl req failed: $(cat "$DIR/openssl.err")" >&2; exit 1; }
@@ -785,20 +793,20 @@ part_register() {
     for r in $(seq "$REPEAT"); do # interleaved: plain, TLS (, Go), then again
         for n in "${names[@]}"; do
             case $n in
-            plain) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) ;;
-            tls) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) TLS_KEY="$DIR/tls.key" TLS_CERTIFICATE="$DIR/tls.crt" ;;
+            plain) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) WHT_MAX_CONNECTIONS=600 ;;
+            tls) start_node reg-node WHT_MAX_WORKERS=$((REGS + 100)) WHT_MAX_CONNECTIONS=600 TLS_KEY="$DIR/tls.key" TLS_CERTIFICATE="$DIR/tls.crt" ;;
             go) start_go_server reg-go ;;
             esac
             if [ "$n" = go ]; then
-                reg_run go "$GO_PORT" "$GO_PID"
+                reg_run go "$GO_PORT" "$GO_PID" "$REGS"
                 stop "$GO_PID"
             else
                 local opts=()
                 [ "$n" = tls ] && opts=(--tls)
-                reg_run "$n" "$NODE_PORT" "$NODE_PID" "${opts[@]}"
+                reg_run "$n" "$NODE_PORT" "$NODE_PID" "$([ "$n" = tls ] && echo "$tls_regs" || echo "$REGS")" "${opts[@]}"
                 stop "$NODE_PID"
             fi
-            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" -v c="$REGS" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s\n", r, n, $1, c, $2, $4 * 1000 / c, $3 * 1000 / c}'
+            tail -1 "$DIR/reg.$n" | awk -v r="$r" -v n="$n" '{printf "   run %d %-6s %6.0f registrations/s (%d in %.2f s); CPU per 1,000: server %.3f s, whload %.3f s; failed attempts %d\n", r, n, $1, $5, $2, $4 * 1000 / $5, $3 * 1000 / $5, $6}'
         done
     done
     local p0
@@ -807,12 +815,12 @@ part_register() {
     for n in "${names[@]}"; do
         local rate sc wc
         rate=$(col 1 "$DIR/reg.$n" | median)
-        sc=$(awk -v c="$REGS" '{print $4 * 1000 / c}' "$DIR/reg.$n" | median)
-        wc=$(awk -v c="$REGS" '{print $3 * 1000 / c}' "$DIR/reg.$n" | median)
+        sc=$(awk '{print $4 * 1000 / $5}' "$DIR/reg.$n" | median)
+        wc=$(awk '{print $3 * 1000 / $5}' "$DIR/reg.$n" | median)
         printf '   %-6s %16.0f %9s %26.3f %26.3f\n' "$n" "$rate" "$(ratio "$rate" "$p0")" "$sc" "$wc"
-        [ "$n" = tls ] && echo "   (TLS: $(printf %.0f "$rate")/s = $(ratio "$rate" "$p0") plain)" >>"$DIR/summary.reg"
+        [ "$n" = tls ] && echo "(TLS: $(printf %.0f "$rate")/s = $(ratio "$rate" "$p0") plain, node $(printf %.0f "$(awk '{print $4 * 1e6 / $5}' "$DIR/reg.tls" | median)") us CPU each)" >>"$DIR/summary.reg"
     done
-    echo "7. registrations: plain $(printf %.0f "$p0")/s, node $(awk -v c="$REGS" '{print $4 * 1e6 / c}' "$DIR/reg.plain" | median | xargs printf %.0f) us CPU each (target >= 5,000/s: $(awk -v a="$p0" 'BEGIN {print (a >= 5000 ? "met" : "not met")}')) $(cat "$DIR/summary.reg" 2>/dev/null)" >>"$DIR/summary"
+    echo "7. registrations: plain $(printf %.0f "$p0")/s, node $(printf %.0f "$(awk '{print $4 * 1e6 / $5}' "$DIR/reg.plain" | median)") us CPU each (target >= 5,000/s: $(awk -v a="$p0" 'BEGIN {print (a >= 5000 ? "met" : "not met")}')) $(cat "$DIR/summary.reg" 2>/dev/null)" >>"$DIR/summary"
     echo "   target: >= 5,000 registrations/s (plain)"
 }
 
@@ -855,8 +863,9 @@ part_idle() {
         stop "$CLIENT_PID"
         stop "$npid"
         echo "$before $after $(kv seconds "$line") $(kv rate "$line") $(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {print (b - a) / hz}')" >>"$DIR/idle.mem"
-        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s)\n' "$r" "$before" "$after" \
-            "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" "$(kv seconds "$line")" "$(kv rate "$line")"
+        printf '   run %d: RSS %s -> %s KiB (%.2f KiB per worker); %s registered in %s s (%s/s, node CPU %s s, failed attempts %s)\n' \
+            "$r" "$before" "$after" "$(awk -v a="$after" -v b="$before" -v n="$IDLE" 'BEGIN {print (a - b) / n}')" "$IDLE" \
+            "$(kv seconds "$line")" "$(kv rate "$line")" "$(tail -1 "$DIR/idle.mem" | awk '{print $5}')" "$(kv failed "$line")"
         printf '          requests without: %s\n          requests with:    %s\n' \
             "$(tail -1 "$DIR/idle.without" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')" \
             "$(tail -1 "$DIR/idle.with" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  errors %d", $1, $2, $3, $4}')"
@@ -876,7 +885,7 @@ part_idle() {
     printf '   %-22s %10.0f %9.0f %9.0f %8d\n' "with $IDLE" "$rpsb" "$p50b" "$p99b" "$(col 4 "$DIR/idle.with" | awk '{s += $1} END {print s + 0}')"
     echo "   with / without: req/s $(ratio "$rpsb" "$rpsa"), p50 $(ratio "$p50b" "$p50a"), p99 $(ratio "$p99b" "$p99a"); run by run p99: $(paired "$DIR/idle.with" "$DIR/idle.without" 3)"
     echo "   node RSS per idle worker $(printf %.2f "$per") KiB; $IDLE registered in $secs s ($rate/s); node CPU while they registered: $(col 5 "$DIR/idle.mem" | median) s"
-    echo "8. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa"), p99 $(ratio "$p99b" "$p99a") of without" >>"$DIR/summary"
+    echo "8. $IDLE idle workers: node RSS $(printf %.2f "$per") KiB per worker, registered in $secs s; small requests with them: req/s $(ratio "$rpsb" "$rpsa") of without, p99 with / without run by run $(paired "$DIR/idle.with" "$DIR/idle.without" 3)" >>"$DIR/summary"
 }
 
 # ---- 9. many viewers of one worker ------------------------------------------------------------
@@ -901,6 +910,8 @@ part_streams() {
                 { echo "bench.sh: $url does not answer 200" >&2; exit 1; }
             line=$(run_wrk "$url" "$VIEWERS")
             echo "$line" >>"$DIR/streams.$n"
+            local werr
+            werr=$(grep -E "Socket errors|Non-2xx" "$DIR/wrk.out" | tr -s ' ' | tr '\n' ';' || true)
             if [ "$n" = whtunnel ]; then
                 hwm="$(awk '/^VmHWM:/ {print $2}' "/proc/$NODE_PID/status") $(awk '/^VmHWM:/ {print $2}' "/proc/$CLIENT_PID/status")"
                 echo "$hwm" >>"$DIR/streams.hwm"
@@ -910,6 +921,7 @@ part_streams() {
             printf '   run %d %-12s %s%s\n' "$r" "$n" \
                 "$(echo "$line" | awk '{printf "%8.0f req/s  p50 %6.0f us  p99 %6.0f us  %d requests, %d failed", $1, $2, $3, $5, $4}')" \
                 "$([ -n "$hwm" ] && echo "$hwm" | awk '{printf "; peak RSS node %d KiB, whclient %d KiB", $1, $2}')"
+            [ -z "$werr" ] || echo "          wrk:$werr"
         done
     done
     local p0

@@ -9,7 +9,7 @@
  *
  * Worker ids P<K>..P<K+N-1>, each with its own HS256 token (node/token.c's
  * token_mint, as `whtunnel token --id ID` makes), registered with the request
- * whclient sends (client/wsconn.c), at most C handshakes in flight, worker i
+ * whclient sends (client/wsconn.c), at most C handshakes in flight, worker P<i>
  * on node i mod len(nodes). The 101 is read with node/http1.c's response
  * parser and mux/ws.c's ws_check_response, the frames with mux/ws.c's
  * ws_parse: no parser of its own. Held sessions answer pings, refuse every
@@ -17,10 +17,10 @@
  * with --reconnect register again at once on the next node when the node
  * closes them or sends GOAWAY.
  *
- * stdout, one line each: "ready N seconds=T rate=R cpu=C" once every id got
- * its first 101 (T from the first connect to the last 101, C whload's own CPU
- * seconds since then); "stats t=.. open=.. registered=.. reconnects=..
- * failed=.. closed=.. inflight=.. queued=.. cpu=.." every
+ * stdout, one line each: "ready N seconds=T rate=R cpu=C failed=F" once
+ * every id got its first 101 (T from the first connect to the last 101, C
+ * whload's own CPU seconds since then, F failed attempts so far); "stats t=.. open=.. registered=..
+ * reconnects=.. failed=.. closed=.. inflight=.. queued=.. cpu=.." every
  * --stats-every seconds; "done ..." (same fields) on exit: stdin EOF (when
  * stdin is a pipe, socket or terminal), SIGTERM/SIGINT, or --hold seconds
  * after ready (or after the --timeout registration deadline, when not every
@@ -59,15 +59,17 @@
 
 #define WL_MAX_NODES 64
 #define WL_MAX_COUNT 1000000
-#define WL_FD_RESERVE 32     /* descriptors besides the workers' (stdio, epoll, signals, slack) */
-#define WL_MAX_HEAD 8192     /* bytes of a registration answer's head */
-#define WL_MAX_MESSAGE 65536 /* bytes of one WebSocket message from the node (wsmux DAT is <= 32 KiB) */
-#define WL_MAX_TRIES 20      /* --reconnect: attempts in a row for one id before it is given up */
-#define WL_RETRY_MS 200      /* --reconnect: pause before another attempt after a failed one */
-#define WL_ERRORS_SHOWN 5    /* failures described on stderr; the rest only counted */
-#define WL_TOKEN_TTL_S 86400 /* tokens are minted once, at start */
-#define WL_MAX_HOLD_S 604800 /* --hold, --timeout: at most a week */
-#define WL_HEADERS_SEEN 32   /* response fields handed to ws_check_response */
+#define WL_FD_RESERVE 32      /* descriptors besides the workers' (stdio, epoll, signals, slack) */
+#define WL_MAX_HEAD 8192      /* bytes of a registration answer's head */
+#define WL_MAX_MESSAGE 65536  /* bytes of one WebSocket message from the node (wsmux DAT is <= 32 KiB) */
+#define WL_MAX_TRIES 20       /* --reconnect: attempts in a row for one id before it is given up */
+#define WL_MAX_CONN_TRIES 3   /* without --reconnect: attempts after connection errors (not answers) */
+#define WL_HANDSHAKE_MAX_S 10 /* a handshake's own limit (--timeout, when shorter) */
+#define WL_RETRY_MS 200       /* --reconnect: pause before another attempt after a failed one */
+#define WL_ERRORS_SHOWN 5     /* failures described on stderr; the rest only counted */
+#define WL_TOKEN_TTL_S 86400  /* tokens are minted once, at start */
+#define WL_MAX_HOLD_S 604800  /* --hold, --timeout: at most a week */
+#define WL_HEADERS_SEEN 32    /* response fields handed to ws_check_response */
 
 /* wsmux frame types (docs/protocol.md, "Frames") */
 #define WL_MUX_SYN 1
@@ -157,6 +159,12 @@ static double wl_seconds(int64_t ms)
     return (double)ms / 1000.0;
 }
 
+/* seconds a handshake may take */
+static double wl_handshake_s(void)
+{
+    return wl.timeout_s < WL_HANDSHAKE_MAX_S ? wl.timeout_s : WL_HANDSHAKE_MAX_S;
+}
+
 static void wl_id(const struct wl_worker *w, char *out, size_t cap)
 {
     snprintf(out, cap, "%s%" PRIu32, wl.prefix, wl.first + w->index);
@@ -183,6 +191,8 @@ static void wl_counters(const char *what)
 /* ---- the handshake queue ------------------------------------------------------- */
 
 static void wl_start(struct wl_worker *w);
+static void wl_start_hold(void);
+static void wl_deadline_cb(evutil_socket_t fd, short what, void *arg);
 
 static void wl_enqueue(struct wl_worker *w)
 {
@@ -233,15 +243,26 @@ static void wl_fail(struct wl_worker *w, int status, const char *why)
     }
     wl_drop(w);
     wl.inflight--;
-    if (wl.reconnect && ++w->tries < WL_MAX_TRIES) {
+    ++w->tries;
+    /* with --reconnect any failure is tried again, on the next node; without,
+     * only a connection that failed without an answer (reset, timeout), on
+     * the same node: a loaded machine's hiccup is not the node's refusal */
+    if ((wl.reconnect && w->tries < WL_MAX_TRIES) ||
+        (!wl.reconnect && !status && w->tries < WL_MAX_CONN_TRIES)) {
         struct timeval tv = {0, WL_RETRY_MS * 1000};
-        w->node = (uint16_t)((w->node + 1) % wl.nnodes);
+        if (wl.reconnect)
+            w->node = (uint16_t)((w->node + 1) % wl.nnodes);
         w->state = WL_QUEUED;
         if (event_base_once(wl.base, -1, EV_TIMEOUT, wl_retry_cb, w, &tv) != 0)
             wl_die("event_base_once failed");
     } else {
         w->state = WL_GONE;
         wl.given_up++;
+        if (!wl.ready && wl.first_done + wl.given_up == wl.count &&
+            event_pending(wl.deadline_ev, EV_TIMEOUT, NULL)) {
+            event_del(wl.deadline_ev); /* nothing left to wait for */
+            wl_deadline_cb(-1, EV_TIMEOUT, NULL);
+        }
     }
     wl_pump();
 }
@@ -395,8 +416,6 @@ static void wl_registered(struct wl_worker *w)
     }
 }
 
-static void wl_start_hold(void);
-
 /* The answer to the registration request; returns 1 once registered. */
 static int wl_on_head(struct wl_worker *w, struct evbuffer *in)
 {
@@ -467,7 +486,7 @@ static void wl_event_cb(struct bufferevent *bev, short what, void *arg)
         int e = EVUTIL_SOCKET_ERROR();
         unsigned long ssl_err = wl.tls ? bufferevent_get_openssl_error(bev) : 0;
         if (what & BEV_EVENT_TIMEOUT)
-            snprintf(why, sizeof why, "no answer within %.0f s", wl.timeout_s);
+            snprintf(why, sizeof why, "no answer within %.0f s", wl_handshake_s());
         else if (ssl_err)
             snprintf(why, sizeof why, "TLS: %s", ERR_reason_error_string(ssl_err));
         else if (what & BEV_EVENT_EOF)
@@ -504,7 +523,8 @@ static void wl_start(struct wl_worker *w)
     const struct wl_node *nd = &wl.nodes[w->node];
     char id[300], extra[TOKEN_MAX_LEN + 1024], req[TOKEN_MAX_LEN + 2048];
     uint8_t nonce[16];
-    struct timeval tv = {(time_t)wl.timeout_s, (suseconds_t)((wl.timeout_s - (time_t)wl.timeout_s) * 1e6)};
+    double hs = wl_handshake_s();
+    struct timeval tv = {(time_t)hs, (suseconds_t)((hs - (double)(time_t)hs) * 1e6)};
 
     wl_id(w, id, sizeof id);
     for (int i = 0; i < 16; i += 8) {
@@ -579,8 +599,9 @@ static void wl_start_hold(void)
     if (wl.first_done == wl.count && !wl.ready) {
         int64_t t = wl.last_101_ms - wl.first_connect_ms;
         wl.ready = true;
-        printf("ready %" PRIu32 " seconds=%.3f rate=%.0f cpu=%.3f\n", wl.count, wl_seconds(t),
-               t > 0 ? (double)wl.count * 1000.0 / (double)t : 0.0, wl_cpu() - wl.cpu0);
+        printf("ready %" PRIu32 " seconds=%.3f rate=%.0f cpu=%.3f failed=%" PRIu64 "\n", wl.count,
+               wl_seconds(t), t > 0 ? (double)wl.count * 1000.0 / (double)t : 0.0, wl_cpu() - wl.cpu0,
+               wl.failed);
         event_del(wl.deadline_ev);
     }
     event_add(wl.hold_ev, &tv);
@@ -588,8 +609,9 @@ static void wl_start_hold(void)
 
 static void wl_deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
-    fprintf(stderr, "whload: only %" PRIu64 " of %" PRIu32 " ids registered within %.0f s\n", wl.first_done,
-            wl.count, wl.timeout_s);
+    fprintf(stderr,
+            "whload: only %" PRIu64 " of %" PRIu32 " ids registered (%" PRIu64 " given up) after %.1f s\n",
+            wl.first_done, wl.count, wl.given_up, wl_seconds(util_now_ms() - wl.start_ms));
     wl_start_hold();
 }
 
@@ -604,7 +626,8 @@ static void wl_usage(FILE *f)
                "Registers workers P<K>..P<K+N-1> (default prefix w, first 0; worker i on node i mod\n"
                "the number of nodes), at most C handshakes at once (256), and holds them: answers\n"
                "pings, refuses streams; with --reconnect registers an id again on the next node when\n"
-               "the node closes it. --timeout: per handshake, and for all N to register (default 60);\n"
+               "the node closes it (without it, a connection error is retried twice). --timeout: for all N\n"
+               "to register (default 60) and per handshake (at most 10 s);\n"
                "--hold: seconds to hold after that (120). Prints 'ready N seconds=T rate=R', 'stats\n"
                "...' every --stats-every seconds (0: never) and 'done ...' on exit (stdin EOF,\n"
                "SIGTERM, or the end of --hold). --tls: wss (certificate not verified).\n");
@@ -745,7 +768,8 @@ static void wl_mint(void)
     for (uint32_t i = 0; i < wl.count; i++) {
         struct wl_worker *w = &wl.w[i];
         w->index = i;
-        w->node = (uint16_t)(i % wl.nnodes);
+        w->node =
+            (uint16_t)((wl.first + i) % wl.nnodes); /* by id number: the same node whatever --first splits */
         wl_id(w, id, sizeof id);
         if (!util_valid_worker_id(id, strlen(id)))
             wl_die("'%s' is not a valid worker id ([a-zA-Z0-9_~.%%-]+)", id);
@@ -792,6 +816,25 @@ static void wl_setup_events(void)
     }
 }
 
+/* Frees everything (so that leak checkers see a clean exit). */
+static void wl_cleanup(void)
+{
+    for (uint32_t i = 0; i < wl.count; i++) {
+        wl_drop(&wl.w[i]);
+        free(wl.w[i].token);
+    }
+    event_base_loop(wl.base, EVLOOP_NONBLOCK); /* runs the bufferevents' deferred finalizers */
+    struct event *evs[] = {wl.hold_ev, wl.stats_ev, wl.deadline_ev, wl.stdin_ev, wl.sigterm_ev, wl.sigint_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    event_base_free(wl.base);
+    if (wl.ssl_ctx)
+        SSL_CTX_free(wl.ssl_ctx);
+    free(wl.w);
+    free(wl.queue);
+}
+
 int main(int argc, char **argv)
 {
     uint64_t seed;
@@ -820,9 +863,7 @@ int main(int argc, char **argv)
         wl_enqueue(&wl.w[i]);
     wl_pump();
     event_base_dispatch(wl.base);
-    for (uint32_t i = 0; i < wl.count; i++) {
-        wl_drop(&wl.w[i]);
-        free(wl.w[i].token);
-    }
-    return wl.first_done == wl.count ? 0 : 1;
+    int rc = wl.first_done == wl.count ? 0 : 1;
+    wl_cleanup();
+    return rc;
 }
