@@ -466,7 +466,7 @@ class Sim:
                 break
             args = cmd + ["workers", "--nodes", self.node_list(j), "--count", str(count), "--secret", SECRET,
                           "--prefix", ID_PREFIX, "--first", str(first), "--concurrency", "256", "--reconnect",
-                          "--stats-every", "1"]
+                          "--stats-every", "1", "--hold", "86400", "--timeout", "300"]
             self.loads.append(LoadProc(self.procs, "load%d" % j, args))
             first += count
         # probe workers: simload.py always (they answer requests); 1 in len(nodes) starts on node 0
@@ -474,7 +474,8 @@ class Sim:
         self.probe = LoadProc(self.procs, "probe", ["nice", "-n", "10", PY, os.path.join(HERE, "simload.py"),
                                                     "workers", "--nodes",
                                                     self.node_list(0), "--count", str(nprobe), "--secret", SECRET,
-                                                    "--prefix", "probe", "--reconnect", "--stats-every", "1"])
+                                                    "--prefix", "probe", "--reconnect", "--stats-every", "1",
+                                                    "--hold", "86400", "--timeout", "300"])
         self.probe_ids = ["probe%d" % i for i in range(0, nprobe, self.a.nodes)]
         self.res["load_processes"] = len(self.loads)
         bound = 60 + w / 200.0

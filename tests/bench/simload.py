@@ -5,10 +5,10 @@ the harness runs with either; this one also answers the node's requests:
 
   simload.py workers --nodes HOST:PORT[,HOST:PORT...] --count N --secret S [--prefix P]
                      [--first K] [--concurrency C] [--hold SECONDS] [--reconnect]
-                     [--stats-every SECONDS]
+                     [--stats-every SECONDS] [--timeout SECONDS]
 
-Worker ids P<K>..P<K+N-1>; worker i (0-based in this process) registers on node i mod
-len(nodes), with its own HS256 token signed with S and `X-Whtunnel-Ext: 1`. It answers
+Worker ids P<K>..P<K+N-1>; worker P<k> registers on node k mod len(nodes) (by id number),
+with its own HS256 token signed with S and `X-Whtunnel-Ext: 1`. It answers
 pings; a request the node sends it (a wsmux SYN, then the request) is answered
 `200` with the body "<id> <node port>\\n" (which node the worker is on), and the stream
 closed. With --reconnect, a worker whose session ends (GOAWAY of a draining node, a close,
@@ -19,7 +19,8 @@ it counts as failed. Prints
   stats t=.. open=.. registered=.. reconnects=.. failed=..   every --stats-every seconds
   done t=.. open=.. registered=.. reconnects=.. failed=..    on exit
 
-and exits on stdin EOF, SIGTERM or --hold expiry. One process holds at most 18,000 workers
+and exits on stdin EOF, SIGTERM, --hold expiry (0, the default: never), or, status 1, when not
+every worker registered within --timeout seconds (60). One process holds at most 18,000 workers
 (a process may hold 20,000 descriptors here). Every loop is bounded.
 """
 
@@ -71,7 +72,9 @@ class Load:
         self.reconnect = reconnect
         self.concurrency = concurrency
         self.sel = selectors.DefaultSelector()
-        self.workers = [Worker("%s%d" % (prefix, first + i), i % len(nodes)) for i in range(count)]
+        # worker P<k> on node k mod len(nodes), by id number (as whload): processes that split the
+        # ids with --first agree on where each one goes
+        self.workers = [Worker("%s%d" % (prefix, first + i), (first + i) % len(nodes)) for i in range(count)]
         self.queue = list(reversed(self.workers))  # waiting to (re)connect
         self.inflight = 0
         self.open = 0
@@ -225,7 +228,7 @@ class Load:
         return "%s t=%.1f open=%d registered=%d reconnects=%d failed=%d served=%d" % (
             word, time.monotonic() - t0, self.open, self.registered, self.reconnects, self.failed, self.served)
 
-    def run(self, hold, stats_every):
+    def run(self, hold, stats_every, timeout):
         stop = []
         signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
         try:
@@ -247,6 +250,9 @@ class Load:
                 print("ready %d seconds=%.2f rate=%.0f" % (count, now - t0, count / max(now - t0, 1e-6)), flush=True)
             if ready_at is not None and hold > 0 and now - ready_at > hold:
                 break
+            if ready_at is None and now - t0 > timeout:
+                sys.stderr.write("simload: only %d of %d registered within %g s\n" % (self.open, count, timeout))
+                break
             if next_stats is not None and now >= next_stats:
                 print(self.line("stats", t0), flush=True)
                 next_stats = now + stats_every
@@ -261,13 +267,15 @@ class Load:
         for w in self.workers:
             if w.sock is not None:
                 w.sock.close()
+        return 0 if ready_at is not None else 1
 
 
 def main(argv):
     if len(argv) < 2 or argv[1] != "workers":
         die(__doc__)
     args = argv[2:]
-    opts = {"--prefix": "w", "--first": "0", "--concurrency": "256", "--hold": "0", "--stats-every": "0"}
+    opts = {"--prefix": "w", "--first": "0", "--concurrency": "256", "--hold": "0", "--stats-every": "0",
+            "--timeout": "60"}
     flags = set()
     i = 0
     while i < len(args):
@@ -294,7 +302,7 @@ def main(argv):
         die("--count must be 1..%d" % MAX_WORKERS)
     load = Load(nodes, count, opts["--secret"], opts["--prefix"], int(opts["--first"]),
                 max(1, int(opts["--concurrency"])), "--reconnect" in flags)
-    load.run(float(opts["--hold"]), float(opts["--stats-every"]))
+    sys.exit(load.run(float(opts["--hold"]), float(opts["--stats-every"]), float(opts["--timeout"])))
 
 
 if __name__ == "__main__":
