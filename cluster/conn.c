@@ -174,6 +174,8 @@ static void conn__reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
     struct cluster__req *rq = privdata;
     struct cluster_registry *reg = rq->reg;
     int readonly = conn__readonly(reply) && ac == reg->cmd.ac && reg->cmd.state == REG_C_READY;
+    if (reply && ac == reg->cmd.ac)
+        reg->cmd.heard_ms = util_now_ms();
     if (reply && ((redisReply *)reply)->type == REDIS_REPLY_ERROR && !reg->closing)
         reg->st.errors++;
     reg__reply(reg, rq, reply);
@@ -287,6 +289,7 @@ static void conn__sub_cb(redisAsyncContext *ac, void *reply, void *privdata)
     size_t chl, pl;
     if (!r || c->ac != ac || ac == NULL)
         return; /* going away: the disconnect path reports it */
+    c->heard_ms = util_now_ms();
     int rc = cluster_reply_push(r, &kind, &ch, &chl, &payload, &pl);
     if (rc != 0) {
         c->reg->st.bad_messages++;

@@ -59,6 +59,7 @@ struct cluster__conn {
     int last_err;
     int64_t timeout_ms;         /* an attempt (resolution, connection, handshake) longer than this fails */
     struct cluster_addr target; /* where the current attempt goes (reg__conn_target) */
+    int64_t heard_ms;           /* last reply or message received on it (monotonic): busy, not dead */
 };
 
 /* What a command sent to Redis was, for its reply callback. */

@@ -6,6 +6,7 @@
  * Skipped when redis-server is not installed (WHT_REDIS_SERVER overrides it). */
 #include <errno.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -826,6 +827,130 @@ static void test_hung_redis(void **state)
     redis_free(r);
 }
 
+/* ---- a slow link to Redis -------------------------------------------------------------- */
+
+#define SLOW_PAIRS 8
+
+static int tcp_to(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0) {
+        close(fd);
+        fd = -1;
+    }
+    return fd;
+}
+
+/* The child's loop: requests go to Redis at once, Redis's answers come back at most `rate`
+ * bytes per 100 ms per connection, for at most 60 s. */
+static void slow_proxy_loop(int lfd, int redis_port, int rate)
+{
+    int cfd[SLOW_PAIRS], ufd[SLOW_PAIRS], budget[SLOW_PAIRS], n = 0;
+    char buf[65536];
+    int64_t end = now_ms() + 60000, refill = now_ms() + 100;
+    while (now_ms() < end) {
+        struct pollfd p[1 + 2 * SLOW_PAIRS];
+        p[0] = (struct pollfd){.fd = lfd, .events = POLLIN};
+        for (int i = 0; i < n; i++) {
+            p[1 + 2 * i] = (struct pollfd){.fd = cfd[i], .events = POLLIN};
+            p[2 + 2 * i] = (struct pollfd){.fd = ufd[i], .events = budget[i] > 0 ? POLLIN : 0};
+        }
+        poll(p, (nfds_t)(1 + 2 * n), 10);
+        if (now_ms() >= refill) {
+            for (int i = 0; i < n; i++)
+                budget[i] = rate;
+            refill += 100;
+        }
+        if ((p[0].revents & POLLIN) && n < SLOW_PAIRS) {
+            cfd[n] = accept(lfd, NULL, NULL);
+            ufd[n] = tcp_to(redis_port);
+            budget[n] = rate;
+            if (cfd[n] >= 0 && ufd[n] >= 0)
+                n++;
+        }
+        for (int i = 0; i < n; i++) {
+            ssize_t got;
+            if ((p[1 + 2 * i].revents & (POLLIN | POLLHUP)) && (got = read(cfd[i], buf, sizeof buf)) > 0)
+                (void)!write(ufd[i], buf, (size_t)got);
+            if (budget[i] > 0 && (p[2 + 2 * i].revents & (POLLIN | POLLHUP)) &&
+                (got = read(ufd[i], buf, (size_t)budget[i])) > 0) {
+                (void)!write(cfd[i], buf, (size_t)got);
+                budget[i] -= (int)got;
+            }
+        }
+    }
+}
+
+/* A TCP proxy in a child process on a free port (returned in *port) in front of Redis, whose
+ * answers it passes back slowly: as a Redis short of CPU, or a storm's backlog, looks to a node. */
+static pid_t slow_proxy(int redis_port, int rate, int *port)
+{
+    *port = free_port();
+    int lfd = socket(AF_INET, SOCK_STREAM, 0);
+    int one = 1;
+    struct sockaddr_in a = {
+        .sin_family = AF_INET, .sin_port = htons((uint16_t)*port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_true(lfd >= 0);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        slow_proxy_loop(lfd, redis_port, rate);
+        _exit(0);
+    }
+    close(lfd);
+    child_track(pid, 1);
+    return pid;
+}
+
+/* A busy Redis that keeps answering is not a dead one. Through a link that passes Redis's
+ * answers back at 20 KB/s, 3,000 registrations queue up: a heartbeat waits seconds (more
+ * than the 1.5 s command timeout) behind the asserts' answers, and the subscriber's
+ * ping waits seconds behind the `set` messages; but answers and messages keep coming, so both
+ * connections must stay up (before, the watchdogs dropped them, and each reconnection
+ * re-asserted every held worker: more load on the busy Redis; found by
+ * tests/bench/cluster_sim.py with 100,000 workers). */
+static void test_busy_redis(void **state)
+{
+    NEED_REDIS();
+    (void)state;
+    struct redis_proc *r = redis_new(NULL);
+    int port;
+    pid_t proxy = slow_proxy(r->port, 2048, &port);
+    char url[64];
+    snprintf(url, sizeof url, "redis://127.0.0.1:%d", port);
+    struct tnode *a = node_new_url(url, "t8:", "A", 1000);
+    WAIT_UNTIL(a->redis_up, 5000);
+    run_for(500);
+    int calls0 = a->state_calls;
+    char id[32], val[64];
+    for (int i = 0; i < 3000; i++) {
+        snprintf(id, sizeof(id), "busy-worker-%d", i);
+        assert_int_equal(cluster_registry_register(a->reg, S(id)), 0);
+    }
+    int64_t t0 = now_ms();
+    WAIT_UNTIL(get(r, "t8:w:busy-worker-2999", val, sizeof(val)) != NULL, 30000);
+    run_for(7000); /* the answers still on their way (about 5 s of them), and heartbeats after them */
+    struct cluster_registry_stats st;
+    cluster_registry_stats(a->reg, &st);
+    print_message("3000 registrations through a slow link: in Redis after %lld ms; connection changes %d, "
+                  "errors %llu\n",
+                  (long long)(now_ms() - t0 - 7000), a->state_calls - calls0, (unsigned long long)st.errors);
+    assert_int_equal(a->state_calls, calls0); /* never reported down */
+    assert_true(a->redis_up);
+    assert_int_equal(st.errors, 0);
+    assert_int_equal(st.held, 3000);
+    node_free(a);
+    kill(proxy, SIGKILL);
+    waitpid(proxy, NULL, 0);
+    child_track(proxy, 0);
+    redis_free(r);
+}
+
 /* Redis out of memory (maxmemory with noeviction) for longer than the member TTL: every heartbeat
  * is refused, every member key expires. When writes come back, the first node to beat must not
  * call the others gone before they had a TTL to beat again (their routes would be dropped). */
@@ -1449,6 +1574,7 @@ int main(void)
         cmocka_unit_test_teardown(test_redis_restart, test_teardown),
         cmocka_unit_test_teardown(test_outage_reconciliation, test_teardown),
         cmocka_unit_test_teardown(test_hung_redis, test_teardown),
+        cmocka_unit_test_teardown(test_busy_redis, test_teardown),
         cmocka_unit_test_teardown(test_redis_out_of_memory, test_teardown),
         cmocka_unit_test_teardown(test_requirepass, test_teardown),
         cmocka_unit_test_teardown(test_new_errors, test_teardown),
