@@ -806,37 +806,28 @@ const struct http1_header *http1_find_header(const struct http1_headers *hs, con
 bool http1_is_hop_by_hop(const struct http1_headers *hs, const char *name, size_t name_len)
 {
     /* by length first: this runs for every header line of every head relayed */
-    switch (name_len) {
-    case 2:
-        if (http1__eq(name, name_len, "te"))
-            return true;
-        break;
-    case 7:
-        if (http1__eq(name, name_len, "trailer") || http1__eq(name, name_len, "upgrade"))
-            return true;
-        break;
-    case 10:
-        if (http1__eq(name, name_len, "connection") || http1__eq(name, name_len, "keep-alive"))
-            return true;
-        break;
-    case 16:
-        if (http1__eq(name, name_len, "proxy-connection"))
-            return true;
-        break;
-    case 17:
-        if (http1__eq(name, name_len, "transfer-encoding"))
-            return true;
-        break;
-    case 18:
-        if (http1__eq(name, name_len, "proxy-authenticate"))
-            return true;
-        break;
-    case 19:
-        if (http1__eq(name, name_len, "proxy-authorization"))
-            return true;
-        break;
-    default: break;
+#define HOP(lit)                                                                                             \
+    {                                                                                                        \
+        lit, sizeof(lit) - 1                                                                                 \
     }
+    static const struct {
+        const char *name;
+        size_t len;
+    } fixed[] = {
+        HOP("connection"),
+        HOP("keep-alive"),
+        HOP("proxy-connection"),
+        HOP("te"),
+        HOP("trailer"),
+        HOP("upgrade"),
+        HOP("transfer-encoding"),
+        HOP("proxy-authenticate"),
+        HOP("proxy-authorization"),
+    };
+#undef HOP
+    for (size_t k = 0; k < sizeof fixed / sizeof fixed[0]; k++)
+        if (fixed[k].len == name_len && strncasecmp(name, fixed[k].name, name_len) == 0)
+            return true;
     if (!hs || name_len == 0 || http1__eq(name, name_len, "host") ||
         http1__eq(name, name_len, "content-length"))
         return false;
