@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, slow_check
 
 BENCH = os.path.join(ROOT, "tests", "bench", "bench.sh")
 TOOLS = ("nginx", "wrk", "curl", "openssl", "redis-server")
@@ -23,6 +23,7 @@ SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
 
 def need_tools():
+    slow_check()  # a harness check: once per suite run, in the release build
     if os.geteuid() != 0:
         pytest.skip("bench.sh needs root (nginx, limits); run the suite as root")
     missing = [t for t in TOOLS if not shutil.which(t, path=SBIN_PATH)]

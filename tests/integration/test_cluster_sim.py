@@ -17,12 +17,13 @@ import tempfile
 
 import pytest
 
-from conftest import BUILD, ROOT
+from conftest import BUILD, ROOT, slow_check
 
 pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="redis-server is not installed")
 
 
 def test_cluster_sim_tiny():
+    slow_check()  # a harness check: once per suite run, in the release build
     out = tempfile.NamedTemporaryFile(prefix="wht-clsim-", suffix=".json", delete=False)
     out.close()
     try:
