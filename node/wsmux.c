@@ -745,7 +745,10 @@ int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt)
 {
     if (w->closing || mux_session_remote_goaway(w->mux))
         return -1;
-    if (w->node->buffered > w->node->cfg->max_buffered) {
+    /* over WHT_MAX_BUFFERED, or not being read until the node is back under
+     * 7/8 of it (or the session under its own limit): a new stream would
+     * only wait for its answer */
+    if (w->node->buffered > w->node->cfg->max_buffered || w->read_paused) {
         w->node->stats.buffer_refusals++;
         return WSMUX_E_MEMORY;
     }

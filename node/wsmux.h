@@ -126,7 +126,8 @@ uint32_t wsmux_streams(const struct wsmux *w);
 /* Queues wt for a stream: ready_cb runs from here (a slot is free) or later.
  * Returns 0, -1 when the session takes no new streams (closing, GOAWAY
  * received), or WSMUX_E_MEMORY when the node holds more than WHT_MAX_BUFFERED
- * unconsumed bytes: ready_cb is not called. */
+ * unconsumed bytes or the session is not being read for holding too many
+ * (a new stream would only wait): ready_cb is not called. */
 #define WSMUX_E_MEMORY (-2) /* wsmux_attach(): the node holds WHT_MAX_BUFFERED unconsumed bytes */
 int wsmux_attach(struct wsmux *w, struct wsmux_waiter *wt);
 /* 1 when requests wait in w's queue for a stream slot (a keep-alive viewer
