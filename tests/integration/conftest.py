@@ -190,17 +190,19 @@ def check_streamed_lines(port, path, lines=10):
     assert sum(1 for g in gaps if g > 0.05) >= lines - 3, gaps
 
 
-def read_all(port, request):
+def read_all(port, request, timeout=10):
     """Sends request on a new connection and returns every byte until the node closes it."""
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.sendall(request)
-    buf = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        buf += d
-    s.close()
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(request)
+        buf = b""
+        while True:
+            d = s.recv(65536)
+            if not d:
+                break
+            buf += d
+    finally:
+        s.close()
     return buf
 
 
