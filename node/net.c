@@ -70,12 +70,22 @@ int net_bound_port(int fd)
                                              : ((struct sockaddr_in *)&bound)->sin_port);
 }
 
+/* bev's socket, if bev is a plain socket bufferevent with writing (what:
+ * EV_WRITE) or reading (EV_READ) enabled; else -1 (TLS, pairs and a
+ * direction switched off are left to libevent). */
+static evutil_socket_t plain_socket(struct bufferevent *bev, short what)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || !(bufferevent_get_enabled(bev) & what) || bufferevent_openssl_get_ssl(bev))
+        return -1;
+    return fd;
+}
+
 int net_write_now(struct bufferevent *bev, int max_bytes)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
-    if (fd < 0 || evbuffer_get_length(out) == 0 || !(bufferevent_get_enabled(bev) & EV_WRITE) ||
-        bufferevent_openssl_get_ssl(bev))
+    evutil_socket_t fd;
+    if (evbuffer_get_length(out) == 0 || (fd = plain_socket(bev, EV_WRITE)) < 0)
         return 0;
     /* a bufferevent's output is frozen at its start but while it writes itself */
     evbuffer_unfreeze(out, 1);
@@ -91,10 +101,9 @@ int net_write_now(struct bufferevent *bev, int max_bytes)
 void net_read_more(struct bufferevent *bev, size_t max_bytes)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
-    evutil_socket_t fd = bufferevent_getfd(bev);
+    evutil_socket_t fd;
     size_t have = evbuffer_get_length(in), high = 0, want = max_bytes;
-    if (fd < 0 || have < NET_READ_QUANTUM || !(bufferevent_get_enabled(bev) & EV_READ) ||
-        bufferevent_openssl_get_ssl(bev))
+    if (have < NET_READ_QUANTUM || (fd = plain_socket(bev, EV_READ)) < 0)
         return;
     bufferevent_getwatermark(bev, EV_READ, NULL, &high);
     if (high) {

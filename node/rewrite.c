@@ -56,11 +56,23 @@ static void head_end(struct head *o)
 }
 
 /* "name: value" */
-static void add_header(struct head *o, const char *name, const char *value, size_t len)
+static void put_header(struct head *o, const char *name, size_t name_len, const char *value, size_t len)
 {
-    put_str(o, name);
+    put(o, name, name_len);
     put(o, ": ", 2);
     put(o, value, len);
+    put(o, "\r\n", 2);
+}
+
+static void add_header(struct head *o, const char *name, const char *value, size_t len)
+{
+    put_header(o, name, strlen(name), value, len);
+}
+
+static void put_content_length(struct head *o, uint64_t n)
+{
+    PUT_LIT(o, "Content-Length: ");
+    put_u64(o, (unsigned long long)n);
     put(o, "\r\n", 2);
 }
 
@@ -71,10 +83,7 @@ static void add_header(struct head *o, const char *name, const char *value, size
 /* Writes h as received: "Name: value". */
 static void copy_header(struct head *b, const struct http1_header *h)
 {
-    put(b, h->name, h->name_len);
-    put(b, ": ", 2);
-    put(b, h->value, h->value_len);
-    put(b, "\r\n", 2);
+    put_header(b, h->name, h->name_len, h->value, h->value_len);
 }
 
 /* The viewer's header lines the worker gets as they are. The Host of an
@@ -150,9 +159,7 @@ void rewrite_request_head(struct evbuffer *out, const struct http1_request *r,
         add_header(b, "X-Websocktunnel-Original-Path", r->path, r->path_len);
     }
     if (r->body == HTTP1_BODY_LENGTH) {
-        PUT_LIT(b, "Content-Length: ");
-        put_u64(b, (unsigned long long)r->content_length);
-        put(b, "\r\n", 2);
+        put_content_length(b, r->content_length);
     } else if (r->body == HTTP1_BODY_CHUNKED) {
         PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
     }
@@ -195,9 +202,7 @@ void rewrite_response_head(struct evbuffer *out, const struct http1_response *r,
             add_header(b, "Upgrade", u->value, u->value_len);
     } else {
         if (r->body == HTTP1_BODY_LENGTH) {
-            PUT_LIT(b, "Content-Length: ");
-            put_u64(b, (unsigned long long)r->content_length);
-            put(b, "\r\n", 2);
+            put_content_length(b, r->content_length);
         } else if (r->body == HTTP1_BODY_CHUNKED && !dechunk) {
             PUT_LIT(b, "Transfer-Encoding: chunked\r\n");
         }
