@@ -252,8 +252,9 @@ int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
 /* A masking key for the next frame: random, as RFC 6455 wants, from
  * OpenSSL's user-space generator, drawn 1 KiB (256 keys) at a time (a draw
  * costs a getpid() system call). */
-static int next_key(struct client *c, uint8_t key[4])
+static int next_key(void *ud, uint8_t key[4])
 {
+    struct client *c = ud;
     if (c->keys_left < 4) {
         if (RAND_bytes(c->keys, sizeof c->keys) != 1)
             return -1;
@@ -327,30 +328,6 @@ static int write_control(struct client *c, struct lws *wsi)
     return 0;
 }
 
-/* The mux session's frames, as WebSocket frames one after the other at out
- * (which has LWS_PRE bytes of room before it), as many as CLIENT_TX_BATCH
- * holds: one write to the node for every stream that has something to say.
- * Returns their length, or (size_t)-1 without a masking key. Each payload
- * is read WS_MAX_HEADER bytes after the end of the frames so far, then
- * moved back to follow its header. */
-static size_t batch(struct client *c, uint8_t *out)
-{
-    size_t len = 0;
-    while (CLIENT_TX_BATCH - len >= 2 * WS_MAX_HEADER + MUX_HEADER_LEN + 1) {
-        uint8_t *payload = out + len + WS_MAX_HEADER;
-        size_t n = mux_session_next(c->mux, payload, CLIENT_TX_BATCH - len - WS_MAX_HEADER);
-        if (n == 0)
-            break; /* (and the session re-arms output_cb: more output asks for a write) */
-        size_t h = make_frame(c, WS_OP_BINARY, payload, n);
-        if (!h)
-            return (size_t)-1;
-        if (h < WS_MAX_HEADER)
-            memmove(out + len, payload - h, h + n);
-        len += h + n;
-    }
-    return len;
-}
-
 int client_wsconn_writeable(struct client *c, struct lws *wsi)
 {
     uint8_t *frame = c->tx + LWS_PRE;
@@ -364,7 +341,8 @@ int client_wsconn_writeable(struct client *c, struct lws *wsi)
             lws_callback_on_writable(wsi); /* the mux frames come next time */
         return rc < 0 ? -1 : 0;
     }
-    n = batch(c, frame);
+    /* every stream that has something to say, in one write to the node */
+    n = mux_session_next_ws(c->mux, frame, CLIENT_TX_BATCH, next_key, c);
     if (n == (size_t)-1 || (n > 0 && lws_write(wsi, frame, n, LWS_WRITE_RAW) < 0)) {
         CLIENT_ERROR("writing to the node failed");
         return -1;

@@ -172,8 +172,20 @@ int mux_session_feed(struct mux_session *s, const uint8_t *msg, size_t len, int6
  * least MUX_MAX_CONTROL_LEN. */
 size_t mux_session_next(struct mux_session *s, uint8_t *out, size_t cap);
 
+/* Writes the session's next frames into out[cap] as binary WebSocket
+ * frames, one wsmux frame each, as many as fit: unmasked when key is NULL,
+ * else masked with a key that key(ud) writes for each frame (an all-zero
+ * key leaves the payload as it is). Each payload is made in its place, right
+ * after its header. Returns their length: 0 when nothing is pending, or
+ * (size_t)-1 when key() failed (-1 from it). */
+size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
+                           int (*key)(void *ud, uint8_t key[4]), void *ud);
+
 /* Whether mux_session_next() would produce a frame. */
 int mux_session_has_output(const struct mux_session *s);
+
+/* Whether a stream has data (or its FIN) to send: more than control frames. */
+int mux_session_has_data(const struct mux_session *s);
 
 /* Runs timers (accept timeouts, lingering resets) due at now_ms. */
 void mux_session_tick(struct mux_session *s, int64_t now_ms);

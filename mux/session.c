@@ -2,6 +2,7 @@
  * docs/protocol.md (stream state table). */
 #include "mux/buf.h"
 #include "mux/mux.h"
+#include "mux/ws.h"
 #include "util/htab.h"
 
 #include <stddef.h>
@@ -631,9 +632,44 @@ out:
     return n;
 }
 
+size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
+                           int (*key)(void *ud, uint8_t key[4]), void *ud)
+{
+    size_t len = 0;
+    while (cap - len >= WS_MAX_HEADER + MUX_MAX_CONTROL_LEN) {
+        /* the header for the largest frame that can come: a smaller one is
+         * moved back, which only a frame under 126 bytes needs (or one under
+         * 64 KiB if max_frame is larger) */
+        size_t most = cap - len - WS_MAX_HEADER;
+        if (most > s->cfg.max_frame + MUX_HEADER_LEN)
+            most = s->cfg.max_frame + MUX_HEADER_LEN;
+        if (most < MUX_MAX_CONTROL_LEN)
+            most = MUX_MAX_CONTROL_LEN;
+        size_t room = ws_header_len(most, key != NULL);
+        uint8_t *payload = out + len + room, k[4];
+        size_t n = mux_session_next(s, payload, most);
+        if (n == 0)
+            break;
+        if (key && key(ud, k) < 0)
+            return (size_t)-1;
+        size_t h = ws_encode_header(out + len, 1, WS_OP_BINARY, n, key ? k : NULL);
+        if (h < room)
+            memmove(out + len + h, payload, n);
+        if (key && (k[0] | k[1] | k[2] | k[3]))
+            ws_mask(out + len + h, n, k, 0);
+        len += h + n;
+    }
+    return len;
+}
+
 int mux_session_has_output(const struct mux_session *s)
 {
     return !s->dead && (s->goaway_pending || !TAILQ_EMPTY(&s->ctl) || !TAILQ_EMPTY(&s->ready));
+}
+
+int mux_session_has_data(const struct mux_session *s)
+{
+    return !s->dead && !TAILQ_EMPTY(&s->ready);
 }
 
 void mux_session_tick(struct mux_session *s, int64_t now_ms)

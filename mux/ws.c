@@ -136,17 +136,13 @@ static int ws__check_byte0(const struct ws_parser *p, uint8_t b0)
     if (b0 & WS__RSV)
         return WS_E_RSV;
     switch (b0 & WS__OPCODE) {
-    case WS_OP_CONT:
-        return p->msg_opcode ? WS_OK : WS_E_UNEXPECTED_CONT;
+    case WS_OP_CONT: return p->msg_opcode ? WS_OK : WS_E_UNEXPECTED_CONT;
     case WS_OP_TEXT:
-    case WS_OP_BINARY:
-        return p->msg_opcode ? WS_E_EXPECTED_CONT : WS_OK;
+    case WS_OP_BINARY: return p->msg_opcode ? WS_E_EXPECTED_CONT : WS_OK;
     case WS_OP_CLOSE:
     case WS_OP_PING:
-    case WS_OP_PONG:
-        return (b0 & WS__FIN) ? WS_OK : WS_E_CONTROL_FRAGMENTED;
-    default:
-        return WS_E_OPCODE;
+    case WS_OP_PONG: return (b0 & WS__FIN) ? WS_OK : WS_E_CONTROL_FRAGMENTED;
+    default: return WS_E_OPCODE;
     }
 }
 
@@ -290,8 +286,7 @@ static int ws__end_frame(struct ws_parser *p, uint8_t *data, size_t len, struct 
 {
     p->state = WS__S_HEADER;
     switch (p->opcode) {
-    case WS_OP_CLOSE:
-        return ws__close_event(p, data, len, ev);
+    case WS_OP_CLOSE: return ws__close_event(p, data, len, ev);
     case WS_OP_PING:
     case WS_OP_PONG:
         ev->type = p->opcode == WS_OP_PING ? WS_EV_PING : WS_EV_PONG;
@@ -420,6 +415,12 @@ static int ws__opcode_known(unsigned op)
     return op <= WS_OP_BINARY || (op >= WS_OP_CLOSE && op <= WS_OP_PONG);
 }
 
+size_t ws_header_len(uint64_t payload_len, int masked)
+{
+    size_t n = payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10;
+    return masked ? n + 4 : n;
+}
+
 size_t ws_encode_header(uint8_t out[WS_MAX_HEADER], int fin, enum ws_opcode op, uint64_t payload_len,
                         const uint8_t mask_key[4])
 {
@@ -485,12 +486,9 @@ size_t ws_encode_close(uint8_t *out, size_t cap, uint16_t code, const char *reas
 uint16_t ws_err_close_code(int err)
 {
     switch (err) {
-    case WS_E_TOO_BIG:
-        return 1009;
-    case WS_E_NOMEM:
-        return 1011;
-    default:
-        return 1002;
+    case WS_E_TOO_BIG: return 1009;
+    case WS_E_NOMEM: return 1011;
+    default: return 1002;
     }
 }
 
@@ -727,53 +725,29 @@ int ws_format_request(char *out, size_t cap, const char *host, const char *path,
 const char *ws_strerror(int err)
 {
     switch (err) {
-    case WS_OK:
-        return "success";
-    case WS_E_RSV:
-        return "reserved bits set (no extension negotiated)";
-    case WS_E_OPCODE:
-        return "reserved opcode";
-    case WS_E_MASK:
-        return "frame masking wrong for the role";
-    case WS_E_CONTROL_FRAGMENTED:
-        return "fragmented control frame";
-    case WS_E_CONTROL_TOO_BIG:
-        return "control frame payload over 125 bytes";
-    case WS_E_LENGTH:
-        return "64-bit payload length with the top bit set";
-    case WS_E_UNEXPECTED_CONT:
-        return "continuation frame without a message in progress";
-    case WS_E_EXPECTED_CONT:
-        return "new message while a fragmented message is in progress";
-    case WS_E_TOO_BIG:
-        return "message too big";
-    case WS_E_CLOSE_PAYLOAD:
-        return "close frame with a 1-byte payload";
-    case WS_E_CLOSE_CODE:
-        return "invalid close code";
-    case WS_E_AFTER_CLOSE:
-        return "data after close frame";
-    case WS_E_NOMEM:
-        return "out of memory";
-    case WS_E_INVAL:
-        return "invalid argument";
-    case WS_E_NOSPACE:
-        return "output buffer too small";
-    case WS_E_NOT_UPGRADE:
-        return "not a WebSocket upgrade";
-    case WS_E_BAD_METHOD:
-        return "WebSocket upgrade method is not GET";
-    case WS_E_BAD_VERSION:
-        return "unsupported Sec-WebSocket-Version (need 13)";
-    case WS_E_BAD_KEY:
-        return "missing or invalid Sec-WebSocket-Key";
-    case WS_E_BAD_STATUS:
-        return "handshake response status is not 101";
-    case WS_E_BAD_ACCEPT:
-        return "missing or wrong Sec-WebSocket-Accept";
-    case WS_E_EXTENSION:
-        return "handshake response selects an extension that was not offered";
-    default:
-        return "unknown error";
+    case WS_OK: return "success";
+    case WS_E_RSV: return "reserved bits set (no extension negotiated)";
+    case WS_E_OPCODE: return "reserved opcode";
+    case WS_E_MASK: return "frame masking wrong for the role";
+    case WS_E_CONTROL_FRAGMENTED: return "fragmented control frame";
+    case WS_E_CONTROL_TOO_BIG: return "control frame payload over 125 bytes";
+    case WS_E_LENGTH: return "64-bit payload length with the top bit set";
+    case WS_E_UNEXPECTED_CONT: return "continuation frame without a message in progress";
+    case WS_E_EXPECTED_CONT: return "new message while a fragmented message is in progress";
+    case WS_E_TOO_BIG: return "message too big";
+    case WS_E_CLOSE_PAYLOAD: return "close frame with a 1-byte payload";
+    case WS_E_CLOSE_CODE: return "invalid close code";
+    case WS_E_AFTER_CLOSE: return "data after close frame";
+    case WS_E_NOMEM: return "out of memory";
+    case WS_E_INVAL: return "invalid argument";
+    case WS_E_NOSPACE: return "output buffer too small";
+    case WS_E_NOT_UPGRADE: return "not a WebSocket upgrade";
+    case WS_E_BAD_METHOD: return "WebSocket upgrade method is not GET";
+    case WS_E_BAD_VERSION: return "unsupported Sec-WebSocket-Version (need 13)";
+    case WS_E_BAD_KEY: return "missing or invalid Sec-WebSocket-Key";
+    case WS_E_BAD_STATUS: return "handshake response status is not 101";
+    case WS_E_BAD_ACCEPT: return "missing or wrong Sec-WebSocket-Accept";
+    case WS_E_EXTENSION: return "handshake response selects an extension that was not offered";
+    default: return "unknown error";
     }
 }

@@ -182,6 +182,10 @@ ssize_t ws_parse(struct ws_parser *p, uint8_t *buf, size_t len, struct ws_event 
 size_t ws_encode_header(uint8_t out[WS_MAX_HEADER], int fin, enum ws_opcode op, uint64_t payload_len,
                         const uint8_t mask_key[4]);
 
+/* The length of the header ws_encode_header() writes for payload_len bytes,
+ * masked or not. */
+size_t ws_header_len(uint64_t payload_len, int masked);
+
 /* XORs data[i] with key[(key_offset + i) % 4] for i < len, word at a time.
  * key_offset is the position of data[0] within the frame's payload (so a
  * payload may be masked piecewise); masking twice restores the data. */

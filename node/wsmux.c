@@ -74,8 +74,11 @@ struct wsmux_shared {
  * zero, which masks nothing (a link carries no browser traffic that a
  * random key would protect proxies from). */
 static const uint8_t zero_key[4];
-#define WSMUX_BATCH (64 * 1024) /* bytes of frames added to the output at once */
-static uint8_t batch_buf[WSMUX_BATCH + WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME];
+/* bytes of frames added to the output at once when streams have data: with
+ * libevent's chain header one 64 KiB allocation (64 KiB itself would make a
+ * 128 KiB chain) */
+#define WSMUX_BATCH (64 * 1024 - 256)
+#define WSMUX_CONTROL 512 /* ... when only control frames are due */
 
 static void arm_timer(struct wsmux *w);
 static void defer(struct wsmux *w);
@@ -134,40 +137,38 @@ static void send_control(struct wsmux *w, enum ws_opcode op, const uint8_t *data
         evbuffer_add(out, data, len);
 }
 
-/* Adds the mux's next frames to the output until it holds WSMUX_OUT_HIGH.
- * They are put together in batch_buf and added WSMUX_BATCH bytes at a time:
- * an evbuffer_add() to a bufferevent's output runs its callbacks each time.
- * Each payload is made WS_MAX_HEADER bytes after the frames so far, then
- * moved back to follow its header. Returns 1 if it stopped at
- * WSMUX_OUT_HIGH (the mux may have more), 0 if the mux had nothing more. */
+/* mux_session_next_ws()'s key for a link we dialled: zero_key */
+static int zero_mask(void *ud, uint8_t key[4])
+{
+    (void)ud;
+    memcpy(key, zero_key, 4);
+    return 0;
+}
+
+/* Adds the mux's next frames to the output until it holds WSMUX_OUT_HIGH,
+ * made in place in space reserved at the output's end, WSMUX_BATCH bytes at
+ * a time (each commit runs the bufferevent's callbacks), or WSMUX_CONTROL
+ * when only control frames are due: the space usually comes from a new chain
+ * freed once written, and 64 KiB chains taken and freed for a window update
+ * each made glibc trim and grow the heap (a brk() pair per flush). Returns 1 if it
+ * stopped at WSMUX_OUT_HIGH (the mux may have more), 0 if the mux had
+ * nothing more. */
 static int fill(struct wsmux *w)
 {
     struct evbuffer *out = bufferevent_get_output(w->bev);
-    size_t len = 0, queued = evbuffer_get_length(out);
-    int more = 1;
-    while (queued + len < WSMUX_OUT_HIGH) {
-        if (sizeof batch_buf - len < WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME) {
-            evbuffer_add(out, batch_buf, len);
-            queued += len;
-            len = 0;
-            continue;
-        }
-        uint8_t *m = batch_buf + len + WS_MAX_HEADER;
-        size_t n = mux_session_next(w->mux, m, MUX_MAX_CONTROL_LEN + MUX_DEFAULT_MAX_FRAME);
-        if (n == 0) {
-            more = 0;
-            break;
-        }
-        uint8_t hdr[WS_MAX_HEADER];
-        size_t h = ws_encode_header(hdr, 1, WS_OP_BINARY, n, mask_key(w));
-        memcpy(batch_buf + len, hdr, h);
-        if (h < WS_MAX_HEADER)
-            memmove(batch_buf + len + h, m, n);
-        len += h + n;
+    while (evbuffer_get_length(out) < WSMUX_OUT_HIGH) {
+        struct evbuffer_iovec v;
+        size_t want = mux_session_has_data(w->mux) ? WSMUX_BATCH : WSMUX_CONTROL;
+        if (evbuffer_reserve_space(out, want, &v, 1) < 1)
+            return 1; /* out of memory: the next flush tries again */
+        size_t n =
+            mux_session_next_ws(w->mux, v.iov_base, v.iov_len, w->o.is_client ? zero_mask : NULL, NULL);
+        if (n == 0)
+            return 0; /* (the space reserved is simply not committed) */
+        v.iov_len = n;
+        evbuffer_commit_space(out, &v, 1);
     }
-    if (len)
-        evbuffer_add(out, batch_buf, len);
-    return more;
+    return 1;
 }
 
 static void flush(struct wsmux *w)
