@@ -2,12 +2,14 @@
  * arbitrary received messages interleaved with application calls. The input
  * is a script: each op byte selects an action, followed by its arguments.
  * Checks the session's own invariants: it never sends more DAT than its
- * credit, never emits a malformed frame, and frees everything. */
+ * credit, never emits a malformed frame (nor, through mux_session_next_ws(),
+ * a malformed WebSocket frame around one), and frees everything. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "mux/mux.h"
+#include "mux/ws.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -90,6 +92,41 @@ static void drain(struct harness *h)
     }
 }
 
+static int fixed_key(void *ud, uint8_t key[4])
+{
+    memcpy(key, "\x5a\xa5\x0f\xf0", 4);
+    return 0;
+}
+
+/* The same through mux_session_next_ws() into cap bytes, masked or not: every
+ * WebSocket frame parses, carries one whole wsmux frame, and fills the output
+ * exactly. */
+static void drain_ws(struct harness *h, size_t cap, int masked)
+{
+    static uint8_t out[WS_MAX_HEADER + 9 + 65536];
+    size_t n;
+    int guard = 0;
+    if (cap > sizeof out)
+        cap = sizeof out;
+    while ((n = mux_session_next_ws(h->s, out, cap, masked ? fixed_key : NULL, NULL)) > 0 &&
+           guard++ < 100000) {
+        if (n > cap)
+            abort();
+        struct ws_parser p;
+        ws_parser_init(&p, masked ? WS_ROLE_SERVER : WS_ROLE_CLIENT, 1 << 20);
+        size_t off = 0;
+        while (off < n) {
+            struct ws_event ev;
+            struct mux_frame f;
+            ssize_t k = ws_parse(&p, out + off, n - off, &ev);
+            if (k <= 0 || ev.type != WS_EV_MESSAGE || mux_frame_decode(ev.data, ev.len, h->ext, &f) != 0)
+                abort();
+            off += (size_t)k;
+        }
+        ws_parser_free(&p);
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size < 1)
@@ -113,7 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         uint8_t op = data[i++];
         uint8_t arg = i < size ? data[i] : 0;
         int idx = h.n ? arg % h.n : -1;
-        switch (op % 10) {
+        switch (op % 11) {
         case 0: { /* a received message: length byte, then bytes */
             size_t len = arg;
             i++;
@@ -182,8 +219,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 mux_session_abort(h.s, rc);
             break;
         }
-        default:
-            drain(&h);
+        case 9: drain(&h); break;
+        default: /* as WebSocket frames, into arg * 64 bytes more than the least */
+            drain_ws(&h, WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + (size_t)arg * 64, op & 1);
+            i++;
         }
     }
     drain(&h);

@@ -10,6 +10,7 @@
 #include <cmocka.h>
 
 #include "mux/mux.h"
+#include "mux/ws.h"
 
 struct ev {
     int accepted, incoming, eof, writable, closed, goaway;
@@ -29,7 +30,10 @@ static void incoming_cb(struct mux_session *s, struct mux_stream *st, void *ud)
     if (e->auto_accept)
         mux_stream_accept(st, e);
 }
-static void accepted_cb(struct mux_stream *st, void *ud) { ((struct ev *)ud)->accepted++; }
+static void accepted_cb(struct mux_stream *st, void *ud)
+{
+    ((struct ev *)ud)->accepted++;
+}
 static void data_cb(struct mux_stream *st, const uint8_t *d, size_t n, void *ud)
 {
     struct ev *e = ud;
@@ -39,15 +43,24 @@ static void data_cb(struct mux_stream *st, const uint8_t *d, size_t n, void *ud)
     if (e->auto_consume)
         mux_stream_consume(st, n);
 }
-static void eof_cb(struct mux_stream *st, void *ud) { ((struct ev *)ud)->eof++; }
-static void writable_cb(struct mux_stream *st, void *ud) { ((struct ev *)ud)->writable++; }
+static void eof_cb(struct mux_stream *st, void *ud)
+{
+    ((struct ev *)ud)->eof++;
+}
+static void writable_cb(struct mux_stream *st, void *ud)
+{
+    ((struct ev *)ud)->writable++;
+}
 static void closed_cb(struct mux_stream *st, int err, void *ud)
 {
     struct ev *e = ud;
     e->closed++;
     e->closed_err = err;
 }
-static void goaway_cb(struct mux_session *s, uint32_t r, void *ud) { ((struct ev *)ud)->goaway++; }
+static void goaway_cb(struct mux_session *s, uint32_t r, void *ud)
+{
+    ((struct ev *)ud)->goaway++;
+}
 
 static const struct mux_callbacks cbs = {
     .stream_incoming_cb = incoming_cb,
@@ -503,7 +516,10 @@ static void test_reset_inside_callback(void **state)
 }
 
 static int output_calls;
-static void count_output_cb(struct mux_session *s, void *ud) { output_calls++; }
+static void count_output_cb(struct mux_session *s, void *ud)
+{
+    output_calls++;
+}
 
 /* output_cb fires again once the queue has emptied, even when the adapter
  * stopped calling next() as soon as has_output went false. */
@@ -529,6 +545,106 @@ static void test_output_cb_resignals(void **state)
     mux_session_free(s);
 }
 
+/* ---- mux_session_next_ws(): frames made in place ---------------------------- */
+
+static int key_calls;
+static int counting_key(void *ud, uint8_t key[4])
+{
+    key_calls++;
+    memcpy(key, ud, 4);
+    return 0;
+}
+static int failing_key(void *ud, uint8_t key[4])
+{
+    return -1;
+}
+
+/* What the frames of mux_session_next_ws() said: the SYNs, and the DAT
+ * payloads of streams 0 and 2 in order. */
+struct heard {
+    int frames, syns;
+    uint8_t got[2][100000];
+    size_t got_len[2];
+};
+
+/* Parses every WebSocket frame of out[len] (one wsmux frame each) into h,
+ * checking that each header is the shortest form. */
+static void parse_ws(uint8_t *out, size_t len, int masked, struct heard *h)
+{
+    struct ws_parser p;
+    ws_parser_init(&p, masked ? WS_ROLE_SERVER : WS_ROLE_CLIENT, 1 << 20);
+    size_t off = 0;
+    while (off < len) {
+        struct ws_event ev;
+        size_t start = off;
+        ssize_t n = ws_parse(&p, out + off, len - off, &ev);
+        assert_true(n > 0);
+        assert_int_equal(ev.type, WS_EV_MESSAGE);
+        assert_int_equal(ev.opcode, WS_OP_BINARY);
+        off += (size_t)n;
+        assert_int_equal(off - start, ws_header_len(ev.len, masked) + ev.len);
+        struct mux_frame f;
+        assert_int_equal(mux_frame_decode(ev.data, ev.len, 0, &f), 0);
+        if (f.type == MUX_SYN) {
+            h->syns++;
+        } else {
+            assert_int_equal(f.type, MUX_DAT);
+            assert_true(f.id == 0 || f.id == 2);
+            memcpy(h->got[f.id / 2] + h->got_len[f.id / 2], f.payload, f.len);
+            h->got_len[f.id / 2] += f.len;
+        }
+        h->frames++;
+    }
+    ws_parser_free(&p);
+}
+
+static void test_next_ws(void **state)
+{
+    static uint8_t big[100000], out[70000];
+    static struct heard h;
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (uint8_t)(i * 7 + i / 251);
+    for (int masked = 0; masked <= 1; masked++) {
+        uint8_t key[4] = {0x12, 0x34, 0x56, (uint8_t)(0x78 * masked)};
+        struct ev e;
+        struct mux_session *s = new_session(1, 0, &e);
+        int err;
+        assert_int_equal(mux_session_next_ws(s, out, sizeof out, NULL, NULL), 0); /* nothing yet */
+        struct mux_stream *a = mux_stream_open(s, &e, 0, &err);
+        struct mux_stream *b = mux_stream_open(s, &e, 0, &err);
+        feed_ack(s, 0, 1 << 20);
+        feed_ack(s, 2, 1 << 20);
+        mux_stream_write(a, big, sizeof big);
+        mux_stream_write(b, "tiny", 4); /* frames under 126 bytes: their headers are shorter */
+        size_t caps[] = {sizeof out, 5000, WS_MAX_HEADER + MUX_MAX_CONTROL_LEN, 200};
+        memset(&h, 0, sizeof h);
+        key_calls = 0;
+        for (int round = 0;; round++) {
+            size_t cap = caps[round % 4];
+            memset(out, 0xee, cap); /* so that a byte not written shows */
+            size_t n = mux_session_next_ws(s, out, cap, masked ? counting_key : NULL, key);
+            assert_true(n <= cap);
+            if (n == 0)
+                break;
+            parse_ws(out, n, masked, &h);
+        }
+        assert_int_equal(h.syns, 2);
+        assert_int_equal(h.got_len[0], sizeof big); /* every byte of a, in order */
+        assert_memory_equal(h.got[0], big, sizeof big);
+        assert_int_equal(h.got_len[1], 4);
+        assert_memory_equal(h.got[1], "tiny", 4);
+        assert_int_equal(key_calls, masked ? h.frames : 0); /* a key per frame */
+        mux_session_free(s);
+    }
+    /* no key: nothing is sent, and the caller hears of it */
+    struct ev e;
+    struct mux_session *s = new_session(1, 0, &e);
+    int err;
+    mux_stream_open(s, &e, 0, &err);
+    assert_int_equal(mux_session_next_ws(s, out, sizeof out, failing_key, NULL), (size_t)-1);
+    mux_session_free(s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -547,6 +663,7 @@ int main(void)
         cmocka_unit_test(test_abort_and_ids),
         cmocka_unit_test(test_reset_inside_callback),
         cmocka_unit_test(test_output_cb_resignals),
+        cmocka_unit_test(test_next_ws),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
