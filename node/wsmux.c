@@ -157,15 +157,17 @@ static int fill(struct wsmux *w)
 {
     struct evbuffer *out = bufferevent_get_output(w->bev);
     while (evbuffer_get_length(out) < WSMUX_OUT_HIGH) {
+        /* space is reserved only for frames that are due: a reservation
+         * left uncommitted stays in the output as an empty chain (1 KiB per
+         * idle worker) */
+        if (!mux_session_has_output(w->mux))
+            return 0;
         struct evbuffer_iovec v;
         size_t want = mux_session_has_data(w->mux) ? WSMUX_BATCH : WSMUX_CONTROL;
         if (evbuffer_reserve_space(out, want, &v, 1) < 1)
             return 1; /* out of memory: the next flush tries again */
-        size_t n =
+        v.iov_len =
             mux_session_next_ws(w->mux, v.iov_base, v.iov_len, w->o.is_client ? zero_mask : NULL, NULL);
-        if (n == 0)
-            return 0; /* (the space reserved is simply not committed) */
-        v.iov_len = n;
         evbuffer_commit_space(out, &v, 1);
     }
     return 1;
