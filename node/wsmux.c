@@ -169,6 +169,8 @@ static int fill(struct wsmux *w)
         v.iov_len =
             mux_session_next_ws(w->mux, v.iov_base, v.iov_len, w->o.is_client ? zero_mask : NULL, NULL);
         evbuffer_commit_space(out, &v, 1);
+        if (v.iov_len == 0)
+            return 0; /* (not while a frame is due; a dead session has none) */
     }
     return 1;
 }
