@@ -8,6 +8,12 @@
  *     takes less than offered, the rest waits in a stash and the socket is not
  *     read (lws_rx_flow_control) until stream_writable_cb.
  *
+ * Data for the local port that arrives in one read from the node is sent
+ * with one sendmsg() per backend when that read is handled (gathered as
+ * iovecs pointing into lws's read buffer, see client_backend_flush()): an
+ * upload's 32 KiB frames came in fours and went out one send() each, each
+ * waking the local server.
+ *
  * Lifetime: a backend lives while it has a stream (b->st) or a socket (b->wsi)
  * or is inside one of its own calls (b->busy); release() frees it when all
  * three are gone. A wsi is detached (its opaque pointer cleared) as soon as
@@ -19,9 +25,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 #define QUEUE_MAX ((size_t)4 * 1024 * 1024) /* far above the window we grant: a bug guard */
 #define STASH_MAX ((size_t)1024 * 1024)
+#define GATHER_MAX 16 /* pieces gathered per backend before they are sent anyway */
 
 struct client_backend {
     struct client *c;
@@ -36,6 +44,11 @@ struct client_backend {
     size_t s_off, s_len;
     lws_sorted_usec_list_t sul_fin; /* socket gone, stream not yet: see fin_wait_cb */
     TAILQ_ENTRY(client_backend) link;
+    /* node -> local port, gathered from the node's read buffer (its queue
+     * comes after them, so q_len is 0 while g_n is not) */
+    struct iovec g[GATHER_MAX];
+    int g_n;
+    struct client_backend *g_next; /* on c->gather while g_n > 0 */
 };
 
 static void hold(struct client_backend *b)
@@ -215,27 +228,10 @@ static void written(struct client_backend *b, size_t n)
     }
 }
 
-void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
+/* Appends len bytes to the queue for the local port. Returns 0, or -1 when
+ * they do not fit (the stream is reset and the socket closed). */
+static int queue_add(struct client_backend *b, const uint8_t *data, size_t len)
 {
-    struct client_backend *b = ud;
-    hold(b);
-    if (!b->wsi || b->failed) { /* nowhere to write: discard, keep the node flowing */
-        mux_stream_consume(st, len);
-        client_rx_check(b->c);
-        goto out;
-    }
-    if (b->connected && b->q_len == 0 && !b->shut_wr) {
-        /* straight to the socket, without a poll() round and a copy; an
-         * error is found again, and handled, by on_writeable() */
-        ssize_t w = send_now(b, data, len);
-        if (w > 0) {
-            data += w;
-            len -= (size_t)w;
-            written(b, (size_t)w);
-        }
-        if (len == 0 || !b->wsi)
-            goto out;
-    }
     if (b->q_off + b->q_len + len > b->q_cap) {
         if (b->q_off) {
             memmove(b->q, b->q + b->q_off, b->q_len);
@@ -251,7 +247,7 @@ void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t l
                              len);
                 reset_stream(b, MUX_REASON_CANCEL);
                 kill_socket(b);
-                goto out;
+                return -1;
             }
             b->q = q;
             b->q_cap = cap;
@@ -259,7 +255,97 @@ void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t l
     }
     memcpy(b->q + b->q_off + b->q_len, data, len);
     b->q_len += len;
-    if (b->connected)
+    return 0;
+}
+
+/* Sends what was gathered, in one sendmsg(); what the socket does not take
+ * goes to the queue (a send error is found again, and handled, by
+ * on_writeable()). Without a socket, the bytes are discarded. */
+static void send_gathered(struct client_backend *b)
+{
+    int n = b->g_n;
+    size_t total = 0, w = 0;
+    if (n == 0)
+        return;
+    b->g_n = 0;
+    for (int i = 0; i < n; i++)
+        total += b->g[i].iov_len;
+    if (!b->wsi || b->failed) {
+        written(b, total); /* nowhere to write: keep the node flowing */
+        return;
+    }
+    struct msghdr m = {.msg_iov = b->g, .msg_iovlen = (size_t)n};
+    ssize_t r = sendmsg(lws_get_socket_fd(b->wsi), &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0)
+        w = (size_t)r;
+    written(b, w);
+    for (int i = 0; i < n && b->wsi; i++) {
+        size_t skip = w < b->g[i].iov_len ? w : b->g[i].iov_len;
+        w -= skip;
+        if (skip < b->g[i].iov_len &&
+            queue_add(b, (const uint8_t *)b->g[i].iov_base + skip, b->g[i].iov_len - skip) < 0)
+            return;
+    }
+    if (b->wsi && b->q_len)
+        lws_callback_on_writable(b->wsi);
+}
+
+void client_backend_flush(struct client *c)
+{
+    struct client_backend *b;
+    while ((b = c->gather)) {
+        c->gather = b->g_next;
+        send_gathered(b);
+        release(b); /* held while on the list */
+    }
+    c->rx_lo = c->rx_hi = NULL;
+}
+
+/* Whether data lies in the node's read buffer, which lives until
+ * client_backend_flush(): the stream's bytes of a whole frame do (the mux
+ * and WebSocket parsers hand them over in place). */
+static int in_read_buffer(const struct client *c, const uint8_t *data, size_t len)
+{
+    return c->rx_lo && data >= c->rx_lo && data + len <= c->rx_hi;
+}
+
+void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t len, void *ud)
+{
+    struct client_backend *b = ud;
+    hold(b);
+    if (!b->wsi || b->failed) { /* nowhere to write: discard, keep the node flowing */
+        mux_stream_consume(st, len);
+        client_rx_check(b->c);
+        goto out;
+    }
+    if (b->connected && b->q_len == 0 && !b->shut_wr && in_read_buffer(b->c, data, len)) {
+        if (b->g_n == GATHER_MAX)
+            send_gathered(b);
+        if (b->wsi && b->q_len == 0) {
+            if (b->g_n == 0) {
+                hold(b);
+                b->g_next = b->c->gather;
+                b->c->gather = b;
+            }
+            b->g[b->g_n].iov_base = (void *)data;
+            b->g[b->g_n++].iov_len = len;
+            goto out;
+        }
+    }
+    send_gathered(b); /* what was gathered goes first */
+    if (b->wsi && b->connected && b->q_len == 0 && !b->shut_wr) {
+        /* straight to the socket, without a poll() round and a copy; an
+         * error is found again, and handled, by on_writeable() */
+        ssize_t w = send_now(b, data, len);
+        if (w > 0) {
+            data += w;
+            len -= (size_t)w;
+            written(b, (size_t)w);
+        }
+        if (len == 0 || !b->wsi)
+            goto out;
+    }
+    if (b->wsi && queue_add(b, data, len) == 0 && b->connected)
         lws_callback_on_writable(b->wsi);
 out:
     release(b);
@@ -269,6 +355,7 @@ void client_backend_eof_cb(struct mux_stream *st, void *ud)
 {
     struct client_backend *b = ud;
     (void)st;
+    send_gathered(b); /* before the FIN is acted on */
     b->node_eof = 1;
     CLIENT_DEBUG("[stream %u] end of request data from the node", b->id);
     if (b->wsi && b->connected)
@@ -308,6 +395,7 @@ void client_backend_closed_cb(struct mux_stream *st, int err, void *ud)
     struct client_backend *b = ud;
     (void)st;
     hold(b);
+    send_gathered(b); /* the stream's last bytes, before the socket is closed */
     b->st = NULL;
     if (err)
         CLIENT_DEBUG("[stream %u] ended: %s", b->id, mux_strerror(err));

@@ -218,6 +218,8 @@ struct client {
     /* backends */
     struct client_backend_list backends;
     unsigned nbackends;
+    struct client_backend *gather; /* backends with data gathered from the read being handled */
+    const uint8_t *rx_lo, *rx_hi;  /* that read's buffer, while it is handled */
 };
 
 /* Creates the client state for the lws context ctx (not yet connected).
@@ -260,8 +262,9 @@ void client_wsconn_stop(struct client *c);
 int client_wsconn_readable(struct client *c, struct lws *wsi);
 
 /* RECEIVE_CLIENT_HTTP_READ: parses len bytes of frames, feeds messages to the
- * session, answers pings, handles the close; pauses reading above
- * CLIENT_RX_PAUSE. Returns -1 to hang up. */
+ * session, answers pings, handles the close. Returns -1 to hang up. (The
+ * caller then sends what the frames carried for local ports and pauses
+ * reading above CLIENT_RX_PAUSE.) */
 int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len);
 
 /* CLIENT_HTTP_WRITEABLE: writes one frame: a due control frame (close, pong,
@@ -287,6 +290,9 @@ void client_backend_open(struct client *c, struct mux_stream *st);
 /* The mux stream callbacks for accepted streams (ud is the backend). */
 void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t len, void *ud);
 void client_backend_eof_cb(struct mux_stream *st, void *ud);
+/* Sends the data for local ports gathered while a read from the node (at
+ * c->rx_lo .. c->rx_hi) was handled: call it before that buffer goes. */
+void client_backend_flush(struct client *c);
 void client_backend_writable_cb(struct mux_stream *st, void *ud);
 void client_backend_closed_cb(struct mux_stream *st, int err, void *ud);
 

@@ -303,6 +303,25 @@ void client_rx_check(struct client *c)
     }
 }
 
+/* A read from the node: its frames handled (wsconn.c), then what they
+ * carried for local ports sent, one sendmsg() per backend (backend.c), then
+ * reading paused while the local ports are more than CLIENT_RX_PAUSE behind. */
+static int receive(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
+{
+    c->rx_lo = in;
+    c->rx_hi = in + len;
+    int rc = client_wsconn_rx(c, wsi, in, len);
+    client_backend_flush(c);
+    if (rc == 0 && wsi == c->ws && c->mux && !c->rx_paused &&
+        mux_session_buffered(c->mux) > CLIENT_RX_PAUSE) {
+        c->rx_paused = 1;
+        CLIENT_DEBUG("pausing WebSocket reads: %llu bytes not yet taken by the local port",
+                     (unsigned long long)mux_session_buffered(c->mux));
+        lws_rx_flow_control(wsi, 0);
+    }
+    return rc;
+}
+
 static void write_out_file(const char *url)
 {
     FILE *f = fopen(client_cfg->out_file, "w");
@@ -521,7 +540,7 @@ int client_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void *
         return 0;
     case LWS_CALLBACK_RECEIVE_CLIENT_HTTP: return wsi == c->ws ? client_wsconn_readable(c, wsi) : 0;
     case LWS_CALLBACK_RECEIVE_CLIENT_HTTP_READ:
-        rc = client_wsconn_rx(c, wsi, in, len);
+        rc = receive(c, wsi, in, len);
         client_timer_update(c); /* the session's deadlines may have changed */
         return rc;
     case LWS_CALLBACK_CLIENT_HTTP_WRITEABLE:

@@ -238,12 +238,6 @@ int client_wsconn_rx(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
         if (on_event(c, wsi, &ev) < 0)
             return -1;
     }
-    if (c->mux && !c->rx_paused && mux_session_buffered(c->mux) > CLIENT_RX_PAUSE) {
-        c->rx_paused = 1;
-        CLIENT_DEBUG("pausing WebSocket reads: %llu bytes not yet taken by the local port",
-                     (unsigned long long)mux_session_buffered(c->mux));
-        lws_rx_flow_control(wsi, 0);
-    }
     return 0;
 }
 

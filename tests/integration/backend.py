@@ -8,6 +8,7 @@ request bodies) with these endpoints:
   GET  /slow?lines=K       chunked, one line every 100 ms ("line i t=<ms>\\n")
   ANY  /echo[...]          200, JSON of the request: method, path, headers, body sha256 and length
   POST|PUT /mirror         the request body back (Content-Length), header X-Sha256
+  POST|PUT /mirror-late    the same, but the body is read only after a second (the socket fills)
   GET  /close/N            N bytes, then the connection closes (no Content-Length)
   GET  /status/C           an empty response with status C
   GET  /ws                 WebSocket echo (text and binary; close echoes the code)
@@ -135,6 +136,8 @@ async def handle(reader, writer):
             if path == "/ws" and (hget(headers, "upgrade") or "").lower() == "websocket":
                 await ws_echo(reader, writer, headers)
                 return
+            if path == "/mirror-late":
+                await asyncio.sleep(1)
             body = await read_body(reader, headers)
             close = (hget(headers, "connection") or "").lower() == "close" or version == "HTTP/1.0"
             if path.startswith("/bytes/"):
@@ -172,7 +175,7 @@ async def handle(reader, writer):
                         "peer": list(writer.get_extra_info("peername") or ()),
                         "body_len": len(body), "body_sha256": hashlib.sha256(body).hexdigest()}
                 writer.write(response(200, json.dumps(info).encode(), [("Content-Type", "application/json")]))
-            elif path == "/mirror":
+            elif path in ("/mirror", "/mirror-late"):
                 writer.write(response(200, body, [("X-Sha256", hashlib.sha256(body).hexdigest())]))
             elif path.startswith("/close/"):
                 data = pattern(int(path[7:]))

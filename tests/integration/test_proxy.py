@@ -109,6 +109,17 @@ def test_upload_mirror_large(tunnel, method):
     assert hashlib.sha256(data).hexdigest() == hashlib.sha256(body).hexdigest()
 
 
+def test_upload_to_a_late_reader(tunnel):
+    # the local server reads nothing for a second: whclient's sends of the body fall short, the
+    # rest waits in its queue (in order, after what it gathered from the node's reads), then the
+    # window stops the node; every byte arrives
+    n, _, _ = tunnel
+    body = os.urandom(8 * 1024 * 1024 + 5)
+    r, data = fetch(n, "PUT", "/w1/mirror-late", body=body)
+    assert r.status == 200
+    assert hashlib.sha256(data).hexdigest() == hashlib.sha256(body).hexdigest()
+
+
 def test_chunked_both_ways(tunnel):
     n, _, _ = tunnel
     body = os.urandom(1024 * 1024)
