@@ -48,7 +48,8 @@ struct client_backend {
      * comes after them, so q_len is 0 while g_n is not) */
     struct iovec g[GATHER_MAX];
     int g_n;
-    struct client_backend *g_next; /* on c->gather while g_n > 0 */
+    int g_listed;                  /* on c->gather (until client_backend_flush()) */
+    struct client_backend *g_next; /* ... next there */
 };
 
 static void hold(struct client_backend *b)
@@ -295,6 +296,7 @@ void client_backend_flush(struct client *c)
     struct client_backend *b;
     while ((b = c->gather)) {
         c->gather = b->g_next;
+        b->g_listed = 0;
         send_gathered(b);
         release(b); /* held while on the list */
     }
@@ -322,8 +324,9 @@ void client_backend_data_cb(struct mux_stream *st, const uint8_t *data, size_t l
         if (b->g_n == GATHER_MAX)
             send_gathered(b);
         if (b->wsi && b->q_len == 0) {
-            if (b->g_n == 0) {
+            if (!b->g_listed) {
                 hold(b);
+                b->g_listed = 1;
                 b->g_next = b->c->gather;
                 b->c->gather = b;
             }

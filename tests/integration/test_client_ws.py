@@ -1,7 +1,8 @@
 """whclient's own WebSocket framing, against a fake node written here (a plain socket that
 answers the registration and then speaks raw WebSocket frames): the request's upgrade fields,
 the checked Sec-WebSocket-Accept and extensions, frames that arrive with the 101, fragmented
-messages with a ping between the fragments, the close handshake (4001: replaced), an oversized
+messages with a ping between the fragments, many frames for one stream in one read (gathered into
+one write to the local port, in order), the close handshake (4001: replaced), an oversized
 message, and whclient's keep-alive ping; and, against a real node, the pause and resumption of
 WebSocket reads when the local server does not keep up."""
 
@@ -239,6 +240,53 @@ def test_fragmented_message_with_ping_between(procs, fake):
     assert got.get("pong") == b"mid", (f.errors, c.output())
     wait_for(lambda: "[stream 2]" in c.output(), 5, "the stream in the log")
     target.close()
+
+
+def test_many_frames_for_one_stream_in_one_read(procs, fake):
+    """40 DAT frames for one stream in one write, the 21st split over two WebSocket frames (its
+    bytes are then not in whclient's read buffer), then the FIN: whclient gathers them for one
+    write to the local port, more than it holds at once (16), and the local server reads every
+    byte in order, then the end."""
+    target = socket.socket()
+    target.bind(("127.0.0.1", 0))
+    target.listen(4)
+    target.settimeout(10)
+    pieces = [bytes([65 + i % 26]) * (100 + i) for i in range(40)]
+    dat = [bytes([0]) + struct.pack("<I", 2) + p for p in pieces]
+    got = {}
+
+    def respond(conn, fields):
+        upgrade(conn, fields)
+        conn.sendall(frame(0x2, syn(2)))
+        conn.settimeout(10)
+        while True:  # whclient's ACK of the stream
+            _, op, data = read_frame(conn)
+            if op == 0x2 and data[:5] == bytes([2]) + struct.pack("<I", 2):
+                break
+        probe, _ = target.accept()  # whclient's check at start that the port answers (closed at once)
+        probe.close()
+        got["local"], _ = target.accept()  # the stream's
+        time.sleep(0.5)  # whclient has seen its connection complete
+        burst = b"".join(frame(0x2, m) for m in dat[:20])
+        burst += frame(0x2, dat[20][:50], fin=False) + frame(0x0, dat[20][50:])
+        burst += b"".join(frame(0x2, m) for m in dat[21:]) + frame(0x2, bytes([3]) + struct.pack("<I", 2))
+        conn.sendall(burst)
+        time.sleep(2)
+
+    f = fake(respond)
+    c = client(procs, f.url, port=target.getsockname()[1])
+    wait_for(lambda: "local" in got or f.errors, 10, "whclient to connect to the local port")
+    local = got["local"]
+    local.settimeout(10)
+    data = b""
+    while True:
+        chunk = local.recv(65536)
+        if not chunk:
+            break  # the node's FIN: whclient shut its write side
+        data += chunk
+    local.close()
+    target.close()
+    assert data == b"".join(pieces), (len(data), f.errors, c.output()[-2000:])
 
 
 def test_close_4001_is_echoed_and_reported(procs, fake):
