@@ -85,7 +85,18 @@ int net_write_now(struct bufferevent *bev, int max_bytes)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     evutil_socket_t fd;
-    if (evbuffer_get_length(out) == 0 || (fd = plain_socket(bev, EV_WRITE)) < 0)
+    if (evbuffer_get_length(out) == 0)
+        return 0;
+    if (bufferevent_openssl_get_ssl(bev)) {
+        /* libevent 2.1's OpenSSL bufferevent on a socket writes only when
+         * its write event fires, after another epoll_wait() (and an
+         * epoll_ctl() each way per response): made to fire in this turn,
+         * where its write and the event's removal follow at once */
+        if (bufferevent_get_enabled(bev) & EV_WRITE)
+            event_active(&bev->ev_write, EV_WRITE, 1);
+        return 0;
+    }
+    if ((fd = plain_socket(bev, EV_WRITE)) < 0)
         return 0;
     /* a bufferevent's output is frozen at its start but while it writes itself */
     evbuffer_unfreeze(out, 1);

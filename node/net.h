@@ -26,12 +26,13 @@ struct bufferevent;
 /* Writes what bev's output holds now, in one system call of at most
  * max_bytes, instead of on the next turn of the loop (which costs two
  * epoll_ctl() calls and an epoll_wait() wake-up per write). Only a plain
- * socket bufferevent whose writing is enabled is written (TLS and pairs are
- * left to libevent). Errors and what the socket did not take are left to
- * libevent's own write, which reports or retries them. When the output is
- * empty afterwards, the write event libevent had pending is dropped, as
- * libevent's own write does. Does not run the write callback. Returns 1 if
- * something was written, else 0. */
+ * socket bufferevent whose writing is enabled is written (pairs are left to
+ * libevent; a TLS bufferevent's own write is made to run in this turn of the
+ * loop, after the current callback: 0 is returned for it). Errors and what
+ * the socket did not take are left to libevent's own write, which reports or
+ * retries them. When the output is empty afterwards, the write event
+ * libevent had pending is dropped, as libevent's own write does. Does not
+ * run the write callback. Returns 1 if something was written, else 0. */
 int net_write_now(struct bufferevent *bev, int max_bytes);
 
 /* libevent 2.1 reads at most 4096 bytes per read() into a socket

@@ -127,8 +127,8 @@ struct viewer {
     unsigned in_request : 1, tls_done : 1, id_made : 1;
     unsigned req_worker : 1; /* the request is for worker_id */
     char request_id[65];
-    struct relay *relay;      /* relayed: the stream this connection is joined to */
-    TAILQ_ENTRY(viewer) link; /* the node's live viewers, then the dead ones */
+    struct relay *relay;            /* relayed: the stream this connection is joined to */
+    TAILQ_ENTRY(viewer) link;       /* the node's live viewers, then the dead ones */
     TAILQ_ENTRY(viewer) write_link; /* in the node's list of viewers to write at the end of this turn */
     unsigned write_soon : 1;        /* ... is in it */
 };
@@ -985,8 +985,8 @@ static void response_complete(struct viewer *v)
     request_end(v);
     /* a stream slot held from one request to the next is kept from the
      * requests queued for one: give it up when any wait (FIFO fairness) */
-    v->stream_reusable = v->resp_keep_alive && v->req_done && v->stream && !mux_stream_eof_received(v->stream) &&
-                         !(v->worker && wsmux_has_waiters(v->worker));
+    v->stream_reusable = v->resp_keep_alive && v->req_done && v->stream &&
+                         !mux_stream_eof_received(v->stream) && !(v->worker && wsmux_has_waiters(v->worker));
     if (!v->stream_reusable)
         release_stream(v);
     if (!v->keep_alive || !v->req_done) {
@@ -1187,10 +1187,11 @@ static void try_response_head(struct viewer *v)
 
 /* What the worker's frames added to the viewer's output goes out at the end
  * of this turn of the loop, in one write for all the frames the session read
- * (a plain socket only: net_write_now()). */
+ * (net_write_now(); a TLS viewer's by libevent's own write, made to run in
+ * this turn; not a relayed viewer's pair). */
 static void write_soon(struct viewer *v)
 {
-    if (v->write_soon || v->state == V_CLOSED || v->tls || v->relayed || !v->bev)
+    if (v->write_soon || v->state == V_CLOSED || v->relayed || !v->bev)
         return;
     struct viewers *vs = v->node->viewers;
     v->write_soon = 1;
