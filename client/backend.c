@@ -300,7 +300,6 @@ void client_backend_flush(struct client *c)
         send_gathered(b);
         release(b); /* held while on the list */
     }
-    c->rx_lo = c->rx_hi = NULL;
 }
 
 /* Whether data lies in the node's read buffer, which lives until

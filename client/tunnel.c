@@ -312,6 +312,7 @@ static int receive(struct client *c, struct lws *wsi, uint8_t *in, size_t len)
     c->rx_hi = in + len;
     int rc = client_wsconn_rx(c, wsi, in, len);
     client_backend_flush(c);
+    c->rx_lo = c->rx_hi = NULL; /* lws reuses the buffer */
     if (rc == 0 && wsi == c->ws && c->mux && !c->rx_paused &&
         mux_session_buffered(c->mux) > CLIENT_RX_PAUSE) {
         c->rx_paused = 1;
