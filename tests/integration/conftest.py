@@ -190,20 +190,25 @@ def check_streamed_lines(port, path, lines=10):
     assert sum(1 for g in gaps if g > 0.05) >= lines - 3, gaps
 
 
+def recv_to_close(s):
+    """Every byte s receives until its peer closes it (s's own timeout bounds each wait); the
+    caller closes s."""
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            return buf
+        buf += d
+
+
 def read_all(port, request, timeout=10):
     """Sends request on a new connection and returns every byte until the node closes it."""
     s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
     try:
         s.sendall(request)
-        buf = b""
-        while True:
-            d = s.recv(65536)
-            if not d:
-                break
-            buf += d
+        return recv_to_close(s)
     finally:
         s.close()
-    return buf
 
 
 def read_until_close(port, request):

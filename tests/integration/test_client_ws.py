@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import Proc, binary, free_port, make_token, slow_check, wait_for
+from conftest import Proc, binary, free_port, make_token, recv_to_close, slow_check, wait_for
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"  # RFC 6455
 
@@ -278,12 +278,7 @@ def test_many_frames_for_one_stream_in_one_read(procs, fake):
     wait_for(lambda: "local" in got or f.errors, 10, "whclient to connect to the local port")
     local = got["local"]
     local.settimeout(10)
-    data = b""
-    while True:
-        chunk = local.recv(65536)
-        if not chunk:
-            break  # the node's FIN: whclient shut its write side
-        data += chunk
+    data = recv_to_close(local)  # until the node's FIN: whclient shuts its write side
     local.close()
     target.close()
     assert data == b"".join(pieces), (len(data), f.errors, c.output()[-2000:])

@@ -21,7 +21,7 @@ import redis
 
 from backend import pattern
 from conftest import (Backend, Client, Node, Proc, check_concurrent_downloads, check_streamed_lines, check_ws_echo,
-                      free_port, make_token, port_open, read_until_close, sanitizer_reports, wait_for)
+                      free_port, make_token, port_open, read_until_close, recv_to_close, sanitizer_reports, wait_for)
 from test_proxy import MALFORMED
 from test_worker_protocol import FakeWorker
 
@@ -748,11 +748,6 @@ def test_a_starting_node_waits_for_its_registry(cprocs):
         time.sleep(0.5)
     finally:
         cl.redis.p.send_signal(18)  # SIGCONT
-    answer = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        answer += d
+    answer = recv_to_close(s)
     s.close()
     assert answer.startswith(b"HTTP/1.1 204 "), answer[:200]

@@ -21,7 +21,7 @@ import time
 
 import pytest
 
-from conftest import Backend, Client, Node, Proc, check_ws_echo, free_port, port_open, wait_for
+from conftest import Backend, Client, Node, Proc, check_ws_echo, free_port, port_open, recv_to_close, wait_for
 from test_cluster import CLUSTER_SECRET, Redis, status
 from test_metrics import metrics
 from test_tls import make_ca, make_cert
@@ -190,12 +190,7 @@ def test_tls_viewer_port_behind_proxy_header(procs, backend, tmp_path):
     s.sendall(v2_header("203.0.113.7", "127.0.0.1", 40000, n.port))
     t = ctx.wrap_socket(s, server_hostname="127.0.0.1")
     t.sendall(b"GET /w1/echo/raw HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n")
-    buf = b""
-    while True:
-        d = t.recv(65536)
-        if not d:
-            break
-        buf += d
+    buf = recv_to_close(t)
     t.close()
     head, _, body = buf.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200"), buf[:300]

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import SECRET_A, SECRET_B, Client, Node, make_token, wait_for
+from conftest import SECRET_A, SECRET_B, Client, Node, make_token, read_all, wait_for
 
 
 def register(port, wid="w1", token=None, headers=None, path="/", upgrade=True, id_header="X-Websocktunnel-Id",
@@ -234,17 +234,10 @@ def test_development_secret_kept_across_restarts(procs, backend, tmp_path):
 ])
 def test_refusal_says_why(node, case, words):
     """The 401 body names the reason and what to do about the common ones."""
-    s = socket.create_connection(("127.0.0.1", node.port), timeout=5)
-    s.sendall(("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-               "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
-               "X-Websocktunnel-Id: w1\r\nAuthorization: Bearer %s\r\n\r\n" % bad_tokens()[case]).encode())
-    data = b""
-    while True:
-        d = s.recv(4096)
-        if not d:
-            break
-        data += d
-    s.close()
+    data = read_all(node.port, ("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                                "X-Websocktunnel-Id: w1\r\nAuthorization: Bearer %s\r\n\r\n"
+                                % bad_tokens()[case]).encode(), timeout=5)
     assert data.startswith(b"HTTP/1.1 401 "), data[:40]
     head, body = data.decode().split("\r\n\r\n", 1)
     assert body.startswith("invalid token: "), body

@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from conftest import Node, binary, make_token, wait_for
+from conftest import Node, binary, make_token, recv_to_close, wait_for
 
 DAT, SYN, ACK, FIN = 0, 1, 2, 3
 WINDOW = 256 * 1024
@@ -793,12 +793,7 @@ def test_interim_response_only_to_http11_viewers(procs, fakes, version):
                 b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
     fw.fin(sid)
     s.settimeout(10)
-    got = b""
-    while True:
-        d = s.recv(65536)
-        if not d:
-            break
-        got += d
+    got = recv_to_close(s)
     s.close()
     assert got.endswith(b"\r\n\r\nok"), got
     if version == "1.1":
