@@ -7,7 +7,7 @@
 #                                     PyYAML and iproute2 for the Kubernetes manifests' test, podman,
 #                                     docker-compose and debootstrap for the container image's test,
 #                                     nginx and wrk for the benchmark harness's tiny run, test_bench.py)
-#   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, openssl, python3, iproute2, Redis)
+#   deploy/install-deps.sh --bench    also the benchmarks' needs (nginx, wrk, curl, openssl, python3, iproute2, Redis, HAProxy)
 #   deploy/install-deps.sh --cluster  also what deploy/local-cluster.sh runs (Redis, HAProxy, curl)
 set -euo pipefail
 
@@ -22,7 +22,7 @@ for arg in "$@"; do
           # Debian's npm, unless an npm is there already (NodeSource's nodejs bundles one
           # and conflicts with Debian's npm package)
           command -v npm >/dev/null || want+=(npm) ;;
-    --bench) want+=(nginx wrk curl openssl python3 iproute2 redis-server) ;;
+    --bench) want+=(nginx wrk curl openssl python3 iproute2 redis-server haproxy) ;;
     --cluster) want+=(redis-server haproxy curl openssl) ;;
     -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
     *) echo "install-deps.sh: unknown option '$arg' (try --help)" >&2; exit 2 ;;

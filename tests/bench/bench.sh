@@ -17,7 +17,9 @@
 #   ws          WebSocket echo round trip, direct vs tunnel
 #   slow        node RSS while a rate-limited viewer downloads 1 GiB
 #   cluster     two nodes sharing a redis-server: small requests and a 1 GiB download
-#               through the node that holds the worker vs through the other one (relayed)
+#               through the node that holds the worker vs through the other one (relayed);
+#               and through HAProxy in TCP mode in front of the owner: what one more process
+#               that only copies bytes costs on this machine, the floor of any relay
 #   tls         part http's requests and a one-stream 1 GiB download over HTTPS: nginx
 #               terminating TLS as a reverse proxy vs a node on a TLS port (whclient on
 #               wss://), same self-signed certificate, TLS 1.3 TLS_AES_128_GCM_SHA256 only
@@ -143,7 +145,7 @@ fi
 # thousands of sockets (parts memory, register, idle, streams): every process started here gets
 # the hard open-files limit (whtunnel and whload raise their own anyway)
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-for t in nginx wrk curl openssl "$PY" $(want cluster && echo redis-server); do
+for t in nginx wrk curl openssl "$PY" $(want cluster && echo redis-server haproxy); do
     command -v "$t" >/dev/null || { echo "bench.sh: $t is missing (deploy/install-deps.sh --bench)" >&2; exit 1; }
 done
 WHTUNNEL="$BUILD/node/whtunnel"
@@ -743,7 +745,7 @@ part_slow() {
 
 part_cluster() {
     start_backend
-    echo "== 6. cluster: redis-server + nodes A and B; whclient on A; wrk -t1 -c50 -d${DURATION}s and a $FILE_DESC download, via A (local) and via B (relayed A <- B)"
+    echo "== 6. cluster: redis-server + nodes A and B; whclient on A; wrk -t1 -c50 -d${DURATION}s and a $FILE_DESC download, via A (local), via B (relayed A <- B) and via HAProxy in TCP mode in front of A (l4: the floor of any relay)"
     local rport csecret
     rport=$(free_port)
     csecret=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
@@ -761,6 +763,18 @@ part_cluster() {
         pids+=("$LAST_PID")
     done
     start_client cluster-client "${ports[0]}" cbench "$BACKEND_PORT"
+    # one process, one thread, that copies bytes between a viewer's connection and its own
+    # connection to A: no parsing, no multiplexing; what the relaying node costs beyond it is
+    # the relay's own
+    local l4port
+    l4port=$(free_port)
+    printf '%s\n' "global" "    nbthread 1" "    maxconn 4096" "defaults" "    mode tcp" \
+        "    timeout connect 5s" "    timeout client 300s" "    timeout server 300s" \
+        "listen l4" "    bind 127.0.0.1:$l4port" "    server a 127.0.0.1:${ports[0]}" >"$DIR/haproxy-l4.cfg"
+    start haproxy-l4 haproxy -f "$DIR/haproxy-l4.cfg" -db
+    wait_port "$l4port" "$LAST_PID" haproxy-l4
+    pids+=("$LAST_PID")
+    ports+=("$l4port")
     local i code
     for i in $(seq 100); do # B learns the route from Redis within moments
         code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:${ports[1]}/cbench/small" || true)
@@ -768,10 +782,10 @@ part_cluster() {
         sleep 0.1
     done
     [ "$code" = 200 ] || { echo "bench.sh: the relayed path answered $code" >&2; exit 1; }
-    local names=(local relayed) r
-    for i in 0 1; do wrk -t1 -c50 -d1s "http://127.0.0.1:${ports[$i]}/cbench/small" >/dev/null 2>&1 || true; done
+    local names=(local relayed l4) r
+    for i in 0 1 2; do wrk -t1 -c50 -d1s "http://127.0.0.1:${ports[$i]}/cbench/small" >/dev/null 2>&1 || true; done
     for r in $(seq "$REPEAT"); do
-        for i in 0 1; do
+        for i in 0 1 2; do
             run_wrk "http://127.0.0.1:${ports[$i]}/cbench/small" >>"$DIR/cluster.${names[$i]}"
             local t0 t1 bytes
             t0=$(date +%s.%N)
@@ -783,18 +797,21 @@ part_cluster() {
                 "$FILE_DESC" "$(tail -1 "$DIR/cluster.${names[$i]}.mibs")"
         done
     done
-    local lr rr lp rp lm rm
+    local lr rr fr lp rp lm rm fm
     lr=$(col 1 "$DIR/cluster.local" | median)
     rr=$(col 1 "$DIR/cluster.relayed" | median)
+    fr=$(col 1 "$DIR/cluster.l4" | median)
     lp=$(col 3 "$DIR/cluster.local" | median)
     rp=$(col 3 "$DIR/cluster.relayed" | median)
     lm=$(median <"$DIR/cluster.local.mibs")
     rm=$(median <"$DIR/cluster.relayed.mibs")
+    fm=$(median <"$DIR/cluster.l4.mibs")
     echo "   local:   $(printf %.0f "$lr") req/s, p99 $(printf %.0f "$lp") us, $lm MiB/s"
     echo "   relayed: $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local, p99 $(printf %.0f "$rp") us ($(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%+.0f us", a - b}')), $rm MiB/s = $(ratio "$rm" "$lm") local"
-    echo "6. cluster: relayed $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local; p99 +$(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%.0f", a - b}') us; download $rm MiB/s = $(ratio "$rm" "$lm") local" >>"$DIR/summary"
+    echo "   l4:      $(printf %.0f "$fr") req/s = $(ratio "$fr" "$lr") local, $fm MiB/s = $(ratio "$fm" "$lm") local (HAProxy TCP in front of A)"
+    echo "6. cluster: relayed $(printf %.0f "$rr") req/s = $(ratio "$rr" "$lr") local; p99 $(awk -v a="$rp" -v b="$lp" 'BEGIN {printf "%+.0f", a - b}') us; download $rm MiB/s = $(ratio "$rm" "$lm") local; floor of any relay (HAProxy TCP in front of A): $(ratio "$fr" "$lr") / $(ratio "$fm" "$lm")" >>"$DIR/summary"
     stop "$CLIENT_PID"
-    for i in 0 1; do stop "${pids[$i]}"; done
+    for i in 0 1 2; do stop "${pids[$i]}"; done
 }
 
 # ---- 7. TLS: nginx terminating TLS vs the node's TLS port ---------------------------------------

@@ -5,7 +5,7 @@ against the build under test (its tests/bench/whload included), in this network 
 must print its table with every figure present and above zero, every worker registered and no
 failed request. No timing or ratio is asserted (docs/benchmarks.md has the figures of full runs).
 Needs root (nginx binds and drops to its user; bench.sh raises limits) and nginx, wrk, curl,
-openssl and redis-server (deploy/install-deps.sh --test); skips otherwise, saying what is
+openssl, redis-server and haproxy (deploy/install-deps.sh --test); skips otherwise, saying what is
 missing."""
 
 import os
@@ -18,7 +18,7 @@ import pytest
 from conftest import BUILD, ROOT, slow_check
 
 BENCH = os.path.join(ROOT, "tests", "bench", "bench.sh")
-TOOLS = ("nginx", "wrk", "curl", "openssl", "redis-server")
+TOOLS = ("nginx", "wrk", "curl", "openssl", "redis-server", "haproxy")
 SBIN_PATH = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
 
 
@@ -97,7 +97,7 @@ def test_bench_slow():
 
 def test_bench_cluster():
     out = bench("cluster")
-    for name in ("local:", "relayed:"):
+    for name in ("local:", "relayed:", "l4:"):
         m = re.search(r"^\s+%s\s+(\d+) req/s.* ([0-9.]+) MiB/s" % name, out, re.M)
         assert m and int(m.group(1)) > 0 and float(m.group(2)) > 0, out
 
