@@ -241,12 +241,13 @@ wait_file() { # FILE PID WHAT: waits for a non-empty file
     exit 1
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# tree_ticks PID: CPU ticks of PID and of its children (nginx: the master and its worker)
+# cpu_ticks PID [sys]: CPU ticks of PID, utime + stime (with "sys": stime alone)
+cpu_ticks() { awk -v k="${2:-}" '{print (k == "sys" ? 0 : $14) + $15}' "/proc/$1/stat"; }
+# tree_ticks PID [sys]: CPU ticks of PID and of its children (nginx: the master and its worker)
 tree_ticks() {
     local t=0 c
     for c in "$1" $(cat /proc/"$1"/task/*/children 2>/dev/null); do
-        t=$((t + $(cpu_ticks "$c" 2>/dev/null || echo 0)))
+        t=$((t + $(cpu_ticks "$c" "${2:-}" 2>/dev/null || echo 0)))
     done
     echo "$t"
 }
@@ -855,13 +856,15 @@ negotiated() {
         sed -n 's/^\* SSL connection using \(.*\)$/\1/p' | head -1
 }
 
-# tls_ticks NAME: CPU ticks of the proxy of path NAME ("node whclient" for the tunnels)
-tls_ticks() {
+# path_ticks NAME [sys]: "a b", CPU ticks of the proxy of path NAME (nginx: master + worker, 0;
+# the tunnels: node, whclient); with "sys", stime alone
+path_ticks() {
+    local k=${2:-}
     case "$1" in
-    nginx-proxy) echo "$(tree_ticks "$PROXY_PID") 0" ;;
-    nginx-tls) echo "$(tree_ticks "$TLS_PROXY_PID") 0" ;;
-    whtunnel) echo "$(cpu_ticks "$MAIN_NODE_PID") $(cpu_ticks "$MAIN_CLIENT_PID")" ;;
-    whtunnel-tls) echo "$(cpu_ticks "$TLS_NODE_PID") $(cpu_ticks "$TLS_CLIENT_PID")" ;;
+    nginx-proxy) echo "$(tree_ticks "$PROXY_PID" "$k") 0" ;;
+    nginx-tls) echo "$(tree_ticks "$TLS_PROXY_PID" "$k") 0" ;;
+    whtunnel) echo "$(cpu_ticks "$MAIN_NODE_PID" "$k") $(cpu_ticks "$MAIN_CLIENT_PID" "$k")" ;;
+    whtunnel-tls) echo "$(cpu_ticks "$TLS_NODE_PID" "$k") $(cpu_ticks "$TLS_CLIENT_PID" "$k")" ;;
     esac
 }
 
@@ -888,9 +891,9 @@ part_tls() {
     for r in $(seq "$REPEAT"); do
         for i in "${!names[@]}"; do
             local t0 t1 line d
-            t0=$(tls_ticks "${names[$i]}")
+            t0=$(path_ticks "${names[$i]}")
             OPENSSL_CONF="$TLS/openssl.cnf" run_wrk "${bases[$i]}/small" >"$DIR/wrk.line"
-            t1=$(tls_ticks "${names[$i]}")
+            t1=$(path_ticks "${names[$i]}")
             line=$(cat "$DIR/wrk.line")
             echo "$line" >>"$DIR/tls.${names[$i]}"
             echo "$t0 $t1" | awk '{print $3 - $1, $4 - $2}' >>"$DIR/tls.${names[$i]}.cpu"
@@ -944,11 +947,6 @@ tls_table() {
 
 # ---- 8. cost: CPU-seconds per unit of work -----------------------------------------------------
 
-# cost_ticks NAME: "a b": CPU ticks of the proxy of path NAME (nginx: master + worker; whtunnel:
-# node, whclient)
-cost_ticks() {
-    if [ "$1" = nginx-proxy ]; then echo "$(tree_ticks "$PROXY_PID") 0"; else tls_ticks "$1"; fi
-}
 
 part_cost() {
     start_proxy
@@ -962,19 +960,23 @@ part_cost() {
     for i in "${!names[@]}"; do wrk -t1 -c50 -d1s "${bases[$i]}/small" >/dev/null 2>&1 || true; done
     for r in $(seq "$REPEAT"); do
         for i in "${!names[@]}"; do
-            local n=${names[$i]} t0 t1 code size t line
-            t0=$(cost_ticks "$n")
+            local n=${names[$i]} t0 t1 s0 s1 code size t line
+            t0=$(path_ticks "$n")
+            s0=$(path_ticks "$n" sys)
             run_wrk "${bases[$i]}/small" >"$DIR/wrk.line"
-            t1=$(cost_ticks "$n")
+            t1=$(path_ticks "$n")
+            s1=$(path_ticks "$n" sys)
             line=$(cat "$DIR/wrk.line")
             echo "$(echo "$line" | awk '{print $5, $4}') $t0 $t1" | awk '{print $1, $5 - $3, $6 - $4, $2}' >>"$DIR/cost.$n.req"
+            # the same run's stime alone: requests, then system ticks as above
+            echo "$(echo "$line" | awk '{print $5}') $s0 $s1" | awk '{print $1, $4 - $2, $5 - $3}' >>"$DIR/cost.$n.reqsys"
             printf '   run %d %-12s %s\n' "$r" "$n" "$(echo "$line" | awk '{printf "%d requests, %d errors", $5, $4}')"
             local dir
             for dir in down up; do
-                t0=$(cost_ticks "$n")
+                t0=$(path_ticks "$n")
                 xfer "cost-$n" "${bases[$i]}$([ "$dir" = down ] && echo /files/1g || echo "/upload/cost-$n")" "$dir" \
                     >"$DIR/xfer.line"
-                t1=$(cost_ticks "$n")
+                t1=$(path_ticks "$n")
                 read -r code size t <"$DIR/curl.out" || true
                 echo "${size:-0} $t0 $t1" | awk '{print $1, $4 - $2, $5 - $3}' >>"$DIR/cost.$n.$dir"
                 printf '   run %d %-12s %-4s %s\n' "$r" "$n" "$dir" "$(cat "$DIR/xfer.line")"
@@ -1013,6 +1015,15 @@ cost_table() {
         runs+=("$(paired "$DIR/cost.$w.$k.per" "$DIR/cost.$p.$k.per" 1)")
     done
     printf '   %-24s %22s %20s %20s\n' "whtunnel / nginx-proxy" "${rs[0]}" "${rs[1]}" "${rs[2]}"
+    # what of it the kernel spent (system calls, loopback TCP, wake-ups): the floor that no work
+    # in user space can lower
+    local ks=() kr
+    for row in "$p 0 nginx-proxy" "$w 2 node" "$w 3 whclient" "$w 0 node+whclient"; do
+        read -r f c label <<<"$row"
+        kr=$(cost_per "$DIR/cost.$f.reqsys" 100000 "$c")
+        ks+=("$label $(printf %.3f "$kr") ($(awk -v a="$kr" -v b="$(cost_per "$DIR/cost.$f.req" 100000 "$c")" 'BEGIN {printf "%.0f%%", (b > 0 ? 100 * a / b : 0)}'))")
+    done
+    echo "   of it in the kernel (stime), CPU s / 100k requests: ${ks[0]}; ${ks[1]}; ${ks[2]}; ${ks[3]}"
     echo "   whtunnel / nginx-proxy CPU, run by run: requests ${runs[0]}; down ${runs[1]}; up ${runs[2]}"
     local errs
     errs=$(awk '{e += $4} END {print e + 0}' "$DIR/cost.$p.req" "$DIR/cost.$w.req")

@@ -113,6 +113,9 @@ def test_bench_cost():
     out = bench("cost")
     for name in ("nginx-proxy", "whtunnel-node", "whtunnel-whclient", "whtunnel-total"):
         assert len(row(out, name)) == 3, out  # per 100k requests, per GiB down, per GiB up; no nan
+    m = re.search(r"in the kernel \(stime\), CPU s / 100k requests: nginx-proxy ([0-9.]+) \((\d+)%\); node ([0-9.]+) "
+                  r"\((\d+)%\); whclient ([0-9.]+) \((\d+)%\)", out)
+    assert m and all(0 <= int(m.group(i)) <= 100 for i in (2, 4, 6)), out
     positive(out, "nginx-proxy", 0)
     positive(out, "whtunnel-total", 0, 1, 2)
     assert re.search(r"wrk errors \(non-2xx, socket\): 0$", out, re.M), out
