@@ -1,5 +1,6 @@
-/* net: socket addresses (see net.h). */
+/* net: socket addresses, and reads and writes of a socket bufferevent (see net.h). */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -13,6 +14,7 @@
 #include <event2/util.h>
 
 #include "node/net.h"
+#include "node/node.h"
 #include "util/cidr.h"
 #include "util/util.h"
 
@@ -109,30 +111,28 @@ int net_write_now(struct bufferevent *bev, int max_bytes)
     return 1;
 }
 
-void net_read_more(struct bufferevent *bev, size_t max_bytes)
+/* One readv() into bev's input of at least want bytes (of the space
+ * reserved for them, which may be more); what it returns. *full: whether
+ * it filled that space (so more may wait). */
+static ssize_t read_into(struct bufferevent *bev, evutil_socket_t fd, size_t want, int *full)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
-    evutil_socket_t fd;
-    size_t have = evbuffer_get_length(in), high = 0, want = max_bytes;
-    if (have < NET_READ_QUANTUM || (fd = plain_socket(bev, EV_READ)) < 0)
-        return;
-    bufferevent_getwatermark(bev, EV_READ, NULL, &high);
-    if (high) {
-        if (have >= high)
-            return;
-        if (want > high - have)
-            want = high - have;
-    }
     struct evbuffer_iovec v[2];
     struct iovec iov[2];
     /* a bufferevent's input is frozen at its end but while it reads itself */
     evbuffer_unfreeze(in, 0);
     int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    size_t room = 0;
     for (int i = 0; i < nv; i++) {
         iov[i].iov_base = v[i].iov_base;
         iov[i].iov_len = v[i].iov_len;
+        room += v[i].iov_len;
     }
-    ssize_t n = nv > 0 ? readv(fd, iov, nv) : -1;
+    ssize_t n = -1;
+    if (nv > 0)
+        n = readv(fd, iov, nv);
+    else
+        errno = ENOMEM;
     if (n > 0) {
         size_t left = (size_t)n;
         for (int i = 0; i < nv; i++) {
@@ -143,4 +143,65 @@ void net_read_more(struct bufferevent *bev, size_t max_bytes)
         evbuffer_commit_space(in, v, nv > 1 && v[1].iov_len > 0 ? 2 : 1);
     }
     evbuffer_freeze(in, 0);
+    *full = n > 0 && (size_t)n == room;
+    return n;
+}
+
+/* bev's read event, in place of libevent's: see net_read_own(). */
+static void read_event(evutil_socket_t fd, short what, struct bufferevent *bev, size_t first)
+{
+    short fail = BEV_EVENT_READING;
+    if (what & EV_TIMEOUT) {
+        fail |= BEV_EVENT_TIMEOUT;
+    } else {
+        int full;
+        ssize_t n = read_into(bev, fd, first, &full);
+        if (full) {
+            /* more may wait: the rest in one more call, up to the read high
+             * watermark. Its EOF or error, if any, is the next turn's: the
+             * socket stays readable. */
+            size_t have = evbuffer_get_length(bufferevent_get_input(bev)), high = 0;
+            size_t want = NODE_MAX_SINGLE_IO - (size_t)n;
+            bufferevent_getwatermark(bev, EV_READ, NULL, &high);
+            if (high)
+                want = have >= high ? 0 : high - have < want ? high - have : want;
+            if (want > 0)
+                (void)read_into(bev, fd, want, &full);
+        }
+        if (n > 0) {
+            bufferevent_trigger(bev, EV_READ, 0); /* may free bev */
+            return;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        fail |= n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR;
+    }
+    /* as libevent's own read: reading stops, then the event callback */
+    bufferevent_disable(bev, EV_READ);
+    bufferevent_trigger_event(bev, fail, 0); /* may free bev */
+}
+
+static void read_small(evutil_socket_t fd, short what, void *arg)
+{
+    read_event(fd, what, arg, NET_READ_SMALL);
+}
+
+static void read_bulk(evutil_socket_t fd, short what, void *arg)
+{
+    read_event(fd, what, arg, NET_READ_BULK);
+}
+
+void net_read_own(struct bufferevent *bev, int bulk)
+{
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    if (fd < 0 || bufferevent_openssl_get_ssl(bev))
+        return;
+    /* the event keeps libevent's flags (EV_FINALIZE: a bufferevent may be
+     * freed from its own callback) and its place in the loop */
+    int pending = event_pending(&bev->ev_read, EV_READ, NULL);
+    event_del(&bev->ev_read);
+    event_assign(&bev->ev_read, bufferevent_get_base(bev), fd, EV_READ | EV_PERSIST | EV_FINALIZE,
+                 bulk ? read_bulk : read_small, bev);
+    if (pending)
+        event_add(&bev->ev_read, evutil_timerisset(&bev->timeout_read) ? &bev->timeout_read : NULL);
 }

@@ -1,5 +1,6 @@
-/* net: socket addresses for the listeners (node.c, links.c), and writing a
- * socket's output without waiting for the loop (viewer.c, wsmux.c). */
+/* net: socket addresses for the listeners (node.c, links.c), and a socket
+ * bufferevent's reads and writes with fewer system calls than libevent's
+ * (viewer.c, wsmux.c). */
 #ifndef WHT_NODE_NET_H
 #define WHT_NODE_NET_H
 
@@ -35,17 +36,25 @@ struct bufferevent;
  * run the write callback. Returns 1 if something was written, else 0. */
 int net_write_now(struct bufferevent *bev, int max_bytes);
 
-/* libevent 2.1 reads at most 4096 bytes per read() into a socket
- * bufferevent (EVBUFFER_MAX_READ in evbuffer_read()), whatever
- * bufferevent_set_max_single_read() says: bulk data would take a loop turn
- * and two system calls per 4 KiB. Called at the start of a read callback,
- * this reads what else the socket holds into bev's input, in one readv() of
- * at most max_bytes and never past the read high watermark, when the input
- * holds NET_READ_QUANTUM bytes or more (libevent's read may have stopped
- * short; a smaller input was all there was, and costs no extra call). Same
- * bufferevents as net_write_now(); EOF and errors are left to libevent's
- * next read, which reports them. */
-#define NET_READ_QUANTUM 4096
-void net_read_more(struct bufferevent *bev, size_t max_bytes);
+/* Makes bev's reads the node's own: libevent 2.1 asks the kernel how much
+ * the socket holds (ioctl FIONREAD) before every read and then reads at most
+ * 4096 bytes (EVBUFFER_MAX_READ), whatever bufferevent_set_max_single_read()
+ * says. The node's read is one readv() into the input of NET_READ_SMALL
+ * bytes, or NET_READ_BULK with bulk set (a wsmux session: its reads are
+ * what a worker or a peer sent for many streams), and when that filled, one
+ * more of up to NODE_MAX_SINGLE_IO in all, never past the read high
+ * watermark; then the read callback as libevent's (watermarks, timeouts,
+ * EOF and errors as it reports them: reading disabled, then the event
+ * callback with BEV_EVENT_READING). The small first read keeps what a
+ * viewer's partial head holds to 1 KiB (a chain of that size with
+ * libevent's header), as libevent's read sized by FIONREAD did: 2,000
+ * slowloris connections took 6 MB more with a first read of 4,000 bytes;
+ * the bulk one saves a system call per read of a busy session.
+ * For a plain socket bufferevent with its socket set (after a connect, not
+ * before); others are left to libevent. Call again after
+ * bufferevent_setfd(). */
+#define NET_READ_SMALL 960
+#define NET_READ_BULK 65000
+void net_read_own(struct bufferevent *bev, int bulk);
 
 #endif

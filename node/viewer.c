@@ -1323,7 +1323,7 @@ static const struct wsmux_stream_ops viewer_stream_ops = {
 static void read_cb(struct bufferevent *bev, void *ud)
 {
     struct viewer *v = ud;
-    net_read_more(bev, NODE_MAX_SINGLE_IO);
+    (void)bev;
     if (v->state == V_HEAD)
         next_head(v);
     else if (v->state == V_PROXY || v->state == V_TUNNEL)
@@ -1405,6 +1405,7 @@ static void setup_bev(struct viewer *v)
     int64_t idle = cfg->idle_timeout_ms;
     struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
     bufferevent_set_timeouts(bev, &tv, NULL);
+    net_read_own(bev, 0);
 }
 
 /* The viewer's address: also whether it is a trusted proxy (one check per

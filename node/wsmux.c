@@ -432,7 +432,6 @@ static void read_cb(struct bufferevent *bev, void *ud)
 {
     struct wsmux *w = ud;
     struct evbuffer *in = bufferevent_get_input(bev);
-    net_read_more(bev, NODE_MAX_SINGLE_IO);
     while (!w->closing && !w->read_paused) {
         size_t n = evbuffer_get_length(in);
         if (n == 0)
@@ -660,6 +659,7 @@ void wsmux_begin(struct wsmux *w)
     /* bulk data in few system calls (libevent's default is 16 KiB a call) */
     bufferevent_set_max_single_read(bev, NODE_MAX_SINGLE_IO);
     bufferevent_set_max_single_write(bev, NODE_MAX_SINGLE_IO);
+    net_read_own(bev, 1);
     bufferevent_enable(bev, EV_READ | EV_WRITE);
     /* as the Go peers do: a ping as soon as the session starts; its pong is
      * due within one interval like any other */
