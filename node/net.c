@@ -111,9 +111,8 @@ int net_write_now(struct bufferevent *bev, int max_bytes)
     return 1;
 }
 
-/* One readv() into bev's input of at least want bytes (of the space
- * reserved for them, which may be more); what it returns. *full: whether
- * it filled that space (so more may wait). */
+/* One readv() into bev's input of at most want bytes; what it returns.
+ * *full: whether it read all of them (so more may wait). */
 static ssize_t read_into(struct bufferevent *bev, evutil_socket_t fd, size_t want, int *full)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
@@ -123,10 +122,10 @@ static ssize_t read_into(struct bufferevent *bev, evutil_socket_t fd, size_t wan
     evbuffer_unfreeze(in, 0);
     int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
     size_t room = 0;
-    for (int i = 0; i < nv; i++) {
+    for (int i = 0; i < nv; i++) { /* the space reserved may be more: want at most */
         iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len;
-        room += v[i].iov_len;
+        iov[i].iov_len = v[i].iov_len < want - room ? v[i].iov_len : want - room;
+        room += iov[i].iov_len;
     }
     ssize_t n = -1;
     if (nv > 0)
