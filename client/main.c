@@ -21,7 +21,6 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
-#include <uv.h>
 
 #define EXIT_USAGE 2
 #define PARSE_CONTINUE (-1)
@@ -340,19 +339,6 @@ static int watch_signals(struct lws_context *ctx, int *sfd)
     return 0;
 }
 
-/* With a loop of its own (foreign), lws's destruction is in two steps:
- * the first closes its handles, which close through the loop; the second,
- * once they have, frees the context. The loop is run until they have
- * (bounded, and no turn waits). */
-static void close_loop(struct lws_context *ctx, uv_loop_t *loop)
-{
-    lws_context_destroy(ctx);
-    for (int i = 0; i < 100 && uv_run(loop, UV_RUN_NOWAIT); i++)
-        ;
-    lws_context_destroy(ctx);
-    uv_loop_close(loop);
-}
-
 /* Nothing listening on the target port is the usual reason for 502s that
  * a user would blame on the tunnel: say so at start-up (it may come later). */
 static void warn_if_nothing_listens(int port)
@@ -381,8 +367,6 @@ int main(int argc, char **argv)
     };
     struct lws_context_creation_info info;
     struct lws_context *ctx;
-    static uv_loop_t loop;
-    void *loops[1];
     struct client *c;
     sigset_t mask;
     int rc, sfd = -1;
@@ -407,21 +391,14 @@ int main(int argc, char **argv)
     sigprocmask(SIG_BLOCK, &mask, NULL);
 
     c = client_new(NULL);
-    if (!c || uv_loop_init(&loop) != 0) {
-        CLIENT_ERROR(c ? "cannot create the event loop" : "out of memory");
-        client_free(c);
+    if (!c) {
+        CLIENT_ERROR("out of memory");
         return 1;
     }
-    loops[0] = &loop;
     memset(&info, 0, sizeof info);
     info.port = CONTEXT_PORT_NO_LISTEN;
     info.protocols = protocols;
-    /* lws on a libuv loop (epoll) rather than its own poll(), which walks
-     * every socket on each turn: with 50 local connections, a tenth of
-     * whclient's CPU per small request (docs/benchmarks.md). Not its libev
-     * plugin: that one misses a timer set sooner than the one it has armed. */
-    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT | LWS_SERVER_OPTION_LIBUV;
-    info.foreign_loops = loops;
+    info.options = LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
     info.client_ssl_ca_filepath = cfg.ca_file;
     info.pt_serv_buf_size = 256 * 1024; /* bytes per read from a socket */
     info.timeout_secs = 20;             /* TLS and WebSocket handshakes */
@@ -431,17 +408,14 @@ int main(int argc, char **argv)
     info.user = c;
     ctx = lws_create_context(&info);
     if (!ctx) {
-        CLIENT_ERROR(
-            "cannot create the libwebsockets context (check %sthat libwebsockets-evlib-uv is installed)",
-            cfg.ca_file ? "--ca, and " : "");
-        uv_loop_close(&loop);
+        CLIENT_ERROR("cannot create the libwebsockets context%s", cfg.ca_file ? " (check --ca)" : "");
         client_free(c);
         return 1;
     }
     c->ctx = ctx;
     if (watch_signals(ctx, &sfd) != 0) {
         CLIENT_ERROR("cannot watch SIGINT/SIGTERM: %s", strerror(errno));
-        close_loop(ctx, &loop);
+        lws_context_destroy(ctx);
         client_free(c);
         return 1;
     }
@@ -449,14 +423,13 @@ int main(int argc, char **argv)
     warn_if_nothing_listens(cfg.target_port);
     client_start(c);
     while (c->state != CLIENT_STOPPING) {
-        /* false: no watcher left, so nothing would ever wake the loop */
-        if (!uv_run(&loop, UV_RUN_ONCE)) {
+        if (lws_service(ctx, 0) < 0) {
             CLIENT_ERROR("the event loop failed");
             client_stop(c, 1); /* cancels every timer before the context goes */
         }
     }
     rc = c->exit_code;
-    close_loop(ctx, &loop);
+    lws_context_destroy(ctx);
     client_free(c);
     return rc;
 }

@@ -12,7 +12,7 @@
 set -euo pipefail
 
 want=(gcc libc6-dev make cmake pkg-config ca-certificates
-      libevent-dev libssl-dev libhiredis-dev libjwt-dev libjansson-dev libwebsockets-dev libuv1-dev)
+      libevent-dev libssl-dev libhiredis-dev libjwt-dev libjansson-dev libwebsockets-dev)
 for arg in "$@"; do
     case "$arg" in
     --test) want+=(libcmocka-dev redis-server redis-sentinel haproxy curl openssl clang libclang-rt-14-dev
