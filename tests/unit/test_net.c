@@ -47,6 +47,12 @@ static void tcp_pair(int fds[2])
 struct reader;
 static void run_for(struct reader *r, int ms);
 
+/* The byte at offset off of what the writer sends. */
+static unsigned char pattern_byte(size_t off)
+{
+    return (unsigned char)(off * 7 + 3);
+}
+
 /* Writes n bytes of the pattern from offset off to fd (non-blocking); while
  * the socket is full, r's loop runs (and reads), 10 ms at a time, at most
  * 10 s in all. */
@@ -57,7 +63,7 @@ static void send_pattern(struct reader *r, int fd, size_t off, size_t n)
     while (n > 0) {
         size_t k = n < sizeof buf ? n : sizeof buf;
         for (size_t i = 0; i < k; i++)
-            buf[i] = (unsigned char)((off + i) * 7 + 3);
+            buf[i] = pattern_byte(off + i);
         ssize_t w = write(fd, buf, k);
         if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             assert_true(++waits < 1000);
@@ -100,7 +106,7 @@ static void read_cb(struct bufferevent *bev, void *ud)
         return;
     unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
     for (size_t i = 0; i < n; i++)
-        if (p[i] != (unsigned char)((r->got + i) * 7 + 3))
+        if (p[i] != pattern_byte(r->got + i))
             fail_msg("byte %zu differs", r->got + i);
     r->got += n;
     evbuffer_drain(in, n);
