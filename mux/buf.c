@@ -1,6 +1,8 @@
 /* mux_buf: chained byte queue, see buf.h. */
 #include "mux/buf.h"
 
+#include "mux/ws.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,14 +51,17 @@ int mux__buf_add(struct mux_buf *b, const void *data, size_t len)
     return 0;
 }
 
-size_t mux__buf_remove(struct mux_buf *b, void *out, size_t n)
+size_t mux__buf_remove(struct mux_buf *b, void *out, size_t n, const uint8_t *key, size_t key_offset)
 {
     uint8_t *o = out;
     size_t done = 0;
     while (done < n && b->head) {
         struct mux__chunk *c = b->head;
         size_t k = c->len < n - done ? c->len : n - done;
-        memcpy(o + done, c->bytes + c->off, k);
+        if (key)
+            ws_mask_copy(o + done, c->bytes + c->off, k, key, key_offset + done);
+        else
+            memcpy(o + done, c->bytes + c->off, k);
         c->off += k;
         c->len -= k;
         done += k;

@@ -563,13 +563,19 @@ static size_t emit_ctl(struct mux_stream *st, uint8_t *out)
     return n;
 }
 
-static size_t emit_data(struct mux_session *s, struct mux_stream *st, uint8_t *out, size_t cap)
+/* Emits st's next DAT (or its FIN) into out[cap]; returns its length. key:
+ * NULL, or the frame is masked with it as a WebSocket payload (the data in
+ * the same pass as its copy out of the queue). */
+static size_t emit_data(struct mux_session *s, struct mux_stream *st, uint8_t *out, size_t cap,
+                        const uint8_t *key)
 {
     size_t n;
     if (st->sendq.len == 0) { /* FIN after the last byte */
         st->flags |= F_FIN_SENT;
         stream_set_state(st, st->state == ST_OPEN ? ST_HALF_LOCAL : ST_DRAINING);
         n = mux_frame_encode(out, MUX_FIN, st->id, 0);
+        if (key)
+            ws_mask(out, n, key, 0);
         update_ready(st);
         check_done(st);
         return n;
@@ -582,7 +588,9 @@ static size_t emit_data(struct mux_session *s, struct mux_stream *st, uint8_t *o
     if (n > cap - MUX_HEADER_LEN)
         n = cap - MUX_HEADER_LEN;
     mux_frame_encode(out, MUX_DAT, st->id, 0);
-    mux__buf_remove(&st->sendq, out + MUX_HEADER_LEN, n);
+    if (key)
+        ws_mask(out, MUX_HEADER_LEN, key, 0);
+    mux__buf_remove(&st->sendq, out + MUX_HEADER_LEN, n, key, MUX_HEADER_LEN);
     st->send_credit -= n;
     s->stats.bytes_out += n;
     update_ready(st); /* back of the line if still ready */
@@ -594,7 +602,8 @@ static size_t emit_data(struct mux_session *s, struct mux_stream *st, uint8_t *o
     return MUX_HEADER_LEN + n;
 }
 
-size_t mux_session_next(struct mux_session *s, uint8_t *out, size_t cap)
+/* mux_session_next(), with the frame masked by key unless it is NULL. */
+static size_t next_frame(struct mux_session *s, uint8_t *out, size_t cap, const uint8_t *key)
 {
     struct mux_stream *st;
     size_t n = 0;
@@ -620,9 +629,12 @@ size_t mux_session_next(struct mux_session *s, uint8_t *out, size_t cap)
     if (n == 0 && (st = TAILQ_FIRST(&s->ready))) {
         st->flags &= ~F_ON_READY;
         TAILQ_REMOVE(&s->ready, st, ready_link);
-        n = emit_data(s, st, out, cap);
+        n = emit_data(s, st, out, cap, key);
+        key = NULL; /* masked already */
     }
 out:
+    if (n > 0 && key)
+        ws_mask(out, n, key, 0);
     if (n > 0)
         s->stats.frames_out++;
     if (!mux_session_has_output(s))
@@ -630,6 +642,11 @@ out:
     s->depth--;
     reap(s);
     return n;
+}
+
+size_t mux_session_next(struct mux_session *s, uint8_t *out, size_t cap)
+{
+    return next_frame(s, out, cap, NULL);
 }
 
 size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
@@ -647,16 +664,17 @@ size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
             most = MUX_MAX_CONTROL_LEN;
         size_t room = ws_header_len(most, key != NULL);
         uint8_t *payload = out + len + room, k[4];
-        size_t n = mux_session_next(s, payload, most);
-        if (n == 0)
+        if (!mux_session_has_output(s))
             break;
+        /* the key first: the payload is masked as it is made */
         if (key && key(ud, k) < 0)
             return (size_t)-1;
+        size_t n = next_frame(s, payload, most, key && (k[0] | k[1] | k[2] | k[3]) ? k : NULL);
+        if (n == 0)
+            break;
         size_t h = ws_encode_header(out + len, 1, WS_OP_BINARY, n, key ? k : NULL);
         if (h < room)
             memmove(out + len + h, payload, n);
-        if (key && (k[0] | k[1] | k[2] | k[3]))
-            ws_mask(out + len + h, n, k, 0);
         len += h + n;
     }
     return len;

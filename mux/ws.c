@@ -28,7 +28,7 @@ static const char ws__guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 typedef uint64_t ws__u64x2 __attribute__((vector_size(16)));
 
-void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t key_offset)
+void ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4], size_t key_offset)
 {
     uint8_t k[4];
     size_t i = 0;
@@ -36,41 +36,47 @@ void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t key_offset)
     for (int j = 0; j < 4; j++)
         k[j] = key[(key_offset + (size_t)j) & 3];
     if (len >= 32) {
-        /* bytes up to a 16-byte boundary, then 16 bytes at a time (SSE2 on
-         * x86-64, plain 64-bit words elsewhere), then the tail */
-        size_t head = (size_t)(-(uintptr_t)data & 15);
+        /* bytes up to a 16-byte boundary of dst, then 16 bytes at a time
+         * (SSE2 on x86-64, plain 64-bit words elsewhere), then the tail;
+         * each block is read before it is written, so dst may be src */
+        size_t head = (size_t)(-(uintptr_t)dst & 15);
         uint8_t kb[16];
         ws__u64x2 kv;
 
         for (; i < head; i++)
-            data[i] ^= k[i & 3];
+            dst[i] = src[i] ^ k[i & 3];
         for (int j = 0; j < 16; j++)
             kb[j] = k[(i + (size_t)j) & 3];
         memcpy(&kv, kb, sizeof kv);
         for (; len - i >= 64; i += 64) {
             ws__u64x2 a, b, c, d;
-            memcpy(&a, data + i, 16);
-            memcpy(&b, data + i + 16, 16);
-            memcpy(&c, data + i + 32, 16);
-            memcpy(&d, data + i + 48, 16);
+            memcpy(&a, src + i, 16);
+            memcpy(&b, src + i + 16, 16);
+            memcpy(&c, src + i + 32, 16);
+            memcpy(&d, src + i + 48, 16);
             a ^= kv;
             b ^= kv;
             c ^= kv;
             d ^= kv;
-            memcpy(data + i, &a, 16);
-            memcpy(data + i + 16, &b, 16);
-            memcpy(data + i + 32, &c, 16);
-            memcpy(data + i + 48, &d, 16);
+            memcpy(dst + i, &a, 16);
+            memcpy(dst + i + 16, &b, 16);
+            memcpy(dst + i + 32, &c, 16);
+            memcpy(dst + i + 48, &d, 16);
         }
         for (; len - i >= 16; i += 16) {
             ws__u64x2 a;
-            memcpy(&a, data + i, 16);
+            memcpy(&a, src + i, 16);
             a ^= kv;
-            memcpy(data + i, &a, 16);
+            memcpy(dst + i, &a, 16);
         }
     }
     for (; i < len; i++)
-        data[i] ^= k[i & 3];
+        dst[i] = src[i] ^ k[i & 3];
+}
+
+void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t key_offset)
+{
+    ws_mask_copy(data, data, len, key, key_offset);
 }
 
 /* --- Receiving --------------------------------------------------------- */
@@ -318,15 +324,17 @@ static int ws__payload_copy(struct ws_parser *p, const uint8_t *src, size_t n, s
     if (control) {
         if (!p->ctl && !(p->ctl = malloc(WS_MAX_CONTROL_PAYLOAD)))
             return WS_E_NOMEM;
-        memcpy(p->ctl + p->frame_done, src, n);
         if (p->masked)
-            ws_mask(p->ctl + p->frame_done, n, p->mask, (size_t)p->frame_done);
+            ws_mask_copy(p->ctl + p->frame_done, src, n, p->mask, (size_t)p->frame_done);
+        else
+            memcpy(p->ctl + p->frame_done, src, n);
     } else if (n > 0) {
         if ((r = ws__grow(p, n)))
             return r;
-        memcpy(p->msg + p->msg_len, src, n);
         if (p->masked)
-            ws_mask(p->msg + p->msg_len, n, p->mask, (size_t)p->frame_done);
+            ws_mask_copy(p->msg + p->msg_len, src, n, p->mask, (size_t)p->frame_done);
+        else
+            memcpy(p->msg + p->msg_len, src, n);
         p->msg_len += n;
     }
     p->frame_done += n;

@@ -191,6 +191,10 @@ size_t ws_header_len(uint64_t payload_len, int masked);
  * payload may be masked piecewise); masking twice restores the data. */
 void ws_mask(uint8_t *data, size_t len, const uint8_t key[4], size_t key_offset);
 
+/* ws_mask() of a copy: dst[i] = src[i] ^ key[(key_offset + i) % 4], in one
+ * pass. dst may be src; other overlaps are not allowed. */
+void ws_mask_copy(uint8_t *dst, const uint8_t *src, size_t len, const uint8_t key[4], size_t key_offset);
+
 /* Writes a whole close frame into out[cap]: code (big-endian) then reason,
  * masked with mask_key unless it is NULL. code 0 writes an empty close payload
  * (reason must then be NULL or ""). reason may be NULL; at most 123 bytes.

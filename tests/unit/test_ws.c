@@ -415,9 +415,7 @@ static void test_loop_contract(void **state)
     while ((n = ws_parse(&p, s.b + off, s.n - off, &ev)) > 0 || ev.type != WS_EV_NONE) {
         off += (size_t)n;
         switch (events++) {
-        case 0:
-            assert_int_equal(ev.type, WS_EV_PING);
-            break;
+        case 0: assert_int_equal(ev.type, WS_EV_PING); break;
         case 1:
             assert_int_equal(ev.type, WS_EV_MESSAGE);
             assert_int_equal(ev.opcode, WS_OP_BINARY);
@@ -430,8 +428,7 @@ static void test_loop_contract(void **state)
             assert_int_equal(ev.len, 0);
             assert_non_null(ev.data);
             break;
-        default:
-            fail();
+        default: fail();
         }
     }
     assert_int_equal(n, 0);
@@ -1024,6 +1021,49 @@ static void test_mask(void **state)
     free(ref);
 }
 
+/* ws_mask_copy(): the copy is what ws_mask() of a copy gives, whatever the
+ * alignment of each side, the key offset and the length; the source and the
+ * bytes around the destination are left alone. */
+static void test_mask_copy(void **state)
+{
+    (void)state;
+    uint8_t *src = malloc(1100 + 16), *dst = malloc(1100 + 32), *ref = malloc(1100);
+    static const uint8_t key[4] = {0x01, 0x80, 0x7f, 0xff};
+    static const size_t lens[] = {0, 1, 3, 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 129, 1000, 1100};
+
+    assert_non_null(src);
+    assert_non_null(dst);
+    assert_non_null(ref);
+    for (size_t sa = 0; sa < 16; sa += 3) {
+        for (size_t da = 0; da < 16; da++) {
+            for (size_t ko = 0; ko < 4; ko++) {
+                for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+                    size_t n = lens[li];
+                    uint8_t *s = src + sa, *d = dst + da;
+                    for (size_t i = 0; i < n; i++)
+                        s[i] = (uint8_t)(i * 31 + sa);
+                    memset(dst, 0xa5, 1100 + 32);
+                    memcpy(ref, s, n);
+                    ws_mask(ref, n, key, ko);
+                    ws_mask_copy(d, s, n, key, ko);
+                    assert_memory_equal(d, ref, n);
+                    for (size_t i = 0; i < n; i++)
+                        assert_int_equal(s[i], (uint8_t)(i * 31 + sa));
+                    for (size_t i = 0; i < da; i++)
+                        assert_int_equal(dst[i], 0xa5);
+                    assert_int_equal(d[n], 0xa5);
+                    /* in place, as ws_mask() */
+                    ws_mask_copy(s, s, n, key, ko);
+                    assert_memory_equal(s, ref, n);
+                }
+            }
+        }
+    }
+    free(src);
+    free(dst);
+    free(ref);
+}
+
 /* --- Handshake ------------------------------------------------------------------ */
 
 /* a header from two string literals */
@@ -1294,6 +1334,7 @@ int main(void)
         cmocka_unit_test(test_encode_header_limits),
         cmocka_unit_test(test_encode_close),
         cmocka_unit_test(test_mask),
+        cmocka_unit_test(test_mask_copy),
         cmocka_unit_test(test_check_request),
         cmocka_unit_test(test_client_key_and_response),
         cmocka_unit_test(test_format),
