@@ -371,6 +371,7 @@ int main(int argc, char **argv)
     sigset_t mask;
     int rc, sfd = -1;
 
+    util_keep_heap();
     /* fds 0-2 must be open: a closed stdin would be reused by the first socket,
      * and the token reader would then read that socket */
     for (int fd = 0; fd <= 2; fd++)

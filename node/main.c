@@ -5,7 +5,6 @@
 #include <string.h>
 #include <time.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -276,23 +275,12 @@ static struct event_base *new_base(void)
     return base;
 }
 
-/* Buffers of 32-256 KiB come and go with every transfer (libevent's chains:
- * a socket read, a batch of frames). With glibc's defaults the heap's top
- * was given back with brk() as such a chain was freed and taken again (page
- * faults) for the next: 5 brk() per MiB uploaded. Allocations under 1 MiB
- * come from the heap, and up to 1 MiB of free space at its top stays. */
-static void tune_malloc(void)
-{
-    mallopt(M_MMAP_THRESHOLD, 1 << 20);
-    mallopt(M_TRIM_THRESHOLD, 1 << 20);
-}
-
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
     signal(SIGPIPE, SIG_IGN);
-    tune_malloc();
+    util_keep_heap();
     struct config cfg;
     char err[512];
     config_defaults(&cfg);

@@ -1,9 +1,16 @@
 /* util: the clock, the worker-id rule, host:port parsing (see util.h). */
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
 #include "util/util.h"
+
+void util_keep_heap(void)
+{
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, 1 << 20);
+}
 
 int64_t util_now_ms(void)
 {
