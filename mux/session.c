@@ -664,8 +664,10 @@ size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
             most = MUX_MAX_CONTROL_LEN;
         size_t room = ws_header_len(most, key != NULL);
         uint8_t *payload = out + len + room, k[4];
-        if (!mux_session_has_output(s))
+        if (!mux_session_has_output(s)) {
+            s->output_signalled = 0; /* as next_frame() does when it finds nothing */
             break;
+        }
         /* the key first: the payload is masked as it is made */
         if (key && key(ud, k) < 0)
             return (size_t)-1;

@@ -545,6 +545,39 @@ static void test_output_cb_resignals(void **state)
     mux_session_free(s);
 }
 
+/* output_cb fires again when the output went away without next() (the
+ * peer reset the only stream with data) and mux_session_next_ws() then
+ * found nothing. Without it the writer never heard of the next frame: a
+ * download stalled until another frame came (bench.sh caught it). */
+static void test_output_cb_after_output_vanished(void **state)
+{
+    struct mux_callbacks c = cbs;
+    c.output_cb = count_output_cb;
+    struct mux_config cfg;
+    mux_config_defaults(&cfg, 0);
+    cfg.ext = 1; /* RST */
+    struct ev e;
+    memset(&e, 0, sizeof e);
+    struct mux_session *s = mux_session_new(&cfg, &c, &e);
+    uint8_t out[256], rst[9];
+    int err;
+    output_calls = 0;
+    struct mux_stream *a = mux_stream_open(s, &e, 0, &err);
+    assert_int_equal(output_calls, 1); /* its SYN */
+    while (next(s, out) > 0)
+        ;
+    feed_ack(s, mux_stream_id(a), 1 << 16);
+    assert_int_equal(mux_stream_write(a, "data", 4), 4);
+    assert_int_equal(output_calls, 2);
+    mux_frame_encode(rst, MUX_RST, mux_stream_id(a), 0);
+    assert_int_equal(mux_session_feed(s, rst, 9, 0), 0);
+    assert_false(mux_session_has_output(s)); /* the data went with the stream */
+    assert_int_equal(mux_session_next_ws(s, out, sizeof out, NULL, NULL), 0);
+    mux_stream_open(s, &e, 0, &err);
+    assert_int_equal(output_calls, 3); /* the new SYN is heard of */
+    mux_session_free(s);
+}
+
 /* ---- mux_session_next_ws(): frames made in place ---------------------------- */
 
 static int key_calls;
@@ -663,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_abort_and_ids),
         cmocka_unit_test(test_reset_inside_callback),
         cmocka_unit_test(test_output_cb_resignals),
+        cmocka_unit_test(test_output_cb_after_output_vanished),
         cmocka_unit_test(test_next_ws),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
