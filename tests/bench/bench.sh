@@ -861,6 +861,12 @@ start_tls() {
     start nginx-tls-proxy nginx -c "$DIR/nginx-tls-proxy.conf" -e "$DIR/nginx-tls-proxy.err"
     TLS_PROXY_PID=$LAST_PID
     wait_port "$TLS_PROXY_PORT" "$TLS_PROXY_PID" nginx-tls-proxy
+    TLS_CHAIN_PORT=$(free_port)
+    sed -e "s#@PORT@#$TLS_CHAIN_PORT#g" -e "s#@INNER@#$TLS_PROXY_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@TLS@#$TLS#g" \
+        "$HERE/nginx-tls-chain.conf.in" >"$DIR/nginx-tls-chain.conf"
+    start nginx-tls-chain nginx -c "$DIR/nginx-tls-chain.conf" -e "$DIR/nginx-tls-chain.err"
+    TLS_CHAIN_PID=$LAST_PID
+    wait_port "$TLS_CHAIN_PORT" "$TLS_CHAIN_PID" nginx-tls-chain
     TLS_KEY="$TLS/key.pem" TLS_CERTIFICATE="$TLS/cert.pem" OPENSSL_CONF="$TLS/openssl.cnf" start_node tls-node
     TLS_NODE_PORT=$NODE_PORT
     TLS_NODE_PID=$NODE_PID
@@ -884,6 +890,7 @@ path_ticks() {
     case "$1" in
     nginx-proxy) echo "$(tree_ticks "$PROXY_PID" "$k") 0" ;;
     nginx-tls) echo "$(tree_ticks "$TLS_PROXY_PID" "$k") 0" ;;
+    nginx-tls2) echo "$(tree_ticks "$TLS_CHAIN_PID" "$k") $(tree_ticks "$TLS_PROXY_PID" "$k")" ;;
     whtunnel) echo "$(cpu_ticks "$MAIN_NODE_PID" "$k") $(cpu_ticks "$MAIN_CLIENT_PID" "$k")" ;;
     whtunnel-tls) echo "$(cpu_ticks "$TLS_NODE_PID" "$k") $(cpu_ticks "$TLS_CLIENT_PID" "$k")" ;;
     esac
@@ -893,14 +900,16 @@ part_tls() {
     start_proxy
     start_tunnels
     start_tls
-    local names=(nginx-proxy whtunnel nginx-tls whtunnel-tls) bases=("http://127.0.0.1:$PROXY_PORT"
+    local names=(nginx-proxy whtunnel nginx-tls nginx-tls2 whtunnel-tls) bases=("http://127.0.0.1:$PROXY_PORT"
         "http://127.0.0.1:$MAIN_NODE_PORT/bench" "https://127.0.0.1:$TLS_PROXY_PORT"
-        "https://127.0.0.1:$TLS_NODE_PORT/tbench")
+        "https://127.0.0.1:$TLS_CHAIN_PORT" "https://127.0.0.1:$TLS_NODE_PORT/tbench")
     echo "== 7. TLS: wrk -t1 -c50 -d${DURATION}s GETs of a 13-byte body, and a one-stream $FILE_DESC download (curl, 20 s limit),"
     echo "   over HTTPS to nginx terminating TLS as a reverse proxy and to a node on a TLS port (whclient on wss://,"
     echo "   so the node also encrypts the worker link); the plain paths for reference; one self-signed EC P-256"
-    echo "   certificate; OpenSSL $(openssl version | awk '{print $2}'), TLS 1.3 and $TLS_CIPHER only on every side"
-    echo "   negotiated (curl, unpinned): nginx-tls $(negotiated "${bases[2]}/small"); whtunnel-tls $(negotiated "${bases[3]}/small")"
+    echo "   certificate; OpenSSL $(openssl version | awk '{print $2}'), TLS 1.3 and $TLS_CIPHER only on every side;"
+    echo "   nginx-tls2: the tunnel's shape built of nginx (TLS ends at one nginx, goes on over TLS to nginx-tls,"
+    echo "   which asks the backend: two processes, two TLS legs, as node + whclient on wss://)"
+    echo "   negotiated (curl, unpinned): nginx-tls $(negotiated "${bases[2]}/small"); whtunnel-tls $(negotiated "${bases[4]}/small")"
     local i r n
     for i in "${!names[@]}"; do
         local code
@@ -947,8 +956,11 @@ tls_table() {
             printf "%.6f %.6f %.6f\n", $1 * k, $2 * k, ($1 + $2) * k}' >"$DIR/tls.$n.per"
             a=$(col 1 "$DIR/tls.$n.per" | median) b=$(col 2 "$DIR/tls.$n.per" | median)
             c=$(col 3 "$DIR/tls.$n.per" | median)
-            if [[ $n = whtunnel* ]]; then printf 'node %.2f + whclient %.2f = %.2f' "$a" "$b" "$c"; else
-                printf 'nginx %.2f' "$a"; fi)
+            case "$n" in
+            whtunnel*) printf 'node %.2f + whclient %.2f = %.2f' "$a" "$b" "$c" ;;
+            nginx-tls2) printf 'nginx %.2f + nginx-tls %.2f = %.2f' "$a" "$b" "$c" ;;
+            *) printf 'nginx %.2f' "$a" ;;
+            esac)
         printf '   %-12s %10.0f %12s %9.0f %9.0f %14.0f %12s  %s\n' "$n" "$rps" "$(ratio "$rps" "$base_rps")" "$p50" "$p99" \
             "$d" "$(ratio "$d" "$base_d")" "$cpu"
     done
@@ -956,12 +968,16 @@ tls_table() {
     pr=$(paired "$DIR/tls.whtunnel-tls" "$DIR/tls.nginx-tls" 1)
     pd=$(paired "$DIR/tls-whtunnel-tls.down" "$DIR/tls-nginx-tls.down" 1)
     echo "   whtunnel-tls / nginx-tls, run by run: requests $pr; download $pd"
+    echo "   whtunnel-tls / nginx-tls2 (the same shape), run by run: requests $(paired "$DIR/tls.whtunnel-tls" "$DIR/tls.nginx-tls2" 1);" \
+        "download $(paired "$DIR/tls-whtunnel-tls.down" "$DIR/tls-nginx-tls2.down" 1)"
     echo "   TLS's cost, run by run: nginx-tls / nginx-proxy $(paired "$DIR/tls.nginx-tls" "$DIR/tls.nginx-proxy" 1);" \
         "whtunnel-tls / whtunnel $(paired "$DIR/tls.whtunnel-tls" "$DIR/tls.whtunnel" 1)"
-    local rps d
+    local rps d rps2 d2
     rps=$(col 1 "$DIR/tls.whtunnel-tls" | median)
     d=$(col 1 "$DIR/tls-whtunnel-tls.down" | median)
-    echo "7. TLS: whtunnel-tls $(printf %.0f "$rps") req/s = $(ratio "$rps" "$base_rps") nginx-tls (target >= 1.00x: $(verdict "$(over "$rps" "$base_rps")" ">=" 1)); download $(printf %.0f "$d") MiB/s = $(ratio "$d" "$base_d") nginx-tls" >>"$DIR/summary"
+    rps2=$(col 1 "$DIR/tls.nginx-tls2" | median)
+    d2=$(col 1 "$DIR/tls-nginx-tls2.down" | median)
+    echo "7. TLS: whtunnel-tls $(printf %.0f "$rps") req/s = $(ratio "$rps" "$base_rps") nginx-tls (target >= 1.00x: $(verdict "$(over "$rps" "$base_rps")" ">=" 1)); download $(printf %.0f "$d") MiB/s = $(ratio "$d" "$base_d") nginx-tls; against nginx-tls2 (two nginx, TLS on both legs: the tunnel's shape) $(ratio "$rps" "$rps2") requests, $(ratio "$d" "$d2") download" >>"$DIR/summary"
     echo "   (paired per run: requests $pr; download $pd)" >>"$DIR/summary"
     echo "   target: whtunnel-tls >= 1.00x nginx-tls (requests)"
 }

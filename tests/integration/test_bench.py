@@ -105,7 +105,7 @@ def test_bench_cluster():
 def test_bench_tls():
     out = bench("tls")
     assert out.count("TLSv1.3 / TLS_AES_128_GCM_SHA256") == 2, out  # what both servers chose
-    for name in ("nginx-proxy", "whtunnel", "nginx-tls", "whtunnel-tls"):
+    for name in ("nginx-proxy", "whtunnel", "nginx-tls", "nginx-tls2", "whtunnel-tls"):
         positive(out, name, 0, 2, 3, 4)  # req/s, p50, p99, download MiB/s
 
 
