@@ -1249,16 +1249,24 @@ part_streams() {
     echo "   target: no failure"
 }
 
+# steal_ticks: "steal total" of /proc/stat's cpu line (clock ticks the hypervisor gave to other
+# guests while this machine's CPUs wanted to run, and all ticks)
+steal_ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print $9, t; exit}' /proc/stat; }
+
 # run_part NAME: runs part_NAME, then says how busy the rest of the machine was meanwhile (other
 # users' processes; CPU time of processes that started and ended within the part is missed
-# unless a parent that is still there reaped them)
+# unless a parent that is still there reaped them) and how much of its CPU time the host took
+# (steal: a virtual machine's neighbours, which no process here shows)
 run_part() {
     "$PY" "$WSB" cpu-snap $$ "$DIR/cpu.snap"
+    local st0 st1 other steal
+    st0=$(steal_ticks)
     "part_$1"
-    local other
+    st1=$(steal_ticks)
     other=$("$PY" "$WSB" cpu-other $$ "$DIR/cpu.snap")
-    echo "   (other processes on the machine used ${other}% of its CPU during this part)"
-    echo "   ($1: other processes ${other}% of the CPU)" >>"$DIR/summary"
+    steal=$(echo "$st0 $st1" | awk '{d = $4 - $2; printf "%.0f", (d > 0 ? ($3 - $1) * 100 / d : 0)}')
+    echo "   (other processes on the machine used ${other}% of its CPU during this part; the host took ${steal}% (steal))"
+    echo "   ($1: other processes ${other}% of the CPU, steal ${steal}%)" >>"$DIR/summary"
     echo
 }
 
