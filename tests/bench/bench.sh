@@ -844,6 +844,16 @@ TLS_UP=0
 # TLS 1.3 with $TLS_CIPHER only (the OPENSSL_CONF of the node, whclient, wrk and curl); nginx
 # terminating TLS in front of the backend with that certificate (nginx-tls-proxy.conf.in pins
 # the same); a node on a TLS port and a whclient on wss:// trusting the certificate (--ca)
+# start_tls_nginx NAME UPSTREAM: an nginx of $HERE/NAME.conf.in (@PORT@ a free port, @BACKEND@ the
+# port UPSTREAM, @DIR@, @TLS@ the certificate directory); sets NGINX_PORT and NGINX_PID
+start_tls_nginx() {
+    NGINX_PORT=$(free_port)
+    sed -e "s#@PORT@#$NGINX_PORT#g" -e "s#@BACKEND@#$2#g" -e "s#@DIR@#$DIR#g" -e "s#@TLS@#$TLS#g" \
+        "$HERE/$1.conf.in" >"$DIR/$1.conf"
+    start "$1" nginx -c "$DIR/$1.conf" -e "$DIR/$1.err"
+    NGINX_PID=$LAST_PID
+    wait_port "$NGINX_PORT" "$NGINX_PID" "$1"
+}
 start_tls() {
     [ "$TLS_UP" = 1 ] && return 0
     start_backend
@@ -855,18 +865,12 @@ start_tls() {
     printf '%s\n' "openssl_conf = openssl_init" "[openssl_init]" "ssl_conf = ssl_sect" "[ssl_sect]" \
         "system_default = system_default_sect" "[system_default_sect]" "MinProtocol = TLSv1.3" \
         "MaxProtocol = TLSv1.3" "Ciphersuites = $TLS_CIPHER" >"$TLS/openssl.cnf"
-    TLS_PROXY_PORT=$(free_port)
-    sed -e "s#@PORT@#$TLS_PROXY_PORT#g" -e "s#@BACKEND@#$BACKEND_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@TLS@#$TLS#g" \
-        "$HERE/nginx-tls-proxy.conf.in" >"$DIR/nginx-tls-proxy.conf"
-    start nginx-tls-proxy nginx -c "$DIR/nginx-tls-proxy.conf" -e "$DIR/nginx-tls-proxy.err"
-    TLS_PROXY_PID=$LAST_PID
-    wait_port "$TLS_PROXY_PORT" "$TLS_PROXY_PID" nginx-tls-proxy
-    TLS_CHAIN_PORT=$(free_port)
-    sed -e "s#@PORT@#$TLS_CHAIN_PORT#g" -e "s#@INNER@#$TLS_PROXY_PORT#g" -e "s#@DIR@#$DIR#g" -e "s#@TLS@#$TLS#g" \
-        "$HERE/nginx-tls-chain.conf.in" >"$DIR/nginx-tls-chain.conf"
-    start nginx-tls-chain nginx -c "$DIR/nginx-tls-chain.conf" -e "$DIR/nginx-tls-chain.err"
-    TLS_CHAIN_PID=$LAST_PID
-    wait_port "$TLS_CHAIN_PORT" "$TLS_CHAIN_PID" nginx-tls-chain
+    start_tls_nginx nginx-tls-proxy "$BACKEND_PORT"
+    TLS_PROXY_PORT=$NGINX_PORT
+    TLS_PROXY_PID=$NGINX_PID
+    start_tls_nginx nginx-tls-chain "$TLS_PROXY_PORT"
+    TLS_CHAIN_PORT=$NGINX_PORT
+    TLS_CHAIN_PID=$NGINX_PID
     TLS_KEY="$TLS/key.pem" TLS_CERTIFICATE="$TLS/cert.pem" OPENSSL_CONF="$TLS/openssl.cnf" start_node tls-node
     TLS_NODE_PORT=$NODE_PORT
     TLS_NODE_PID=$NODE_PID
