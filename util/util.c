@@ -1,4 +1,4 @@
-/* util: the clock, the worker-id rule, host:port parsing (see util.h). */
+/* util: the clock, the worker-id rule, host:port parsing, malloc settings (see util.h). */
 #include <malloc.h>
 #include <stdio.h>
 #include <string.h>

@@ -1,6 +1,7 @@
 /* util: small pieces of logic that mux/, cluster/, node/ and client/ all
- * need and must agree on: the clock, the worker-id rule, host:port parsing.
- * libc only; no I/O, no logging. (The hash table is util/htab.h.) */
+ * need and must agree on: the clock, the worker-id rule, host:port parsing;
+ * and the malloc settings of the two processes that move bulk data. libc
+ * only; no I/O, no logging. (The hash table is util/htab.h.) */
 #ifndef WHT_UTIL_UTIL_H
 #define WHT_UTIL_UTIL_H
 
