@@ -3,7 +3,9 @@
  * is a script: each op byte selects an action, followed by its arguments.
  * Checks the session's own invariants: it never sends more DAT than its
  * credit, never emits a malformed frame (nor, through mux_session_next_ws(),
- * a malformed WebSocket frame around one), and frees everything. */
+ * a malformed WebSocket frame around one), never has output pending that
+ * output_cb did not announce since the adapter last drained it all (the
+ * adapter would sleep on it: a stalled transfer), and frees everything. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +23,7 @@ struct harness {
     uint64_t owed[MAXS];
     int n;
     int ext;
+    int signalled; /* output_cb came since the last drain left nothing */
 };
 
 static int slot_of(struct harness *h, struct mux_stream *st)
@@ -74,11 +77,25 @@ static void closed_cb(struct mux_stream *st, int err, void *ud)
     forget(ud, st);
 }
 
+static void output_cb(struct mux_session *s, void *ud)
+{
+    (void)s;
+    ((struct harness *)ud)->signalled = 1;
+}
+
 static const struct mux_callbacks cbs = {
     .stream_incoming_cb = incoming_cb,
     .stream_data_cb = data_cb,
     .stream_closed_cb = closed_cb,
+    .output_cb = output_cb,
 };
+
+/* After a drain: with nothing left, the adapter waits for output_cb. */
+static void drained(struct harness *h)
+{
+    if (!mux_session_has_output(h->s))
+        h->signalled = 0;
+}
 
 static void drain(struct harness *h)
 {
@@ -90,6 +107,7 @@ static void drain(struct harness *h)
         if (mux_frame_decode(out, n, h->ext, &f) != 0)
             abort(); /* we never emit a malformed frame */
     }
+    drained(h);
 }
 
 static int fixed_key(void *ud, uint8_t key[4])
@@ -125,6 +143,7 @@ static void drain_ws(struct harness *h, size_t cap, int masked)
         }
         ws_parser_free(&p);
     }
+    drained(h);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -224,6 +243,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             drain_ws(&h, WS_MAX_HEADER + MUX_MAX_CONTROL_LEN + (size_t)arg * 64, op & 1);
             i++;
         }
+        if (mux_session_has_output(h.s) && !h.signalled)
+            abort(); /* output the adapter was never told of */
     }
     drain(&h);
     mux_session_abort(h.s, MUX_E_ABORTED);
