@@ -123,6 +123,18 @@ static void notify_output(struct mux_session *s)
         s->cbs.output_cb(s, s->ud);
 }
 
+/* Whether a frame is due. When none is, the adapter goes to sleep on
+ * output_cb, so the next frame queued signals again: every path that finds
+ * nothing to send goes through here (a path that did not stalled a
+ * download, test_output_cb_after_output_vanished). */
+static int output_due(struct mux_session *s)
+{
+    if (mux_session_has_output(s))
+        return 1;
+    s->output_signalled = 0;
+    return 0;
+}
+
 static void ctl_enqueue(struct mux_stream *st)
 {
     if (!(st->flags & F_ON_CTL)) {
@@ -637,8 +649,7 @@ out:
         ws_mask(out, n, key, 0);
     if (n > 0)
         s->stats.frames_out++;
-    if (!mux_session_has_output(s))
-        s->output_signalled = 0; /* the next queued frame signals again */
+    (void)output_due(s);
     s->depth--;
     reap(s);
     return n;
@@ -664,10 +675,8 @@ size_t mux_session_next_ws(struct mux_session *s, uint8_t *out, size_t cap,
             most = MUX_MAX_CONTROL_LEN;
         size_t room = ws_header_len(most, key != NULL);
         uint8_t *payload = out + len + room, k[4];
-        if (!mux_session_has_output(s)) {
-            s->output_signalled = 0; /* as next_frame() does when it finds nothing */
+        if (!output_due(s))
             break;
-        }
         /* the key first: the payload is masked as it is made */
         if (key && key(ud, k) < 0)
             return (size_t)-1;
