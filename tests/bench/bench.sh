@@ -678,28 +678,25 @@ part_ws() {
             printf '   run %d %-12s %s\n' "$r" "${names[$i]}" "${line/url=${urls[$i]} /}"
         done
     done
-    local m0 p0 l0
+    local m0 p0 l0 nm np
     m0=$(col 1 "$DIR/rtt.direct" | median)
     p0=$(col 2 "$DIR/rtt.direct" | median)
     l0=$(col 3 "$DIR/rtt.direct" | median)
     printf '   %-12s %10s %10s %10s %14s %14s %14s\n' path "median us" "p99 us" "min us" "added median" "added p99" \
         "added min"
     for n in "${names[@]}"; do
-        local m p l
+        local m p l am ap al
         m=$(col 1 "$DIR/rtt.$n" | median)
         p=$(col 2 "$DIR/rtt.$n" | median)
         l=$(col 3 "$DIR/rtt.$n" | median)
-        if [ "$n" = whtunnel ]; then
-            local am ap nm np
-            am=$(awk -v a="$m" -v b="$m0" 'BEGIN {print a - b}')
-            ap=$(awk -v a="$p" -v b="$p0" 'BEGIN {print a - b}')
-            nm=$(awk -v a="$(col 1 "$DIR/rtt.nginx-proxy" | median)" -v b="$m0" 'BEGIN {print a - b}')
-            np=$(awk -v a="$(col 2 "$DIR/rtt.nginx-proxy" | median)" -v b="$p0" 'BEGIN {print a - b}')
-            echo "4. WebSocket round trip added by the tunnel: $(printf %.0f "$am") us median = $(ratio "$am" "$nm") nginx-proxy's $(printf %.0f "$nm") us (target <= 2x: $(verdict "$(over "$am" "$nm")" "<=" 2)), $(printf %.0f "$ap") us p99 = $(ratio "$ap" "$np") nginx-proxy's $(printf %.0f "$np") us (target <= 2x: $(verdict "$(over "$ap" "$np")" "<=" 2))" >>"$DIR/summary"
-        fi
-        printf '   %-12s %10.1f %10.1f %10.1f %11.1f us %11.1f us %11.1f us\n' "$n" "$m" "$p" "$l" \
-            "$(awk -v a="$m" -v b="$m0" 'BEGIN {print a - b}')" "$(awk -v a="$p" -v b="$p0" 'BEGIN {print a - b}')" \
-            "$(awk -v a="$l" -v b="$l0" 'BEGIN {print a - b}')"
+        # what the path adds to the direct round trip: median, p99, min
+        am=$(awk -v a="$m" -v b="$m0" 'BEGIN {print a - b}')
+        ap=$(awk -v a="$p" -v b="$p0" 'BEGIN {print a - b}')
+        al=$(awk -v a="$l" -v b="$l0" 'BEGIN {print a - b}')
+        # nginx-proxy's row comes before whtunnel's
+        [ "$n" = nginx-proxy ] && nm=$am np=$ap
+        [ "$n" = whtunnel ] && echo "4. WebSocket round trip added by the tunnel: $(printf %.0f "$am") us median = $(ratio "$am" "$nm") nginx-proxy's $(printf %.0f "$nm") us (target <= 2x: $(verdict "$(over "$am" "$nm")" "<=" 2)), $(printf %.0f "$ap") us p99 = $(ratio "$ap" "$np") nginx-proxy's $(printf %.0f "$np") us (target <= 2x: $(verdict "$(over "$ap" "$np")" "<=" 2))" >>"$DIR/summary"
+        printf '   %-12s %10.1f %10.1f %10.1f %11.1f us %11.1f us %11.1f us\n' "$n" "$m" "$p" "$l" "$am" "$ap" "$al"
     done
     echo "   target: whtunnel adds no more than 2x what nginx-proxy adds, median and p99"
 }
@@ -840,10 +837,6 @@ part_cluster() {
 
 TLS_CIPHER=TLS_AES_128_GCM_SHA256
 TLS_UP=0
-# start_tls: a self-signed EC P-256 certificate for 127.0.0.1; an OpenSSL configuration allowing
-# TLS 1.3 with $TLS_CIPHER only (the OPENSSL_CONF of the node, whclient, wrk and curl); nginx
-# terminating TLS in front of the backend with that certificate (nginx-tls-proxy.conf.in pins
-# the same); a node on a TLS port and a whclient on wss:// trusting the certificate (--ca)
 # start_tls_nginx NAME UPSTREAM: an nginx of $HERE/NAME.conf.in (@PORT@ a free port, @BACKEND@ the
 # port UPSTREAM, @DIR@, @TLS@ the certificate directory); sets NGINX_PORT and NGINX_PID
 start_tls_nginx() {
@@ -854,6 +847,10 @@ start_tls_nginx() {
     NGINX_PID=$LAST_PID
     wait_port "$NGINX_PORT" "$NGINX_PID" "$1"
 }
+# start_tls: a self-signed EC P-256 certificate for 127.0.0.1; an OpenSSL configuration allowing
+# TLS 1.3 with $TLS_CIPHER only (the OPENSSL_CONF of the node, whclient, wrk and curl); nginx
+# terminating TLS in front of the backend with that certificate (nginx-tls-proxy.conf.in pins
+# the same), and nginx-tls2 asking it over HTTPS (nginx-tls-chain.conf.in); a node on a TLS port and a whclient on wss:// trusting the certificate (--ca)
 start_tls() {
     [ "$TLS_UP" = 1 ] && return 0
     start_backend
