@@ -14,7 +14,7 @@
  * buffer was freed, and taken and faulted in again for the next (5 brk() per
  * MiB through the node; 0.4 per MiB downloaded through whclient). Allocations
  * under 1 MiB come from the heap, and up to 1 MiB of free space at its top
- * stays. Called once, first thing in main(). */
+ * stays. Called once, early in main(). */
 void util_keep_heap(void);
 
 /* Milliseconds of the monotonic clock (CLOCK_MONOTONIC): for timeouts and
